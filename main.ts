@@ -1,0 +1,112 @@
+/**
+ * The `tartan` command line: one binary for the daemon, the CNI plugin and the tools.
+ *
+ * Invoked as `flannel` (the name a CNI runtime uses for `"type": "flannel"`) it is the CNI
+ * plugin; invoked as `flanneld` it is the daemon, so it can drop in for both upstream binaries.
+ *
+ * @module
+ */
+import { basename } from "node:path";
+import { VERSION } from "./version.ts";
+
+/** A subcommand: what it does and how it runs; resolves to the process exit status. */
+interface Command {
+  readonly summary: string;
+  readonly usage: string;
+  run(args: string[]): Promise<number>;
+}
+
+function notYet(what: string): () => Promise<number> {
+  return () => {
+    console.error(`tartan: ${what} is not implemented yet`);
+    return Promise.resolve(1);
+  };
+}
+
+const COMMANDS: Record<string, Command> = {
+  run: {
+    summary: "run the node daemon (accepts every flanneld flag)",
+    usage: "tartan run [flanneld flags…]   (see `tartan run --help`)",
+    run: notYet("the daemon"),
+  },
+  status: {
+    summary: "show a node's lease, peers and backend health from its admin API",
+    usage: "tartan status [--url http://127.0.0.1:PORT]",
+    run: notYet("status"),
+  },
+  cni: {
+    summary: "the flannel CNI plugin (also used when the binary is named `flannel`)",
+    usage: "CNI_COMMAND=ADD|DEL|CHECK|VERSION|STATUS … tartan cni < config.json",
+    run: notYet("the CNI plugin"),
+  },
+  lab: {
+    summary: "a multi-node cluster in network namespaces (the demo)",
+    usage: "tartan lab up|down|status|demo [--nodes N] [--backend vxlan|host-gw|udp]",
+    run: notYet("the lab"),
+  },
+  config: {
+    summary: "validate a net-conf file and print the effective config",
+    usage: "tartan config check FILE [--mode etcd|kube]",
+    run: notYet("config check"),
+  },
+  cleanup: {
+    summary: "remove every device, route, rule and file Tartan created on this node",
+    usage: "tartan cleanup [--subnet-file PATH]",
+    run: notYet("cleanup"),
+  },
+  version: {
+    summary: "print the version",
+    usage: "tartan version",
+    run: () => {
+      console.log(`tartan ${VERSION}`);
+      return Promise.resolve(0);
+    },
+  },
+};
+
+function helpText(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
+  const lines = Object.entries(COMMANDS).map(([name, cmd]) =>
+    `  ${name.padEnd(width)}  ${cmd.summary}`
+  );
+  return [
+    `tartan ${VERSION}: a Flannel-compatible overlay network for Kubernetes`,
+    "",
+    "usage: tartan <command> [arguments]",
+    "",
+    "commands:",
+    ...lines,
+    "",
+    "`tartan <command> --help` shows a command's usage.",
+  ].join("\n");
+}
+
+/** Map the program name and arguments to a command name and its arguments. */
+export function route(programName: string, args: string[]): [string, string[]] {
+  if (programName === "flannel") return ["cni", args];
+  if (programName === "flanneld") return ["run", args];
+  return [args[0] ?? "help", args.slice(1)];
+}
+
+/** Run the CLI; resolves to the exit status. */
+export async function main(programName: string, args: string[]): Promise<number> {
+  const [name, rest] = route(programName, args);
+  if (name === "help" || name === "--help" || name === "-h") {
+    console.log(helpText());
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(`tartan: unknown command ${JSON.stringify(name)}\n\n${helpText()}`);
+    return 2;
+  }
+  if (name !== "run" && (rest[0] === "--help" || rest[0] === "-h")) {
+    console.log(`usage: ${command.usage}\n\n${command.summary}`);
+    return 0;
+  }
+  return await command.run(rest);
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(basename(Deno.execPath()), Deno.args));
+}

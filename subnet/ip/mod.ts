@@ -1,0 +1,7 @@
+/**
+ * IP addresses, networks and subnet arithmetic for both families.
+ *
+ * @module
+ */
+export * from "./addr.ts";
+export * from "./net.ts";

@@ -1,0 +1,30 @@
+/**
+ * The seam between where leases live (etcd, Kubernetes) and the rest of the daemon.
+ *
+ * @module
+ */
+import type { NetworkConfig } from "../config/network_config.ts";
+import type { Lease, LeaseAttrs, LeaseEvent } from "./lease.ts";
+
+/**
+ * What a watch delivers: first a snapshot of every lease, later batches of events. A manager
+ * that loses its watch (compaction, reconnect) delivers a fresh snapshot; consumers diff it
+ * against what they know, so no change is ever missed.
+ */
+export type LeaseWatchUpdate =
+  | { readonly type: "snapshot"; readonly leases: readonly Lease[] }
+  | { readonly type: "events"; readonly events: readonly LeaseEvent[] };
+
+/** Implemented by `etcd.ts` and `kube.ts`. */
+export interface SubnetManager {
+  /** The network config; waits (with backoff) while it is absent. */
+  getNetworkConfig(signal: AbortSignal): Promise<NetworkConfig>;
+  /** Reuse our lease > previous subnet.env subnet > a free candidate (spec §3.4). */
+  acquireLease(attrs: LeaseAttrs, signal: AbortSignal): Promise<Lease>;
+  /** Re-publish our lease with a fresh TTL. */
+  renewLease(lease: Lease, signal: AbortSignal): Promise<Lease>;
+  /** All leases: a snapshot, then events; survives compaction and reconnects. */
+  watchLeases(signal: AbortSignal): AsyncIterable<LeaseWatchUpdate>;
+  /** Release client resources (never deletes our lease: flannel keeps it until TTL). */
+  close(): Promise<void>;
+}
