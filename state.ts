@@ -1,0 +1,110 @@
+/**
+ * The daemon's single in-memory state: what every report (admin API, metrics, `tartan status`)
+ * reads. Only the subnet manager, the backend and the traffic manager write to it.
+ *
+ * @module
+ */
+import type { NetworkConfig } from "./config/network_config.ts";
+import type { Lease } from "./subnet/lease.ts";
+import type { IPAddr } from "./subnet/ip/mod.ts";
+
+/** One peer's kernel state as the backend last saw it. */
+export interface PeerHealth {
+  /** The peer's subnet(s) as text, e.g. `10.244.3.0/24`. */
+  readonly subnet: string;
+  readonly publicIP: string;
+  /** Whether every kernel object the peer needs is present and correct. */
+  readonly inSync: boolean;
+  /** Why not, when not (e.g. `network is unreachable`). */
+  readonly error?: string;
+}
+
+/** Packet counters of a userspace data path (udp backend). */
+export interface DataPathCounters {
+  readonly packetsTx: number;
+  readonly packetsRx: number;
+  readonly bytesTx: number;
+  readonly bytesRx: number;
+  /** Dropped packets by reason (`no_route`, `ttl`, `bad_source`, `malformed`, …). */
+  readonly drops: Readonly<Record<string, number>>;
+}
+
+/** What a backend reports about itself. */
+export interface BackendHealth {
+  readonly type: string;
+  /** Devices created and the first reconcile done. */
+  readonly ready: boolean;
+  readonly lastReconcile?: Date;
+  readonly lastReconcileOk?: boolean;
+  readonly lastError?: string;
+  /** Kernel objects re-created or removed because they differed from the desired state. */
+  readonly driftRepaired: number;
+  readonly peers: readonly PeerHealth[];
+  readonly dataPath?: DataPathCounters;
+}
+
+/** What the traffic (masquerade/forward) manager reports. */
+export interface TrafficHealth {
+  readonly engine: "iptables" | "nftables" | "none";
+  readonly lastResync?: Date;
+  readonly lastResyncOk?: boolean;
+  readonly lastError?: string;
+  readonly repairs: number;
+}
+
+/** Counters of the lease store (etcd or Kubernetes). */
+export interface LeaseStoreCounters {
+  renewals: number;
+  renewFailures: number;
+  reacquisitions: number;
+  watchEvents: number;
+  relists: number;
+  watchErrors: number;
+  malformedSkipped: number;
+}
+
+/** The daemon state. Fields are mutable for the writers; readers take what they need. */
+export interface DaemonState {
+  readonly version: string;
+  readonly startedAt: Date;
+  nodeName: string;
+  mode: "etcd" | "kube";
+  publicIP?: IPAddr;
+  publicIPv6?: IPAddr;
+  config?: NetworkConfig;
+  ownLease?: Lease;
+  /** Every known lease (ours included), by lease key (`10.244.3.0-24`). */
+  readonly leases: Map<string, Lease>;
+  /** When the last watch update arrived (snapshot or events). */
+  lastWatchUpdate?: Date;
+  /** Set once subnet.env has been written: flannel's readiness condition. */
+  subnetEnvWritten: boolean;
+  backend?: () => BackendHealth;
+  traffic?: () => TrafficHealth;
+  readonly store: LeaseStoreCounters;
+}
+
+/** A fresh state for a daemon that has just started. */
+export function newDaemonState(
+  version: string,
+  nodeName: string,
+  mode: "etcd" | "kube",
+): DaemonState {
+  return {
+    version,
+    startedAt: new Date(),
+    nodeName,
+    mode,
+    leases: new Map(),
+    subnetEnvWritten: false,
+    store: {
+      renewals: 0,
+      renewFailures: 0,
+      reacquisitions: 0,
+      watchEvents: 0,
+      relists: 0,
+      watchErrors: 0,
+      malformedSkipped: 0,
+    },
+  };
+}
