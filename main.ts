@@ -7,6 +7,8 @@
  * @module
  */
 import { basename } from "node:path";
+import { CONFIG_CHECK_USAGE, configCheckCommand } from "./config/check.ts";
+import { FlagError } from "./config/flags.ts";
 import { VERSION } from "./version.ts";
 
 /** A subcommand: what it does and how it runs; resolves to the process exit status. */
@@ -47,7 +49,7 @@ const COMMANDS: Record<string, Command> = {
   config: {
     summary: "validate a net-conf file and print the effective config",
     usage: "tartan config check FILE [--mode etcd|kube]",
-    run: notYet("config check"),
+    run: runConfigCheck,
   },
   cleanup: {
     summary: "remove every device, route, rule and file Tartan created on this node",
@@ -63,6 +65,23 @@ const COMMANDS: Record<string, Command> = {
     },
   },
 };
+
+async function runConfigCheck(args: string[]): Promise<number> {
+  if (args[0] !== "check") {
+    console.error(CONFIG_CHECK_USAGE);
+    return 2;
+  }
+  try {
+    const result = await configCheckCommand(args.slice(1));
+    for (const warning of result.warnings) console.error(`warning: ${warning}`);
+    (result.ok ? console.log : console.error)(result.output);
+    return result.ok ? 0 : 1;
+  } catch (err) {
+    if (!(err instanceof FlagError)) throw err;
+    console.error(`${err.message}\n${CONFIG_CHECK_USAGE}`);
+    return 2;
+  }
+}
 
 function helpText(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
