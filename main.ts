@@ -8,7 +8,10 @@
  */
 import { basename } from "node:path";
 import { CONFIG_CHECK_USAGE, configCheckCommand } from "./config/check.ts";
-import { FlagError } from "./config/flags.ts";
+import { FlagError, parseRunFlags, usage as runUsage } from "./config/flags.ts";
+import { STATUS_USAGE, statusCommand } from "./api/status_cli.ts";
+import { runCniPlugin } from "./cni/plugin.ts";
+import { runDaemon } from "./daemon.ts";
 import { VERSION } from "./version.ts";
 
 /** A subcommand: what it does and how it runs; resolves to the process exit status. */
@@ -29,17 +32,17 @@ const COMMANDS: Record<string, Command> = {
   run: {
     summary: "run the node daemon (accepts every flanneld flag)",
     usage: "tartan run [flanneld flags…]   (see `tartan run --help`)",
-    run: notYet("the daemon"),
+    run: runCommand,
   },
   status: {
     summary: "show a node's lease, peers and backend health from its admin API",
-    usage: "tartan status [--url http://127.0.0.1:PORT]",
-    run: notYet("status"),
+    usage: STATUS_USAGE,
+    run: statusCommand,
   },
   cni: {
     summary: "the flannel CNI plugin (also used when the binary is named `flannel`)",
     usage: "CNI_COMMAND=ADD|DEL|CHECK|VERSION|STATUS … tartan cni < config.json",
-    run: notYet("the CNI plugin"),
+    run: runCniPlugin,
   },
   lab: {
     summary: "a multi-node cluster in network namespaces (the demo)",
@@ -65,6 +68,26 @@ const COMMANDS: Record<string, Command> = {
     },
   },
 };
+
+async function runCommand(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseRunFlags(args, Deno.env.toObject());
+  } catch (err) {
+    if (!(err instanceof FlagError)) throw err;
+    console.error(`${err.message}\n\n${runUsage()}`);
+    return 2;
+  }
+  if (parsed.help) {
+    console.log(runUsage());
+    return 0;
+  }
+  if (parsed.options.version) {
+    console.error(VERSION);
+    return 0;
+  }
+  return await runDaemon(parsed);
+}
 
 async function runConfigCheck(args: string[]): Promise<number> {
   if (args[0] !== "check") {
@@ -126,6 +149,18 @@ export async function main(programName: string, args: string[]): Promise<number>
   return await command.run(rest);
 }
 
+/**
+ * The name the program was started by. `Deno.execPath()` resolves symlinks, so a `flannel`
+ * symlink to the binary is only visible in argv[0], which /proc keeps.
+ */
+function programName(): string {
+  try {
+    const argv0 = Deno.readTextFileSync("/proc/self/cmdline").split("\0")[0];
+    if (argv0) return basename(argv0);
+  } catch { /* not Linux: fall back */ }
+  return basename(Deno.execPath());
+}
+
 if (import.meta.main) {
-  Deno.exit(await main(basename(Deno.execPath()), Deno.args));
+  Deno.exit(await main(programName(), Deno.args));
 }

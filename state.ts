@@ -7,6 +7,9 @@
 import type { NetworkConfig } from "./config/network_config.ts";
 import type { Lease } from "./subnet/lease.ts";
 import type { IPAddr } from "./subnet/ip/mod.ts";
+import type { TrafficHealth } from "./traffic/manager.ts";
+
+export type { TrafficHealth };
 
 /** One peer's kernel state as the backend last saw it. */
 export interface PeerHealth {
@@ -41,15 +44,6 @@ export interface BackendHealth {
   readonly driftRepaired: number;
   readonly peers: readonly PeerHealth[];
   readonly dataPath?: DataPathCounters;
-}
-
-/** What the traffic (masquerade/forward) manager reports. */
-export interface TrafficHealth {
-  readonly engine: "iptables" | "nftables" | "none";
-  readonly lastResync?: Date;
-  readonly lastResyncOk?: boolean;
-  readonly lastError?: string;
-  readonly repairs: number;
 }
 
 /** Counters of the lease store (etcd or Kubernetes). */

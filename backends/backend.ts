@@ -5,6 +5,7 @@
  * @module
  */
 import type { NetworkConfig } from "../config/network_config.ts";
+import type { NetlinkHandle } from "../ffi/netlink/socket.ts";
 import type { Logger } from "../log.ts";
 import type { BackendHealth } from "../state.ts";
 import type { Lease } from "../subnet/lease.ts";
@@ -16,10 +17,14 @@ export interface BackendContext {
   readonly config: NetworkConfig;
   readonly ext: ExternalInterface;
   readonly manager: SubnetManager;
+  /** Netlink in the node's namespace, shared by everything the backend programs. */
+  readonly netlink: NetlinkHandle;
   readonly signal: AbortSignal;
   readonly log: Logger;
   /** Full kernel resync period (flannel re-checks host-gw routes every 10 s). */
   readonly resyncMs: number;
+  /** Called after each reconcile pass with its duration (the metrics histogram). */
+  readonly observeReconcile?: (seconds: number, ok: boolean) => void;
 }
 
 /** A registered network: our lease and the loop that follows the peers. */

@@ -50,8 +50,11 @@ export interface RouteSyncOptions {
   /** Full resync period. */
   readonly resyncMs: number;
   readonly log: Logger;
-  /** Runs before each full resync: re-creates a deleted device, fixes its MTU. */
-  readonly beforeResync?: () => Promise<void>;
+  /**
+   * Runs before each full resync: re-creates a deleted device, fixes its MTU. Resolves true
+   * when device indexes changed, so every peer's objects are derived anew.
+   */
+  readonly beforeResync?: () => Promise<boolean>;
   /** Called after every reconcile with its duration. */
   readonly onReconcile?: (seconds: number, ok: boolean) => void;
   readonly leaseKey: (lease: Lease) => string;
@@ -172,7 +175,12 @@ export function createRouteSync(options: RouteSyncOptions): RouteSync {
   /** Full comparison with the kernel; `isRepair` counts what it fixes as drift. */
   function fullResync(isRepair: boolean): Promise<void> {
     return timed("resync", async () => {
-      await options.beforeResync?.();
+      if (await options.beforeResync?.()) {
+        for (const [key, { lease }] of [...peers.entries()]) {
+          removePeer(key);
+          setPeer(lease);
+        }
+      }
       const desired = mergeObjects([...peers.values()].map((p) => p.objects));
       const diff = diffKernelObjects(desired, await port.list());
       const changes = countObjects(diff.replace) + countObjects(diff.remove);

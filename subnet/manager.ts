@@ -23,8 +23,39 @@ export interface SubnetManager {
   acquireLease(attrs: LeaseAttrs, signal: AbortSignal): Promise<Lease>;
   /** Re-publish our lease with a fresh TTL. */
   renewLease(lease: Lease, signal: AbortSignal): Promise<Lease>;
+  /**
+   * Keep our lease until `signal` aborts (flannel's "complete lease"): etcd renews it before
+   * expiry and re-acquires the same subnet when its key vanishes; kube asserts the node
+   * condition. Resolves on abort; rejects with {@link LeaseLostError} when the subnet now
+   * belongs to another node (the daemon must then exit non-zero, quirk 9).
+   */
+  maintainLease(lease: Lease, signal: AbortSignal): Promise<void>;
   /** All leases: a snapshot, then events; survives compaction and reconnects. */
   watchLeases(signal: AbortSignal): AsyncIterable<LeaseWatchUpdate>;
   /** Release client resources (never deletes our lease: flannel keeps it until TTL). */
   close(): Promise<void>;
+}
+
+/** Every candidate subnet of the network is taken. */
+export class OutOfSubnetsError extends Error {
+  constructor(detail: string) {
+    super(`out of subnets: ${detail}`);
+    this.name = "OutOfSubnetsError";
+  }
+}
+
+/** Our subnet now belongs to another node, so this node cannot keep serving it. */
+export class LeaseLostError extends Error {
+  constructor(readonly key: string, detail: string) {
+    super(`lease ${key} lost: ${detail}`);
+    this.name = "LeaseLostError";
+  }
+}
+
+/** Acquisition kept losing races to other nodes (spec §3.4, quirk 3: bounded retries). */
+export class AcquireConflictError extends Error {
+  constructor(readonly attempts: number) {
+    super(`no subnet acquired after ${attempts} attempts: other nodes took each candidate first`);
+    this.name = "AcquireConflictError";
+  }
 }

@@ -1,0 +1,133 @@
+/**
+ * The admin HTTP API as a Hono app over the daemon state.
+ *
+ * `/healthz` and `/readyz` keep flannel's exact bodies, and like flannel answer any method;
+ * the JSON API and `/metrics` answer GET (and HEAD) only. Handlers read the state and never
+ * wait on I/O, so a scrape cannot stall the daemon.
+ *
+ * @example
+ * ```ts
+ * const app = createApp(state, createMetrics(state));
+ * const res = await app.request("/v1/status");
+ * ```
+ *
+ * @module
+ */
+import { type Context, Hono } from "hono";
+import type { DaemonState } from "../state.ts";
+import type { IPNet } from "../subnet/ip/mod.ts";
+import { errorText, type Logger, logger } from "../log.ts";
+import type { Metrics } from "./metrics.ts";
+import { ALIVE_TEXT, evaluateReadiness, readinessText } from "./readiness.ts";
+import type { ErrorBody } from "./schemas.ts";
+import {
+  leaseHasSubnets,
+  leaseWithin,
+  parseSubnetParam,
+  SubnetParamError,
+} from "./subnet_param.ts";
+import { backendView, leaseListView, leaseView, readinessView, statusView } from "./views.ts";
+
+/** Options of {@link createApp}. */
+export interface AppOptions {
+  /** Where request failures are logged (default: the `api` component logger). */
+  readonly log?: Logger;
+}
+
+/** Paths that answer GET and HEAD only (the probes answer any method, as flannel's do). */
+const GET_ONLY_PATHS = [
+  "/v1/status",
+  "/v1/leases",
+  "/v1/leases/:subnet{.+}",
+  "/v1/backend",
+  "/metrics",
+];
+
+function fail(c: Context, status: 400 | 404 | 405 | 500 | 503, error: string): Response {
+  const body: ErrorBody = { error };
+  return c.json(body, status);
+}
+
+/** Parse a subnet parameter, or produce the 400 response that explains why it is bad. */
+function subnetParam(c: Context, text: string): IPNet[] | Response {
+  try {
+    return parseSubnetParam(text);
+  } catch (err) {
+    if (err instanceof SubnetParamError) return fail(c, 400, err.message);
+    throw err;
+  }
+}
+
+/** The lease under a key, or else the lease holding exactly these subnets. */
+function findLease(state: DaemonState, text: string, nets: readonly IPNet[]) {
+  const exact = state.leases.get(text);
+  if (exact) return { key: text, lease: exact };
+  for (const [key, lease] of state.leases) {
+    if (leaseHasSubnets(lease, nets)) return { key, lease };
+  }
+  return undefined;
+}
+
+/**
+ * Build the admin app. `metrics` must have been created over the same state.
+ */
+export function createApp(state: DaemonState, metrics: Metrics, options: AppOptions = {}): Hono {
+  const log = options.log ?? logger("api");
+  const app = new Hono();
+
+  app.all("/healthz", (c) => c.text(ALIVE_TEXT));
+
+  app.all("/readyz", (c) => {
+    const readiness = evaluateReadiness(state);
+    const status = readiness.ready ? 200 : 503;
+    if (c.req.header("accept")?.includes("application/json")) {
+      return c.json(readinessView(readiness), status);
+    }
+    return c.text(readinessText(readiness, c.req.query("verbose") !== undefined), status);
+  });
+
+  app.get("/v1/status", (c) => c.json(statusView(state, new Date())));
+
+  app.get("/v1/leases", (c) => {
+    const filters = c.req.queries("subnet") ?? [];
+    if (filters.length > 1) return fail(c, 400, "subnet may be given at most once");
+    if (filters.length === 0) return c.json(leaseListView(state, () => true, new Date()));
+    const nets = subnetParam(c, filters[0]);
+    if (nets instanceof Response) return nets;
+    return c.json(leaseListView(state, (lease) => leaseWithin(lease, nets), new Date()));
+  });
+
+  app.get("/v1/leases/:subnet{.+}", (c) => {
+    const text = c.req.param("subnet");
+    const nets = subnetParam(c, text);
+    if (nets instanceof Response) return nets;
+    const found = findLease(state, text, nets);
+    if (!found) return fail(c, 404, `no lease for subnet ${text}`);
+    return c.json(leaseView(state, found.key, found.lease, new Date()));
+  });
+
+  app.get("/v1/backend", (c) => {
+    const health = state.backend?.();
+    if (!health) return fail(c, 503, "backend not registered yet");
+    return c.json(backendView(health));
+  });
+
+  app.get("/metrics", async (c) => {
+    const text = await metrics.registry.metrics();
+    return c.body(text, 200, { "content-type": metrics.registry.contentType });
+  });
+
+  for (const path of GET_ONLY_PATHS) {
+    app.all(path, (c) => {
+      c.header("allow", "GET, HEAD");
+      return fail(c, 405, `method ${c.req.method} not allowed; use GET`);
+    });
+  }
+
+  app.notFound((c) => fail(c, 404, `no such endpoint: ${c.req.path.slice(0, 200)}`));
+  app.onError((err, c) => {
+    log.error("admin request failed", { path: c.req.path, error: errorText(err) });
+    return fail(c, 500, errorText(err));
+  });
+  return app;
+}

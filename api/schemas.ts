@@ -1,0 +1,175 @@
+/**
+ * The admin API's JSON shapes as zod schemas: they document the API, type the server's views
+ * and let `tartan status` parse what it fetched.
+ *
+ * Conventions: addresses and CIDRs in canonical text, times as ISO 8601 UTC strings, absent
+ * values as `null` (never a missing member), counters as non-negative integers.
+ *
+ * @example
+ * ```ts
+ * const status = StatusSchema.parse(await (await fetch(`${url}/v1/status`)).json());
+ * console.log(status.lease?.subnet);
+ * ```
+ *
+ * @module
+ */
+import { z } from "zod";
+
+const Timestamp = z.iso.datetime();
+const Count = z.number().int().nonnegative();
+
+/** Body of every 4xx/5xx JSON response. */
+export const ErrorSchema = z.object({ error: z.string() });
+export type ErrorBody = z.infer<typeof ErrorSchema>;
+
+/** One readiness condition. */
+export const ReadinessCheckSchema = z.object({
+  /** `lease`, `backend`, `subnet_env` or `watch`. */
+  name: z.string(),
+  ok: z.boolean(),
+  /** Why the check fails; null when it passes. */
+  reason: z.string().nullable(),
+});
+export type ReadinessCheckBody = z.infer<typeof ReadinessCheckSchema>;
+
+/** `GET /readyz` with `Accept: application/json`. */
+export const ReadinessSchema = z.object({
+  ready: z.boolean(),
+  /** The flannel-compatible text: `flanneld is ready` or `flanneld is not ready yet`. */
+  message: z.string(),
+  checks: z.array(ReadinessCheckSchema),
+});
+export type ReadinessBody = z.infer<typeof ReadinessSchema>;
+
+/** One lease as stored in etcd or derived from a Kubernetes node. */
+export const LeaseSchema = z.object({
+  /** Lease key, e.g. `10.244.3.0-24` or `10.244.3.0-24&fc00:0:0:3::-64`. */
+  key: z.string(),
+  subnet: z.string().nullable(),
+  ipv6Subnet: z.string().nullable(),
+  publicIP: z.string(),
+  publicIPv6: z.string().nullable(),
+  /** Null for udp and alloc nodes, which publish none. */
+  backendType: z.string().nullable(),
+  backendData: z.json().nullable(),
+  backendV6Data: z.json().nullable(),
+  /**
+   * Null when the lease never expires (reservations, Kubernetes) or its expiry is not known:
+   * in etcd mode only our own lease's expiry is, as flannel reads no peer TTLs.
+   */
+  expiration: Timestamp.nullable(),
+  /** Whole seconds until expiry, negative once expired; null as for `expiration`. */
+  expiresInSeconds: z.number().int().nullable(),
+  /** An etcd key without an etcd lease: never expires, never renewed. */
+  reserved: z.boolean(),
+  /** Whether this is our own lease. */
+  own: z.boolean(),
+});
+export type LeaseBody = z.infer<typeof LeaseSchema>;
+
+/** `GET /v1/leases`. */
+export const LeaseListSchema = z.object({
+  /** Leases known in total, before the `subnet` filter. */
+  total: Count,
+  /** Matching leases, ordered by subnet. */
+  leases: z.array(LeaseSchema),
+});
+export type LeaseListBody = z.infer<typeof LeaseListSchema>;
+
+/** One address family of the network config. */
+export const FamilyConfigSchema = z.object({
+  network: z.string(),
+  subnetLen: z.number().int(),
+  subnetMin: z.string(),
+  subnetMax: z.string(),
+});
+
+/** The effective net-conf; secret backend options (e.g. a WireGuard PSK) are redacted. */
+export const NetworkConfigSchema = z.object({
+  ipv4: FamilyConfigSchema.nullable(),
+  ipv6: FamilyConfigSchema.nullable(),
+  enableNFTables: z.boolean(),
+  backend: z.object({ type: z.string(), options: z.record(z.string(), z.json()) }),
+});
+export type NetworkConfigBody = z.infer<typeof NetworkConfigSchema>;
+
+/** The traffic (masquerade/forward rule) manager. */
+export const TrafficSchema = z.object({
+  engine: z.enum(["iptables", "nftables"]),
+  lastCheck: Timestamp.nullable(),
+  lastResult: z.enum(["in-sync", "repaired", "failed"]).nullable(),
+  lastError: z.string().nullable(),
+  repairs: Count,
+  failures: Count,
+});
+export type TrafficBody = z.infer<typeof TrafficSchema>;
+
+/** Lease store counters since the daemon started. */
+export const CountersSchema = z.object({
+  leasesKnown: Count,
+  renewals: Count,
+  renewFailures: Count,
+  reacquisitions: Count,
+  watchEvents: Count,
+  relists: Count,
+  watchErrors: Count,
+  malformedSkipped: Count,
+});
+export type CountersBody = z.infer<typeof CountersSchema>;
+
+/** `GET /v1/status`. */
+export const StatusSchema = z.object({
+  node: z.string(),
+  mode: z.enum(["etcd", "kube"]),
+  version: z.string(),
+  startedAt: Timestamp,
+  uptimeSeconds: Count,
+  publicIP: z.string().nullable(),
+  publicIPv6: z.string().nullable(),
+  ready: z.boolean(),
+  readiness: z.array(ReadinessCheckSchema),
+  lease: LeaseSchema.nullable(),
+  network: NetworkConfigSchema.nullable(),
+  /** Summary; `GET /v1/backend` has the details. Null before the backend registered. */
+  backend: z.object({ type: z.string(), ready: z.boolean() }).nullable(),
+  traffic: TrafficSchema.nullable(),
+  lastWatchUpdate: Timestamp.nullable(),
+  counters: CountersSchema,
+});
+export type StatusBody = z.infer<typeof StatusSchema>;
+
+/** One peer's kernel state. */
+export const PeerSchema = z.object({
+  subnet: z.string(),
+  publicIP: z.string(),
+  inSync: z.boolean(),
+  error: z.string().nullable(),
+});
+export type PeerBody = z.infer<typeof PeerSchema>;
+
+/** Userspace data path counters (udp backend). */
+export const DataPathSchema = z.object({
+  packetsTx: Count,
+  packetsRx: Count,
+  bytesTx: Count,
+  bytesRx: Count,
+  /** Dropped packets by reason (`no_route`, `ttl`, `bad_source`, `malformed`, …). */
+  drops: z.record(z.string(), Count),
+});
+export type DataPathBody = z.infer<typeof DataPathSchema>;
+
+/** `GET /v1/backend`. */
+export const BackendSchema = z.object({
+  type: z.string(),
+  ready: z.boolean(),
+  lastReconcile: Timestamp.nullable(),
+  lastReconcileOk: z.boolean().nullable(),
+  lastError: z.string().nullable(),
+  driftRepaired: Count,
+  peersInSync: Count,
+  peersOutOfSync: Count,
+  peers: z.array(PeerSchema),
+  /** Null for kernel data paths (everything but udp). */
+  dataPath: DataPathSchema.nullable(),
+});
+export type BackendBody = z.infer<typeof BackendSchema>;

@@ -1,0 +1,244 @@
+/**
+ * `tartan status`: fetch a node's admin API and print its lease, backend health and peers.
+ *
+ * The address comes from, in order: `--url`, `--healthz-ip`/`--healthz-port` (the daemon's own
+ * flags), `TARTAN_ADMIN_URL`, `FLANNELD_HEALTHZ_IP`/`FLANNELD_HEALTHZ_PORT` (the daemon's
+ * environment). A wildcard bind address (`0.0.0.0`, `::`) is reached over loopback.
+ *
+ * Exit status: 0 printed, 1 the API could not be reached or answered nonsense, 2 bad usage.
+ *
+ * @module
+ */
+import type { z } from "zod";
+import { BackendSchema, ErrorSchema, LeaseListSchema, StatusSchema } from "./schemas.ts";
+import { renderStatus, type StatusReport } from "./status_render.ts";
+import { DEFAULT_ADMIN_HOSTNAME } from "./server.ts";
+
+/** How long each request may take before the daemon counts as unreachable. */
+const REQUEST_TIMEOUT_MS = 5000;
+
+export const STATUS_USAGE =
+  "tartan status [--url http://127.0.0.1:PORT | --healthz-ip IP --healthz-port PORT] [--json]";
+
+/** Where `tartan status` writes and what environment it sees (tests substitute these). */
+export interface StatusIO {
+  out(text: string): void;
+  err(text: string): void;
+  env(name: string): string | undefined;
+}
+
+const DEFAULT_IO: StatusIO = {
+  out: (text) => console.log(text),
+  err: (text) => console.error(text),
+  env: (name) => Deno.env.get(name),
+};
+
+/** Raised for arguments `tartan status` cannot use. */
+export class StatusUsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "StatusUsageError";
+  }
+}
+
+/** Raised when the admin API cannot be reached or its answer does not parse. */
+export class AdminUnreachableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "AdminUnreachableError";
+  }
+}
+
+/** Parsed `tartan status` arguments. */
+export interface StatusArgs {
+  /** Base URL without trailing slash. */
+  readonly url: string;
+  readonly json: boolean;
+}
+
+const VALUE_FLAGS = new Set(["url", "healthz-ip", "healthz-port"]);
+
+/** Go-flag style: `-x`/`--x`, `--x=v` or `--x v`; `--json` is a boolean. */
+function readFlags(args: readonly string[]): Map<string, string> {
+  const flags = new Map<string, string>();
+  for (let i = 0; i < args.length; i++) {
+    const match = /^--?([a-z-]+)(?:=(.*))?$/s.exec(args[i]);
+    if (!match) throw new StatusUsageError(`unexpected argument ${JSON.stringify(args[i])}`);
+    const [, name, inline] = match;
+    if (name === "json") {
+      if (inline !== undefined && inline !== "true" && inline !== "false") {
+        throw new StatusUsageError(`invalid boolean value ${JSON.stringify(inline)} for --json`);
+      }
+      flags.set(name, inline ?? "true");
+    } else if (VALUE_FLAGS.has(name)) {
+      const value = inline ?? args[++i];
+      if (value === undefined) throw new StatusUsageError(`flag needs an argument: --${name}`);
+      flags.set(name, value);
+    } else {
+      throw new StatusUsageError(`unknown flag --${name}`);
+    }
+  }
+  return flags;
+}
+
+function urlFromBind(ip: string | undefined, portText: string, source: string): string {
+  const port = Number(portText);
+  if (!/^[0-9]{1,5}$/.test(portText) || port < 1 || port > 65535) {
+    throw new StatusUsageError(`${source}: invalid port ${JSON.stringify(portText)}`);
+  }
+  let host = ip || DEFAULT_ADMIN_HOSTNAME;
+  if (host === "0.0.0.0") host = "127.0.0.1";
+  if (host === "::" || host === "[::]") host = "::1";
+  if (host.includes(":") && !host.startsWith("[")) host = `[${host}]`;
+  return `http://${host}:${port}`;
+}
+
+function checkedUrl(text: string, source: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new StatusUsageError(`${source}: invalid URL ${JSON.stringify(text)}`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new StatusUsageError(`${source}: URL must be http or https, got ${url.protocol}`);
+  }
+  return url.href.replace(/\/+$/, "");
+}
+
+/** Parse the arguments and resolve the admin API's base URL. */
+export function parseStatusArgs(
+  args: readonly string[],
+  env: (name: string) => string | undefined,
+): StatusArgs {
+  const flags = readFlags(args);
+  const json = flags.get("json") === "true";
+  const url = flags.get("url");
+  if (url !== undefined) return { url: checkedUrl(url, "--url"), json };
+  const port = flags.get("healthz-port");
+  if (port !== undefined) {
+    return { url: urlFromBind(flags.get("healthz-ip"), port, "--healthz-port"), json };
+  }
+  if (flags.has("healthz-ip")) throw new StatusUsageError("--healthz-ip needs --healthz-port");
+  const envUrl = env("TARTAN_ADMIN_URL");
+  if (envUrl) return { url: checkedUrl(envUrl, "TARTAN_ADMIN_URL"), json };
+  const envPort = env("FLANNELD_HEALTHZ_PORT");
+  if (envPort && envPort !== "0") {
+    const url = urlFromBind(env("FLANNELD_HEALTHZ_IP"), envPort, "FLANNELD_HEALTHZ_PORT");
+    return { url, json };
+  }
+  throw new StatusUsageError(
+    "admin API address unknown: pass --url or --healthz-port, or set TARTAN_ADMIN_URL " +
+      "(the daemon serves it only when started with --healthz-port)",
+  );
+}
+
+/** fetch wraps the useful text ("Connection refused") in causes of a generic TypeError. */
+function deepestMessage(err: unknown): string {
+  let message = String(err);
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    message = e.message;
+  }
+  return message;
+}
+
+/** A parsed body, or the API's explanation of a 503. */
+type Fetched<T> = { readonly body: T } | { readonly unavailable: string };
+
+/** GET one endpoint and parse its body with the schema. */
+async function getJson<T extends z.ZodType>(
+  base: string,
+  path: string,
+  schema: T,
+): Promise<Fetched<z.infer<T>>> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), REQUEST_TIMEOUT_MS);
+  try {
+    let response: Response;
+    try {
+      response = await fetch(`${base}${path}`, {
+        headers: { accept: "application/json" },
+        signal: abort.signal,
+      });
+    } catch (err) {
+      const reason = abort.signal.aborted
+        ? `no answer within ${REQUEST_TIMEOUT_MS / 1000}s`
+        : deepestMessage(err);
+      throw new AdminUnreachableError(`cannot reach the tartan admin API at ${base}: ${reason}`);
+    }
+    const text = await response.text();
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    const error = ErrorSchema.safeParse(body);
+    if (response.status === 503 && error.success) return { unavailable: error.data.error };
+    if (!response.ok) {
+      const detail = error.success ? error.data.error : text.slice(0, 200);
+      throw new AdminUnreachableError(`${base}${path} answered ${response.status}: ${detail}`);
+    }
+    const parsed = schema.safeParse(body);
+    if (!parsed.success) {
+      throw new AdminUnreachableError(
+        `${base}${path} is not a tartan admin API answer: ${parsed.error.issues[0]?.message}`,
+      );
+    }
+    return { body: parsed.data };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function required<T>(fetched: Fetched<T>, path: string): T {
+  if ("unavailable" in fetched) {
+    throw new AdminUnreachableError(`${path} unavailable: ${fetched.unavailable}`);
+  }
+  return fetched.body;
+}
+
+/** Fetch status, backend and leases from the admin API at `base`. */
+export async function fetchStatusReport(base: string): Promise<StatusReport> {
+  const [status, backend, leases] = await Promise.all([
+    getJson(base, "/v1/status", StatusSchema),
+    getJson(base, "/v1/backend", BackendSchema),
+    getJson(base, "/v1/leases", LeaseListSchema),
+  ]);
+  return {
+    status: required(status, "/v1/status"),
+    backend: "unavailable" in backend ? null : backend.body,
+    leases: required(leases, "/v1/leases"),
+  };
+}
+
+/**
+ * Run `tartan status`; resolves to the exit status.
+ *
+ * @example
+ * ```ts
+ * Deno.exit(await statusCommand(["--url", "http://127.0.0.1:8081"]));
+ * ```
+ */
+export async function statusCommand(
+  args: string[],
+  io: StatusIO = DEFAULT_IO,
+): Promise<number> {
+  let parsed: StatusArgs;
+  try {
+    parsed = parseStatusArgs(args, io.env);
+  } catch (err) {
+    if (!(err instanceof StatusUsageError)) throw err;
+    io.err(`tartan status: ${err.message}\nusage: ${STATUS_USAGE}`);
+    return 2;
+  }
+  try {
+    const report = await fetchStatusReport(parsed.url);
+    io.out(parsed.json ? JSON.stringify(report, null, 2) : renderStatus(report));
+    return 0;
+  } catch (err) {
+    if (!(err instanceof AdminUnreachableError)) throw err;
+    io.err(`tartan status: ${err.message}`);
+    return 1;
+  }
+}

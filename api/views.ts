@@ -1,0 +1,207 @@
+/**
+ * Pure renderings of the daemon state into the admin API's JSON bodies (see `schemas.ts`).
+ *
+ * Each view does at most one walk over the lease map, so a request stays cheap next to the
+ * data path even with thousands of peers.
+ *
+ * @module
+ */
+import type { FamilyConfig, NetworkConfig } from "../config/network_config.ts";
+import type { BackendHealth, DaemonState, TrafficHealth } from "../state.ts";
+import { formatAddr, formatNet, type IPAddr, type IPNet } from "../subnet/ip/mod.ts";
+import { formatLeaseKey, type JsonValue, type Lease, sameSubnets } from "../subnet/lease.ts";
+import { evaluateReadiness, type Readiness, readinessHeadline } from "./readiness.ts";
+import type {
+  BackendBody,
+  LeaseBody,
+  LeaseListBody,
+  NetworkConfigBody,
+  ReadinessBody,
+  ReadinessCheckBody,
+  StatusBody,
+  TrafficBody,
+} from "./schemas.ts";
+
+/** Backend options whose values must not leave the node (WireGuard `PSK`, …). */
+const SECRET_OPTION = /psk|secret|password|token|privatekey/i;
+
+function iso(date: Date | undefined): string | null {
+  return date ? date.toISOString() : null;
+}
+
+function addrText(addr: IPAddr | undefined): string | null {
+  return addr ? formatAddr(addr) : null;
+}
+
+function netText(net: IPNet | undefined): string | null {
+  return net ? formatNet(net) : null;
+}
+
+/** The parts of a lease's rendering that depend on the lease alone. */
+type LeaseText = Omit<LeaseBody, "key" | "expiresInSeconds" | "own">;
+
+/**
+ * Lease objects are immutable values, so their text is computed once per object; a listing of
+ * thousands of leases then costs a map walk, not thousands of address formattings.
+ */
+const leaseTexts = new WeakMap<Lease, LeaseText>();
+
+function leaseText(lease: Lease): LeaseText {
+  let text = leaseTexts.get(lease);
+  if (!text) {
+    text = {
+      subnet: netText(lease.subnet),
+      ipv6Subnet: netText(lease.ipv6Subnet),
+      publicIP: formatAddr(lease.attrs.publicIP),
+      publicIPv6: addrText(lease.attrs.publicIPv6),
+      backendType: lease.attrs.backendType ?? null,
+      backendData: lease.attrs.backendData ?? null,
+      backendV6Data: lease.attrs.backendV6Data ?? null,
+      expiration: iso(lease.expiration),
+      reserved: lease.reserved ?? false,
+    };
+    leaseTexts.set(lease, text);
+  }
+  return text;
+}
+
+/**
+ * Render one lease under its key. Our own lease is rendered from `state.ownLease`, the daemon's
+ * own record, which knows the expiry that a watched copy may lack.
+ */
+export function leaseView(state: DaemonState, key: string, watched: Lease, now: Date): LeaseBody {
+  const ownLease = state.ownLease;
+  const own = ownLease !== undefined && sameSubnets(watched, ownLease);
+  const lease = own ? ownLease : watched;
+  const expiry = lease.expiration;
+  return {
+    key,
+    ...leaseText(lease),
+    expiresInSeconds: expiry ? Math.trunc((expiry.getTime() - now.getTime()) / 1000) : null,
+    own,
+  };
+}
+
+/** IPv4 leases first, each family by subnet base. */
+function compareLeases(a: Lease, b: Lease): number {
+  const [x, y] = [a.subnet ?? a.ipv6Subnet, b.subnet ?? b.ipv6Subnet];
+  if (!x || !y) return (x ? 1 : 0) - (y ? 1 : 0);
+  if (x.family !== y.family) return x.family - y.family;
+  return x.base < y.base ? -1 : x.base > y.base ? 1 : 0;
+}
+
+/** Every known lease accepted by `keep`, ordered by subnet. */
+export function leaseListView(
+  state: DaemonState,
+  keep: (lease: Lease) => boolean,
+  now: Date,
+): LeaseListBody {
+  const picked = [...state.leases].filter(([, lease]) => keep(lease));
+  picked.sort(([, a], [, b]) => compareLeases(a, b));
+  return {
+    total: state.leases.size,
+    leases: picked.map(([key, lease]) => leaseView(state, key, lease, now)),
+  };
+}
+
+function familyView(family: FamilyConfig | undefined): NetworkConfigBody["ipv4"] {
+  if (!family) return null;
+  return {
+    network: formatNet(family.network),
+    subnetLen: family.subnetLen,
+    subnetMin: formatAddr(family.subnetMin),
+    subnetMax: formatAddr(family.subnetMax),
+  };
+}
+
+/** The effective network config with secret backend options redacted. */
+export function networkView(config: NetworkConfig): NetworkConfigBody {
+  const options: Record<string, JsonValue> = {};
+  // The options were parsed from the net-conf JSON, so every value is JSON.
+  for (const [name, value] of Object.entries(config.backend.options)) {
+    options[name] = SECRET_OPTION.test(name) ? "<redacted>" : (value as JsonValue);
+  }
+  return {
+    ipv4: familyView(config.ipv4),
+    ipv6: familyView(config.ipv6),
+    enableNFTables: config.enableNFTables,
+    backend: { type: config.backend.type, options },
+  };
+}
+
+/** The traffic manager's health. */
+export function trafficView(traffic: TrafficHealth): TrafficBody {
+  return {
+    engine: traffic.engine,
+    lastCheck: iso(traffic.lastCheck),
+    lastResult: traffic.lastResult ?? null,
+    lastError: traffic.lastError ?? null,
+    repairs: traffic.repairs,
+    failures: traffic.failures,
+  };
+}
+
+function checksView(readiness: Readiness): ReadinessCheckBody[] {
+  return readiness.checks.map((check) => ({
+    name: check.name,
+    ok: check.ok,
+    reason: check.reason ?? null,
+  }));
+}
+
+/** The readiness verdict as JSON (`/readyz` with `Accept: application/json`). */
+export function readinessView(readiness: Readiness): ReadinessBody {
+  return {
+    ready: readiness.ready,
+    message: readinessHeadline(readiness),
+    checks: checksView(readiness),
+  };
+}
+
+/** `GET /v1/status`. */
+export function statusView(state: DaemonState, now: Date): StatusBody {
+  const readiness = evaluateReadiness(state, now);
+  const backend = state.backend?.();
+  return {
+    node: state.nodeName,
+    mode: state.mode,
+    version: state.version,
+    startedAt: state.startedAt.toISOString(),
+    uptimeSeconds: Math.max(0, Math.floor((now.getTime() - state.startedAt.getTime()) / 1000)),
+    publicIP: addrText(state.publicIP),
+    publicIPv6: addrText(state.publicIPv6),
+    ready: readiness.ready,
+    readiness: checksView(readiness),
+    lease: state.ownLease
+      ? leaseView(state, formatLeaseKey(state.ownLease), state.ownLease, now)
+      : null,
+    network: state.config ? networkView(state.config) : null,
+    backend: backend ? { type: backend.type, ready: backend.ready } : null,
+    traffic: state.traffic ? trafficView(state.traffic()) : null,
+    lastWatchUpdate: iso(state.lastWatchUpdate),
+    counters: { leasesKnown: state.leases.size, ...state.store },
+  };
+}
+
+/** `GET /v1/backend`. */
+export function backendView(health: BackendHealth): BackendBody {
+  const inSync = health.peers.filter((peer) => peer.inSync).length;
+  const dataPath = health.dataPath;
+  return {
+    type: health.type,
+    ready: health.ready,
+    lastReconcile: iso(health.lastReconcile),
+    lastReconcileOk: health.lastReconcileOk ?? null,
+    lastError: health.lastError ?? null,
+    driftRepaired: health.driftRepaired,
+    peersInSync: inSync,
+    peersOutOfSync: health.peers.length - inSync,
+    peers: health.peers.map((peer) => ({
+      subnet: peer.subnet,
+      publicIP: peer.publicIP,
+      inSync: peer.inSync,
+      error: peer.error ?? null,
+    })),
+    dataPath: dataPath ? { ...dataPath, drops: { ...dataPath.drops } } : null,
+  };
+}

@@ -1,0 +1,240 @@
+/**
+ * `tartan run`: the node daemon. Flannel's start-up order (spec §10.1): lease store → admin
+ * server → network config → external interface → backend (devices + lease) → traffic rules →
+ * subnet.env → peer watch → lease upkeep; and a clean stop on SIGTERM/SIGINT that leaves behind
+ * what flannel leaves (devices, routes, rules, subnet.env, the etcd key until its TTL).
+ *
+ * @module
+ */
+import type { ParsedRunFlags, RunOptions } from "./config/flags.ts";
+import { etcdTlsFiles, redactedOptions, unimplementedFlags } from "./config/flags.ts";
+import type { NetworkConfig } from "./config/network_config.ts";
+import { errorText, logger, setLogLevel } from "./log.ts";
+import { createApp } from "./api/app.ts";
+import { createMetrics, type Metrics } from "./api/metrics.ts";
+import { type AdminServer, serveAdmin } from "./api/server.ts";
+import { type DaemonState, newDaemonState } from "./state.ts";
+import { backendFor } from "./backends/registry.ts";
+import type { Network } from "./backends/backend.ts";
+import { type ExternalInterface, selectExternalInterface } from "./backends/external_interface.ts";
+import { kernelInterfaceSource } from "./backends/interface_source.ts";
+import { closeNetlink, type NetlinkHandle, openNetlink } from "./ffi/netlink/socket.ts";
+import { EtcdSubnetManager } from "./subnet/etcd.ts";
+import { formatLeaseKey } from "./subnet/lease.ts";
+import type { LeaseWatchUpdate, SubnetManager } from "./subnet/manager.ts";
+import { LeaseLostError } from "./subnet/manager.ts";
+import { writeSubnetEnv } from "./subnet/subnet_env.ts";
+import { createTrafficManager } from "./traffic/manager.ts";
+import { VERSION } from "./version.ts";
+import { formatAddr, formatNet } from "./subnet/ip/mod.ts";
+
+const log = logger("daemon");
+
+/** Flags `tartan run` acts on; any other flag the user sets is reported at start-up. */
+const IMPLEMENTED = new Set([
+  "etcd-endpoints",
+  "etcd-prefix",
+  "etcd-keyfile",
+  "etcd-certfile",
+  "etcd-cafile",
+  "etcd-username",
+  "etcd-password",
+  "subnet-lease-renew-margin",
+  "iface",
+  "iface-regex",
+  "iface-can-reach",
+  "public-ip",
+  "public-ipv6",
+  "subnet-file",
+  "ip-masq",
+  "ip-masq-fully-random-disable",
+  "iptables-resync",
+  "iptables-forward-rules",
+  "healthz-ip",
+  "healthz-port",
+  "v",
+  "log-level",
+]);
+
+/** flannel re-checks host-gw routes every 10 s; our reconcile runs at the same period. */
+const KERNEL_RESYNC_MS = 10_000;
+
+function createManager(options: RunOptions, state: DaemonState, metrics: Metrics): SubnetManager {
+  if (options.kubeSubnetMgr) {
+    throw new Error("--kube-subnet-mgr is not implemented yet; use etcd mode");
+  }
+  return new EtcdSubnetManager({
+    endpoints: options.etcdEndpoints,
+    ...etcdTlsFiles(options),
+    username: options.etcdUsername || undefined,
+    password: options.etcdPassword || undefined,
+    prefix: options.etcdPrefix,
+    subnetFile: options.subnetFile,
+    renewMarginMinutes: options.subnetLeaseRenewMargin,
+    counters: state.store,
+    timeRequest: (op) => metrics.etcdRequestSeconds.startTimer({ op }),
+  });
+}
+
+/** Keep the state's lease table in step with the watch, and pass every update on. */
+async function* recordInState(
+  state: DaemonState,
+  updates: AsyncIterable<LeaseWatchUpdate>,
+): AsyncIterable<LeaseWatchUpdate> {
+  for await (const update of updates) {
+    if (update.type === "snapshot") {
+      state.leases.clear();
+      for (const lease of update.leases) state.leases.set(formatLeaseKey(lease), lease);
+    } else {
+      for (const event of update.events) {
+        const key = formatLeaseKey(event.lease);
+        if (event.type === "added") state.leases.set(key, event.lease);
+        else state.leases.delete(key);
+      }
+    }
+    state.lastWatchUpdate = new Date();
+    yield update;
+  }
+}
+
+function subnetEnvFor(config: NetworkConfig, network: Network, ipMasq: boolean) {
+  const { lease } = network;
+  return {
+    ipv4: config.ipv4 && lease.subnet && { network: config.ipv4.network, subnet: lease.subnet },
+    ipv6: config.ipv6 && lease.ipv6Subnet &&
+      { network: config.ipv6.network, subnet: lease.ipv6Subnet },
+    mtu: network.mtu,
+    ipMasq,
+  };
+}
+
+function describeExternal(ext: ExternalInterface): Record<string, string | number | undefined> {
+  return {
+    iface: ext.name,
+    mtu: ext.mtu,
+    addr: ext.ifaceAddr && formatAddr(ext.ifaceAddr),
+    publicIP: ext.publicIP && formatAddr(ext.publicIP),
+    publicIPv6: ext.publicIPv6 && formatAddr(ext.publicIPv6),
+  };
+}
+
+/** Abort on the first SIGINT/SIGTERM; a second one ends the process at once, as flannel. */
+function onStopSignals(controller: AbortController): () => void {
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  const handler = () => {
+    if (controller.signal.aborted) Deno.exit(1);
+    log.info("shutting down");
+    controller.abort();
+  };
+  for (const sig of signals) Deno.addSignalListener(sig, handler);
+  return () => {
+    for (const sig of signals) Deno.removeSignalListener(sig, handler);
+  };
+}
+
+/**
+ * Run the daemon until a stop signal (or `stop`) aborts it; resolves to the exit status.
+ */
+export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Promise<number> {
+  const { options } = parsed;
+  setLogLevel(options.logLevel);
+  log.info("starting tartan", { version: VERSION });
+  log.info("options", { effective: JSON.stringify(redactedOptions(options)) });
+  for (const warning of parsed.warnings) log.warn(warning);
+  for (const flag of unimplementedFlags(options, parsed.given, IMPLEMENTED)) {
+    log.warn("flag accepted but not implemented yet: it has no effect", { flag });
+  }
+
+  const controller = new AbortController();
+  stop?.addEventListener("abort", () => controller.abort(), { once: true });
+  const removeSignals = onStopSignals(controller);
+  const signal = controller.signal;
+  const state = newDaemonState(VERSION, Deno.hostname(), options.kubeSubnetMgr ? "kube" : "etcd");
+  let manager: SubnetManager | undefined;
+  let network: Network | undefined;
+  let admin: AdminServer | undefined;
+  let netlink: NetlinkHandle | undefined;
+  try {
+    netlink = openNetlink();
+    const metrics = createMetrics(state);
+    manager = createManager(options, state, metrics);
+    if (options.healthzPort > 0) {
+      admin = serveAdmin(createApp(state, metrics, { log: logger("api") }), {
+        hostname: options.healthzIp,
+        port: options.healthzPort,
+        signal,
+      });
+      log.info("admin API listening", { address: `${admin.hostname}:${admin.port}` });
+    }
+    const config = await manager.getNetworkConfig(signal);
+    state.config = config;
+    const ext = await selectExternalInterface(
+      {
+        iface: options.iface,
+        ifaceRegex: options.ifaceRegex,
+        ifaceCanReach: options.ifaceCanReach,
+        publicIP: options.publicIp,
+        publicIPv6: options.publicIpv6,
+      },
+      { v4: config.ipv4 !== undefined, v6: config.ipv6 !== undefined },
+      kernelInterfaceSource(netlink),
+    );
+    log.info("external interface", describeExternal(ext));
+    state.publicIP = ext.publicIP;
+    state.publicIPv6 = ext.publicIPv6;
+
+    const backend = backendFor(config.backend.type);
+    network = await backend.register({
+      config,
+      ext,
+      manager,
+      netlink,
+      signal,
+      log: logger(backend.type),
+      resyncMs: KERNEL_RESYNC_MS,
+      observeReconcile: (seconds) => metrics.reconcileSeconds.observe(seconds),
+    });
+    const lease = network.lease;
+    state.ownLease = lease;
+    const registered = network;
+    state.backend = () => registered.health();
+    log.info("lease acquired", {
+      subnet: lease.subnet && formatNet(lease.subnet),
+      ipv6Subnet: lease.ipv6Subnet && formatNet(lease.ipv6Subnet),
+    });
+
+    const traffic = await createTrafficManager(config, lease, {
+      ipMasq: options.ipMasq,
+      forwardRules: options.iptablesForwardRules,
+      fullyRandomDisabled: options.ipMasqFullyRandomDisable,
+      resyncSeconds: options.iptablesResync,
+      log: (message) => logger("traffic").warn(message),
+    });
+    await traffic.apply();
+    state.traffic = traffic.health;
+    log.info("traffic rules installed", { engine: traffic.engine, ipMasq: options.ipMasq });
+
+    await writeSubnetEnv(options.subnetFile, subnetEnvFor(config, network, options.ipMasq));
+    state.subnetEnvWritten = true;
+    log.info("wrote subnet file", { path: options.subnetFile });
+
+    const updates = recordInState(state, manager.watchLeases(signal));
+    await Promise.all([
+      network.run(updates, signal),
+      manager.maintainLease(lease, signal),
+      traffic.startResync(signal),
+    ]);
+    return 0;
+  } catch (err) {
+    if (signal.aborted && !(err instanceof LeaseLostError)) return 0;
+    log.error("fatal", { error: errorText(err) });
+    return 1;
+  } finally {
+    controller.abort();
+    removeSignals();
+    await network?.close().catch((err) => log.warn("close failed", { error: errorText(err) }));
+    await manager?.close().catch(() => {});
+    await admin?.finished;
+    if (netlink) closeNetlink(netlink);
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * Runs the firewall tools (`iptables-save`, `iptables-restore`, `nft`, …) for the traffic
+ * managers.
+ *
+ * The daemon runs inside its node's network namespace, so by default a command runs where the
+ * calling process runs. Tests (and `tartan lab`) pass `netns` instead: the command is then
+ * prefixed with `ip netns exec <netns>`, which keeps the rule code unaware of namespaces.
+ * Binaries are resolved on PATH first, so "tool not installed" is one typed error whether or
+ * not a namespace prefix is used.
+ *
+ * @module
+ */
+
+/** Runs one command with optional stdin and returns its stdout; throws on failure. */
+export type CommandRunner = (argv: readonly string[], stdin?: string) => Promise<string>;
+
+/** The named program is not installed (not found on the search path). */
+export class CommandNotFoundError extends Error {
+  constructor(readonly command: string) {
+    super(`${command}: command not found`);
+    this.name = "CommandNotFoundError";
+  }
+}
+
+/** The program ran and exited non-zero (or was killed after the timeout). */
+export class CommandFailedError extends Error {
+  constructor(readonly argv: readonly string[], readonly code: number, readonly stderr: string) {
+    super(`${argv.join(" ")} exited with ${code}: ${stderr.trim()}`);
+    this.name = "CommandFailedError";
+  }
+}
+
+/** Options for {@link commandRunner}. */
+export interface RunnerOptions {
+  /** Run every command inside this named network namespace (`ip netns exec`). */
+  readonly netns?: string;
+  /** Directories searched for binaries, colon-separated; defaults to `$PATH`. */
+  readonly searchPath?: string;
+  /** Kill a command that runs longer than this (default 30 s; iptables may wait for its lock). */
+  readonly timeoutMs?: number;
+}
+
+async function isExecutable(path: string): Promise<boolean> {
+  try {
+    const info = await Deno.stat(path);
+    return info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Find `name` on a colon-separated search path, or throw {@link CommandNotFoundError}. */
+export async function resolveCommand(name: string, searchPath: string): Promise<string> {
+  if (name.includes("/")) {
+    if (await isExecutable(name)) return name;
+    throw new CommandNotFoundError(name);
+  }
+  for (const dir of searchPath.split(":")) {
+    if (dir && await isExecutable(`${dir}/${name}`)) return `${dir}/${name}`;
+  }
+  throw new CommandNotFoundError(name);
+}
+
+/**
+ * Build a {@link CommandRunner}.
+ *
+ * @example
+ * ```ts
+ * const run = commandRunner({ netns: "tt-abc123-node" });
+ * const rules = await run(["iptables-save", "-t", "nat"]);
+ * ```
+ */
+export function commandRunner(options: RunnerOptions = {}): CommandRunner {
+  const searchPath = options.searchPath ?? Deno.env.get("PATH") ??
+    "/usr/sbin:/usr/bin:/sbin:/bin";
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  return async (argv, stdin) => {
+    const program = await resolveCommand(argv[0], searchPath);
+    const full = options.netns
+      ? [await resolveCommand("ip", searchPath), "netns", "exec", options.netns, program]
+      : [program];
+    const child = new Deno.Command(full[0], {
+      args: [...full.slice(1), ...argv.slice(1)],
+      stdin: stdin === undefined ? "null" : "piped",
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(timeoutMs),
+    }).spawn();
+    if (stdin !== undefined) {
+      const writer = child.stdin.getWriter();
+      // A program that exits without reading all input reports the problem in its exit status.
+      await writer.write(new TextEncoder().encode(stdin)).catch(() => {});
+      await writer.close().catch(() => {});
+    }
+    const { code, stdout, stderr } = await child.output();
+    const decoder = new TextDecoder();
+    if (code !== 0) throw new CommandFailedError(argv, code, decoder.decode(stderr));
+    return decoder.decode(stdout);
+  };
+}

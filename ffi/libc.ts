@@ -1,0 +1,168 @@
+/**
+ * The slice of libc that Tartan talks to the kernel with, loaded once per isolate.
+ *
+ * Every symbol is synchronous except `pollAsync`: a sync call costs ~0.2 µs and its errno is
+ * still on this thread afterwards, while a `nonblocking` call costs ~26 µs and runs on a pool
+ * thread whose errno is lost. Workers must use this module from their own isolate (a
+ * `Deno.dlopen` handle belongs to one isolate; the module is re-evaluated per Worker).
+ *
+ * Result types: `ssize_t` results are declared `i32` (exact on x86-64 below 2 GiB, including
+ * -1) so they come back as numbers, not BigInts. `size_t` arguments stay `usize` (pass a BigInt;
+ * a `u32` would leave the register's upper half to chance) and ioctl requests `u64`.
+ *
+ * @module
+ */
+import { errnoName, errnoText } from "./errno.ts";
+
+const SYMBOLS = {
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "i32" },
+  recvfrom: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "buffer"], result: "i32" },
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
+  recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  /** ioctl whose argument is an integer, not a pointer (TUNSETOFFLOAD). */
+  ioctlInt: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  pollAsync: {
+    name: "poll",
+    parameters: ["buffer", "u64", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  if_nametoindex: { parameters: ["buffer"], result: "u32" },
+  setns: { parameters: ["i32", "i32"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The loaded libc symbols (see the module doc for the declared types). */
+export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+let library: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
+let errnoView: Deno.UnsafePointerView | undefined;
+
+/**
+ * The libc symbols, opening `libc.so.6` on first use in this isolate.
+ *
+ * @example
+ * ```ts
+ * const fd = check("socket", libc().socket(AF_NETLINK, SOCK_RAW, 0));
+ * ```
+ */
+export function libc(): Libc {
+  library ??= Deno.dlopen("libc.so.6", SYMBOLS);
+  return library.symbols;
+}
+
+/** The calling thread's errno; only meaningful right after a failed synchronous call. */
+export function lastErrno(): number {
+  if (!errnoView) {
+    const location = libc().__errno_location();
+    if (location === null) throw new Error("__errno_location returned NULL");
+    errnoView = new Deno.UnsafePointerView(location);
+  }
+  return errnoView.getInt32();
+}
+
+/** A failed libc call: `code` is the errno name (`"EPERM"`, `"ENODEV"`, ...). */
+export class SyscallError extends Error {
+  /** The errno name, e.g. `"EEXIST"`. */
+  readonly code: string;
+
+  constructor(readonly call: string, readonly errno: number, detail?: string) {
+    const name = errnoName(errno);
+    super(`${call}${detail ? ` ${detail}` : ""}: ${name} (${errnoText(errno)})`);
+    this.name = "SyscallError";
+    this.code = name;
+  }
+}
+
+/**
+ * Return `result`, or throw a {@link SyscallError} with the current errno when it is negative.
+ * Call it directly on the result of a synchronous libc call, before anything else touches errno.
+ */
+export function check(call: string, result: number, detail?: string): number {
+  if (result < 0) throw new SyscallError(call, lastErrno(), detail);
+  return result;
+}
+
+const encoder = new TextEncoder();
+
+/** A NUL-terminated UTF-8 copy of `text`, for `char *` arguments. */
+export function cString(text: string): Uint8Array<ArrayBuffer> {
+  const bytes = encoder.encode(text);
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  return out;
+}
+
+/** Open flags used across the FFI layer. */
+export const O_RDONLY = 0;
+export const O_RDWR = 2;
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+const F_GETFL = 3;
+const F_SETFL = 4;
+
+/** `open(2)` that throws a {@link SyscallError} naming the path. */
+export function openPath(path: string, flags: number): number {
+  return check("open", libc().open(cString(path), flags | O_CLOEXEC, 0), path);
+}
+
+/** `close(2)`; errors are reported (a failed close means a bug in fd ownership). */
+export function closeFd(fd: number): void {
+  check("close", libc().close(fd));
+}
+
+/** Put a file descriptor into non-blocking mode. */
+export function setNonBlocking(fd: number): void {
+  const flags = check("fcntl", libc().fcntl(fd, F_GETFL, 0));
+  check("fcntl", libc().fcntl(fd, F_SETFL, flags | O_NONBLOCK));
+}
+
+/** `poll(2)`: readable. */
+export const POLLIN = 0x001;
+
+/**
+ * Wait up to `timeoutMs` for `events` on one fd (synchronously, blocking this isolate).
+ * Returns the `revents` bits, 0 on timeout; EINTR counts as a timeout-free retry.
+ */
+export function pollFd(fd: number, events: number, timeoutMs: number): number {
+  const pfd = new Uint8Array(8);
+  const view = new DataView(pfd.buffer);
+  view.setInt32(0, fd, true);
+  view.setInt16(4, events, true);
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const wait = Math.max(0, Math.ceil(deadline - performance.now()));
+    const n = libc().poll(pfd, 1n, wait);
+    if (n >= 0) return n === 0 ? 0 : view.getUint16(6, true);
+    const errno = lastErrno();
+    if (errnoName(errno) !== "EINTR") throw new SyscallError("poll", errno);
+  }
+}
+
+/**
+ * Like {@link pollFd} but waits on a libc pool thread so the event loop keeps running.
+ * Costs ~26 µs per call: use it for event streams (monitors), never per packet.
+ */
+export async function pollFdAsync(fd: number, events: number, timeoutMs: number): Promise<number> {
+  const pfd = new Uint8Array(8);
+  const view = new DataView(pfd.buffer);
+  view.setInt32(0, fd, true);
+  view.setInt16(4, events, true);
+  const n = await libc().pollAsync(pfd, 1n, Math.max(0, Math.ceil(timeoutMs)));
+  // errno of a pool thread is unreadable; a failed poll is reported by its return value only.
+  if (n < 0) throw new SyscallError("poll", 0, "(async)");
+  return n === 0 ? 0 : view.getUint16(6, true);
+}

@@ -1,0 +1,538 @@
+/**
+ * An rtnetlink socket, optionally bound to a named network namespace.
+ *
+ * Calls are synchronous: rtnetlink handles a request inside the `sendto` that carries it, so the
+ * answer is already queued when we read it, and a dump is produced inside our `recv`. Every read
+ * still waits through `poll` with the handle's timeout, so nothing can hang.
+ *
+ * Three ways to talk:
+ * - {@link execute}: one request with NLM_F_ACK; returns the replies before the ACK.
+ * - {@link executeBatch}: many requests per `sendto`, ACKs collected with `recvmmsg` and
+ *   matched to their request by sequence number (the kernel keeps going after a failed one).
+ * - {@link dump}: NLM_F_DUMP with multipart reading, retried when the kernel flags the dump as
+ *   interrupted by a concurrent change.
+ *
+ * @module
+ */
+import { errnoName, errnoText } from "../errno.ts";
+import { check, closeFd, lastErrno, libc, pollFd, POLLIN, SyscallError } from "../libc.ts";
+import { inNetns } from "../netns.ts";
+import {
+  decodeMessages,
+  encodeMessage,
+  encodeMessages,
+  type NetlinkBody,
+  NetlinkDecodeError,
+  type NetlinkMessage,
+} from "./codec.ts";
+import {
+  AF_NETLINK,
+  NETLINK_ADD_MEMBERSHIP,
+  NETLINK_CAP_ACK,
+  NETLINK_EXT_ACK,
+  NLM_F_ACK,
+  NLM_F_DUMP,
+  NLM_F_DUMP_INTR,
+  NLM_F_REQUEST,
+  NLMSG_ERROR,
+  SO_RCVBUF,
+  SO_RCVBUFFORCE,
+  SO_SNDBUF,
+  SO_SNDBUFFORCE,
+  SOL_NETLINK,
+  SOL_SOCKET,
+} from "./constants.ts";
+
+const SOCK_RAW = 3;
+const SOCK_CLOEXEC = 0x80000;
+const NETLINK_ROUTE = 0;
+const MSG_DONTWAIT = 0x40;
+const MSG_TRUNC = 0x20;
+const EINTR = 4;
+const EAGAIN = 11;
+const EMSGSIZE = 90;
+const ETIMEDOUT = 110;
+
+const MESSAGE_TYPE_NAMES: Record<number, string> = {
+  16: "RTM_NEWLINK",
+  17: "RTM_DELLINK",
+  18: "RTM_GETLINK",
+  19: "RTM_SETLINK",
+  20: "RTM_NEWADDR",
+  21: "RTM_DELADDR",
+  22: "RTM_GETADDR",
+  24: "RTM_NEWROUTE",
+  25: "RTM_DELROUTE",
+  26: "RTM_GETROUTE",
+  28: "RTM_NEWNEIGH",
+  29: "RTM_DELNEIGH",
+  30: "RTM_GETNEIGH",
+};
+
+/** A request the kernel refused (or could not answer in time): `code` is the errno name. */
+export class NetlinkError extends Error {
+  /** The errno name, e.g. `"EEXIST"`. */
+  readonly code: string;
+
+  constructor(
+    readonly errno: number,
+    readonly messageType: number,
+    readonly extAck?: string,
+  ) {
+    const op = MESSAGE_TYPE_NAMES[messageType] ?? `netlink message ${messageType}`;
+    super(`${op}: ${errnoName(errno)} (${errnoText(errno)})${extAck ? `: ${extAck}` : ""}`);
+    this.name = "NetlinkError";
+    this.code = errnoName(errno);
+  }
+}
+
+/** Options of {@link openNetlink}. */
+export interface NetlinkOptions {
+  /** Network namespace (name under /run/netns, or a path) the socket lives in. */
+  netns?: string;
+  /** Upper bound for every wait on the kernel, in ms (default 5000). */
+  timeoutMs?: number;
+  /** RTNLGRP_* multicast groups to join (for monitors). */
+  groups?: readonly number[];
+}
+
+/** An open rtnetlink socket. Use it from the isolate (thread) that opened it. */
+export interface NetlinkHandle {
+  readonly fd: number;
+  readonly netns: string | undefined;
+  /** The port id the kernel assigned (replies carry it as nlmsg_pid). */
+  readonly portId: number;
+  /** Upper bound for every wait on the kernel, in ms; may be changed between calls. */
+  timeoutMs: number;
+}
+
+/** A request without sequence number; NLM_F_REQUEST (and ACK/DUMP) are added by the call. */
+export interface NetlinkRequest {
+  type: number;
+  /** Extra header flags such as NLM_F_CREATE | NLM_F_EXCL. */
+  flags?: number;
+  body: NetlinkBody;
+}
+
+/** recvmmsg slots for batch ACKs, allocated on first batch. */
+interface AckRing {
+  readonly count: number;
+  readonly slotBytes: number;
+  readonly data: Uint8Array<ArrayBuffer>;
+  readonly iovecs: Uint8Array<ArrayBuffer>;
+  readonly dataView: DataView;
+  readonly headers: Uint8Array<ArrayBuffer>;
+  readonly headerView: DataView;
+}
+
+interface SocketState {
+  nextSeq: number;
+  /** Set when a call gave up mid-reply: unread replies (or a running dump) must be drained. */
+  dirty: boolean;
+  /** Requests per `sendto` in a batch, sized so that their ACKs fit the receive buffer. */
+  readonly batchLimit: number;
+  readonly recvBuffer: Uint8Array<ArrayBuffer>;
+  ring?: AckRing;
+}
+
+const states = new WeakMap<NetlinkHandle, SocketState>();
+
+const SOCKET_BUFFER_BYTES = 4 << 20;
+const RECV_BUFFER_BYTES = 64 << 10; // a dump datagram is at most 32 KiB
+const MAX_SEND_BYTES = 1 << 20;
+const RING_SLOTS = 128;
+const RING_SLOT_BYTES = 2048; // capped ACKs are 36 bytes, refusals with extack text a few hundred
+const HEADER_BYTES = 16;
+const DUMP_ATTEMPTS = 5;
+const DRAIN_LIMIT = 100_000;
+
+function stateOf(h: NetlinkHandle): SocketState {
+  const st = states.get(h);
+  if (!st) throw new Error("netlink handle is closed or was not made by openNetlink");
+  return st;
+}
+
+function setIntOption(fd: number, level: number, name: number, value: number): number {
+  const v = new Uint8Array(4);
+  new DataView(v.buffer).setInt32(0, value, true);
+  return libc().setsockopt(fd, level, name, v, 4);
+}
+
+/** Large buffers so that a batch's ACKs never overflow; FORCE needs CAP_NET_ADMIN. */
+function sizeBuffers(fd: number): boolean {
+  const forced = setIntOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, SOCKET_BUFFER_BYTES) === 0 &&
+    setIntOption(fd, SOL_SOCKET, SO_SNDBUFFORCE, SOCKET_BUFFER_BYTES) === 0;
+  if (!forced) {
+    check("setsockopt", setIntOption(fd, SOL_SOCKET, SO_RCVBUF, SOCKET_BUFFER_BYTES));
+    check("setsockopt", setIntOption(fd, SOL_SOCKET, SO_SNDBUF, SOCKET_BUFFER_BYTES));
+  }
+  return forced;
+}
+
+/**
+ * Open an rtnetlink socket, in `opts.netns` if given (the thread enters the namespace only
+ * for the `socket` call).
+ *
+ * @example
+ * ```ts
+ * const h = openNetlink({ netns: "tt-abc123-a" });
+ * try { console.log(listLinks(h)); } finally { closeNetlink(h); }
+ * ```
+ */
+export function openNetlink(opts: NetlinkOptions = {}): NetlinkHandle {
+  const fd = inNetns(
+    opts.netns,
+    () => check("socket", libc().socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)),
+  );
+  try {
+    const forced = sizeBuffers(fd);
+    // Capped ACKs do not echo the request back (36 bytes each); extended ACKs explain errors.
+    check("setsockopt", setIntOption(fd, SOL_NETLINK, NETLINK_CAP_ACK, 1));
+    check("setsockopt", setIntOption(fd, SOL_NETLINK, NETLINK_EXT_ACK, 1));
+    const addr = new Uint8Array(12);
+    new DataView(addr.buffer).setUint16(0, AF_NETLINK, true);
+    check("bind", libc().bind(fd, addr, addr.length));
+    for (const group of opts.groups ?? []) {
+      check("setsockopt", setIntOption(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group));
+    }
+    const len = new Uint8Array(4);
+    new DataView(len.buffer).setUint32(0, addr.length, true);
+    check("getsockname", libc().getsockname(fd, addr, len));
+    const handle: NetlinkHandle = {
+      fd,
+      netns: opts.netns,
+      portId: new DataView(addr.buffer).getUint32(4, true),
+      timeoutMs: opts.timeoutMs ?? 5000,
+    };
+    states.set(handle, {
+      nextSeq: (Math.random() * 0x7fffffff) >>> 0,
+      dirty: false,
+      batchLimit: forced ? 2048 : 128,
+      recvBuffer: new Uint8Array(RECV_BUFFER_BYTES),
+    });
+    return handle;
+  } catch (err) {
+    closeFd(fd);
+    throw err;
+  }
+}
+
+/** Close the socket. Closing twice is a no-op. */
+export function closeNetlink(h: NetlinkHandle): void {
+  if (!states.delete(h)) return;
+  closeFd(h.fd);
+}
+
+/**
+ * Open a handle, run `fn`, and close the handle whatever happens.
+ *
+ * @example
+ * ```ts
+ * const links = await withNetlink({ netns: "tt-abc123-a" }, (h) => listLinks(h));
+ * ```
+ */
+export async function withNetlink<T>(
+  opts: NetlinkOptions,
+  fn: (h: NetlinkHandle) => T | Promise<T>,
+): Promise<T> {
+  const h = openNetlink(opts);
+  try {
+    return await fn(h);
+  } finally {
+    closeNetlink(h);
+  }
+}
+
+function takeSeq(st: SocketState): number {
+  const seq = st.nextSeq;
+  st.nextSeq = (st.nextSeq + 1) >>> 0;
+  return seq;
+}
+
+function send(h: NetlinkHandle, bytes: Uint8Array<ArrayBuffer>): void {
+  for (;;) {
+    const n = libc().sendto(h.fd, bytes, BigInt(bytes.length), 0, null, 0);
+    if (n === bytes.length) return;
+    if (n >= 0) throw new SyscallError("sendto", 0, `short write ${n}/${bytes.length}`);
+    const errno = lastErrno();
+    if (errno !== EINTR) throw new SyscallError("sendto", errno, "(netlink)");
+  }
+}
+
+/** Wait for readability until `deadline`; throws ETIMEDOUT past it. */
+function waitReadable(h: NetlinkHandle, deadline: number, messageType: number): void {
+  const left = deadline - performance.now();
+  if (left <= 0 || pollFd(h.fd, POLLIN, left) === 0) {
+    throw new NetlinkError(ETIMEDOUT, messageType);
+  }
+}
+
+/**
+ * Read one datagram (waiting until `deadline`); a truncated datagram is an error. Returns a
+ * copy: decoded attributes are views into it and must outlive the next read.
+ */
+function receive(h: NetlinkHandle, st: SocketState, deadline: number, type: number): Uint8Array {
+  for (;;) {
+    waitReadable(h, deadline, type);
+    const buf = st.recvBuffer;
+    const n = libc().recvfrom(h.fd, buf, BigInt(buf.length), MSG_DONTWAIT | MSG_TRUNC, null, null);
+    if (n > buf.length) throw new NetlinkError(EMSGSIZE, type, `datagram of ${n} bytes`);
+    if (n >= 0) return buf.slice(0, n);
+    const errno = lastErrno();
+    if (errno === EAGAIN || errno === EINTR) continue;
+    // ENOBUFS: the kernel dropped messages for us; whatever was in flight is lost.
+    throw new NetlinkError(errno, type);
+  }
+}
+
+/** Throw away replies left over from a call that gave up (bounded in count and time). */
+function drain(h: NetlinkHandle, st: SocketState): void {
+  const buf = st.recvBuffer;
+  const deadline = performance.now() + h.timeoutMs;
+  for (let i = 0; i < DRAIN_LIMIT && performance.now() < deadline; i++) {
+    const n = libc().recvfrom(h.fd, buf, BigInt(buf.length), MSG_DONTWAIT | MSG_TRUNC, null, null);
+    if (n < 0 && lastErrno() === EAGAIN) {
+      st.dirty = false;
+      return;
+    }
+  }
+  throw new NetlinkError(ETIMEDOUT, 0, "could not drain stale netlink replies");
+}
+
+function begin(h: NetlinkHandle): SocketState {
+  const st = stateOf(h);
+  if (st.dirty) drain(h, st);
+  return st;
+}
+
+/**
+ * Read every message of sequence `seq` until `isLast` says stop; other sequences are stale
+ * replies of abandoned calls and are skipped.
+ */
+function collect(
+  h: NetlinkHandle,
+  st: SocketState,
+  req: NetlinkRequest,
+  seq: number,
+  isLast: (m: NetlinkMessage) => boolean,
+): NetlinkMessage[] {
+  const deadline = performance.now() + h.timeoutMs;
+  const out: NetlinkMessage[] = [];
+  st.dirty = true;
+  for (;;) {
+    for (const m of decodeMessages(receive(h, st, deadline, req.type))) {
+      if (m.header.seq !== seq) continue;
+      if (m.body.kind === "error" && m.body.errno !== 0) {
+        throw new NetlinkError(m.body.errno, req.type, m.body.extAck);
+      }
+      if (m.body.kind === "done" && m.body.errno !== 0) {
+        throw new NetlinkError(m.body.errno, req.type);
+      }
+      if (isLast(m)) {
+        st.dirty = false;
+        return out;
+      }
+      out.push(m);
+    }
+  }
+}
+
+function requestMessage(
+  h: NetlinkHandle,
+  req: NetlinkRequest,
+  seq: number,
+  flags: number,
+): NetlinkMessage {
+  return {
+    header: { type: req.type, flags: NLM_F_REQUEST | flags | (req.flags ?? 0), seq, pid: h.portId },
+    body: req.body,
+  };
+}
+
+/**
+ * Send one request with NLM_F_ACK and wait for its ACK. Returns the replies that came before
+ * the ACK (a non-dump GET answers with one message). Throws {@link NetlinkError} on refusal.
+ *
+ * @example
+ * ```ts
+ * execute(h, { type: RTM_NEWLINK, body: { kind: "link", msg, attrs } });
+ * ```
+ */
+export function execute(h: NetlinkHandle, req: NetlinkRequest): NetlinkMessage[] {
+  const st = begin(h);
+  const seq = takeSeq(st);
+  send(h, encodeMessage(requestMessage(h, req, seq, NLM_F_ACK)));
+  return collect(h, st, req, seq, (m) => m.body.kind === "error");
+}
+
+/**
+ * Dump a table (NLM_F_DUMP) and return every object message. An interrupted dump (the table
+ * changed meanwhile, NLM_F_DUMP_INTR) is retried a few times before failing with EINTR.
+ */
+export function dump(h: NetlinkHandle, req: NetlinkRequest): NetlinkMessage[] {
+  for (let attempt = 0; attempt < DUMP_ATTEMPTS; attempt++) {
+    const st = begin(h);
+    const seq = takeSeq(st);
+    send(h, encodeMessage(requestMessage(h, req, seq, NLM_F_DUMP)));
+    let interrupted = false;
+    const messages = collect(h, st, req, seq, (m) => {
+      if (m.header.flags & NLM_F_DUMP_INTR) interrupted = true;
+      return m.body.kind === "done" || m.body.kind === "error";
+    });
+    if (!interrupted) return messages;
+  }
+  throw new NetlinkError(EINTR, req.type, `dump interrupted ${DUMP_ATTEMPTS} times`);
+}
+
+function makeRing(count: number, slotBytes: number): AckRing {
+  const data = new Uint8Array(count * slotBytes);
+  const iovecs = new Uint8Array(count * 16);
+  const headers = new Uint8Array(count * 64);
+  const iov = new DataView(iovecs.buffer);
+  const hdr = new DataView(headers.buffer);
+  const dataAt = Deno.UnsafePointer.value(Deno.UnsafePointer.of(data));
+  const iovAt = Deno.UnsafePointer.value(Deno.UnsafePointer.of(iovecs));
+  for (let i = 0; i < count; i++) {
+    iov.setBigUint64(i * 16, BigInt(dataAt) + BigInt(i * slotBytes), true); // iov_base
+    iov.setBigUint64(i * 16 + 8, BigInt(slotBytes), true); // iov_len
+    hdr.setBigUint64(i * 64 + 16, BigInt(iovAt) + BigInt(i * 16), true); // msg_iov
+    hdr.setBigUint64(i * 64 + 24, 1n, true); // msg_iovlen
+  }
+  return {
+    count,
+    slotBytes,
+    data,
+    dataView: new DataView(data.buffer),
+    iovecs,
+    headers,
+    headerView: hdr,
+  };
+}
+
+/**
+ * Pipeline many requests: up to 2048 per `sendto`, ACKs read 128 per `recvmmsg`.
+ * Returns one entry per request, in order: `undefined` for success or the {@link NetlinkError}.
+ * Replies other than ACKs (requests should be changes, not GETs) are ignored.
+ *
+ * @example
+ * ```ts
+ * const errors = executeBatch(h, routes.map((r) => routeRequest("replace", r)));
+ * ```
+ */
+export function executeBatch(
+  h: NetlinkHandle,
+  reqs: readonly NetlinkRequest[],
+): (NetlinkError | undefined)[] {
+  const st = begin(h);
+  st.ring ??= makeRing(RING_SLOTS, RING_SLOT_BYTES);
+  const results = new Array<NetlinkError | undefined>(reqs.length).fill(undefined);
+  for (let first = 0; first < reqs.length;) {
+    const firstSeq = st.nextSeq;
+    let count = Math.min(st.batchLimit, reqs.length - first);
+    let batch = encodeChunk(h, reqs, first, count, firstSeq);
+    // Unusually large messages: fewer per sendto, to stay far below the socket's send buffer.
+    while (batch.length > MAX_SEND_BYTES && count > 1) {
+      count >>= 1;
+      batch = encodeChunk(h, reqs, first, count, firstSeq);
+    }
+    st.nextSeq = (firstSeq + count) >>> 0;
+    st.dirty = true;
+    send(h, batch);
+    collectAcks(h, st.ring, reqs, first, firstSeq, count, results);
+    st.dirty = false;
+    first += count;
+  }
+  return results;
+}
+
+function encodeChunk(
+  h: NetlinkHandle,
+  reqs: readonly NetlinkRequest[],
+  first: number,
+  count: number,
+  firstSeq: number,
+): Uint8Array<ArrayBuffer> {
+  const msgs = new Array<NetlinkMessage>(count);
+  for (let i = 0; i < count; i++) {
+    msgs[i] = requestMessage(h, reqs[first + i], (firstSeq + i) >>> 0, NLM_F_ACK);
+  }
+  return encodeMessages(msgs);
+}
+
+/**
+ * Count ACKs until every request of the chunk has one. ACKs are read straight from the ring's
+ * bytes; only a refusal is decoded in full (for its extended-ACK text).
+ */
+function collectAcks(
+  h: NetlinkHandle,
+  ring: AckRing,
+  reqs: readonly NetlinkRequest[],
+  first: number,
+  firstSeq: number,
+  count: number,
+  results: (NetlinkError | undefined)[],
+): void {
+  const deadline = performance.now() + h.timeoutMs;
+  const type = reqs[first].type;
+  const { headerView, dataView, slotBytes } = ring;
+  let pending = count;
+  while (pending > 0) {
+    waitReadable(h, deadline, type);
+    const n = libc().recvmmsg(h.fd, ring.headers, ring.count, MSG_DONTWAIT, null);
+    if (n < 0) {
+      const errno = lastErrno();
+      if (errno === EAGAIN || errno === EINTR) continue;
+      throw new NetlinkError(errno, type, "while collecting batch ACKs");
+    }
+    for (let i = 0; i < n; i++) {
+      if (headerView.getInt32(i * 64 + 48, true) & MSG_TRUNC) {
+        throw new NetlinkError(EMSGSIZE, type, "batch reply truncated");
+      }
+      const end = i * slotBytes + headerView.getUint32(i * 64 + 56, true);
+      for (let at = i * slotBytes; at + HEADER_BYTES <= end;) {
+        const len = dataView.getUint32(at, true);
+        if (len < HEADER_BYTES || at + len > end) {
+          throw new NetlinkDecodeError(`message length ${len} out of bounds`, at);
+        }
+        const offset = (dataView.getUint32(at + 8, true) - firstSeq) >>> 0;
+        if (dataView.getUint16(at + 4, true) === NLMSG_ERROR && offset < count) {
+          if (len < HEADER_BYTES + 4) throw new NetlinkDecodeError("truncated nlmsgerr", at);
+          if (dataView.getInt32(at + HEADER_BYTES, true) !== 0) {
+            const [m] = decodeMessages(ring.data.subarray(at, at + len));
+            if (m.body.kind === "error") {
+              results[first + offset] = new NetlinkError(
+                m.body.errno,
+                reqs[first + offset].type,
+                m.body.extAck,
+              );
+            }
+          }
+          pending--;
+        }
+        at += (len + 3) & ~3;
+      }
+    }
+  }
+}
+
+/**
+ * Read whatever multicast messages are queued (for a handle opened with `groups`), waiting up to
+ * `timeoutMs` for the first. Returns an empty list on timeout.
+ */
+export function readEvents(h: NetlinkHandle, timeoutMs: number): NetlinkMessage[] {
+  const st = stateOf(h);
+  if (pollFd(h.fd, POLLIN, timeoutMs) === 0) return [];
+  const out: NetlinkMessage[] = [];
+  const buf = st.recvBuffer;
+  for (let i = 0; i < 1024; i++) {
+    const n = libc().recvfrom(h.fd, buf, BigInt(buf.length), MSG_DONTWAIT | MSG_TRUNC, null, null);
+    if (n < 0) {
+      const errno = lastErrno();
+      if (errno === EAGAIN) break;
+      throw new NetlinkError(errno, 0, "while reading events");
+    }
+    if (n > buf.length) throw new NetlinkError(EMSGSIZE, 0, `event of ${n} bytes`);
+    out.push(...decodeMessages(buf.slice(0, n)));
+  }
+  return out;
+}

@@ -1,0 +1,161 @@
+/**
+ * A Tartan cluster in network namespaces: one etcd on the host loopback, N nodes on an
+ * underlay bridge each running `tartan run`, and pods created through our CNI plugin. The demo,
+ * `tartan lab` and the end-to-end tests all use it.
+ *
+ * @module
+ */
+import { commandRunner } from "../exec.ts";
+import { type EtcdFixture, startEtcd } from "./etcd.ts";
+import { type NodeDaemon, startNodeDaemon } from "./node.ts";
+import { cniConfig, invokeCni, type LabPod, resultAddress } from "./pods.ts";
+import {
+  createNode,
+  createPodNetns,
+  createUnderlay,
+  deleteLabNetns,
+  labNames,
+} from "./topology.ts";
+
+/** flannel's default etcd prefix; the lab writes its config there. */
+export const LAB_ETCD_PREFIX = "/coreos.com/network";
+
+/** How to build the lab. */
+export interface LabOptions {
+  /** Namespace prefix, `t?-<tag>-` (e.g. `tt-ab12cd-`). */
+  readonly prefix: string;
+  readonly nodes: number;
+  /** The net-conf (written to `<prefix>/config` in etcd). */
+  readonly netConf: Readonly<Record<string, unknown>>;
+  /** Extra `tartan run` flags for every node. */
+  readonly flags?: readonly string[];
+  /** Where node files go (subnet.env, logs, CNI state); a temp dir by default. */
+  readonly workDir?: string;
+}
+
+/** A running lab. */
+export interface LabCluster {
+  readonly prefix: string;
+  readonly etcd: EtcdFixture;
+  readonly workDir: string;
+  readonly nodes: NodeDaemon[];
+  readonly pods: LabPod[];
+  /** Add and start one more node; returns it. */
+  addNode(): Promise<NodeDaemon>;
+  /** Create `count` pods on node `index` (0-based) through the CNI plugin. */
+  addPods(index: number, count: number): Promise<LabPod[]>;
+  /** Wait until every running node is ready and has programmed all other nodes. */
+  waitConverged(timeoutMs?: number): Promise<void>;
+  /** Stop daemons, delete namespaces, stop etcd, remove files. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/** The default lab net-conf: flannel's usual network with the given backend. */
+export function defaultNetConf(backend: string): Record<string, unknown> {
+  return { Network: "10.244.0.0/16", Backend: { Type: backend } };
+}
+
+interface BackendPeers {
+  type: string;
+  peers: Array<{ inSync: boolean }>;
+}
+
+async function fetchJson<T>(url: string): Promise<T | undefined> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+    return res.ok ? await res.json() as T : (await res.body?.cancel(), undefined);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a node serves readiness and has every other running node programmed in sync. */
+async function converged(node: NodeDaemon, peers: number): Promise<boolean> {
+  const ready = await fetch(`${node.adminUrl}/readyz`, { signal: AbortSignal.timeout(1000) })
+    .then(async (res) => (await res.body?.cancel(), res.ok), () => false);
+  if (!ready) return false;
+  const backend = await fetchJson<BackendPeers>(`${node.adminUrl}/v1/backend`);
+  if (backend?.type === "alloc") return true; // alloc programs nothing
+  return backend !== undefined && backend.peers.length >= peers &&
+    backend.peers.every((p) => p.inSync);
+}
+
+/** Build and start a lab. Everything it made is removed if start-up fails. */
+export async function startLab(options: LabOptions): Promise<LabCluster> {
+  const run = commandRunner();
+  const names = labNames(options.prefix);
+  const workDir = options.workDir ?? await Deno.makeTempDir({ prefix: "tartan-lab-" });
+  const nodes: NodeDaemon[] = [];
+  const pods: LabPod[] = [];
+  let etcd: EtcdFixture | undefined;
+  let stopped = false;
+
+  async function stop(): Promise<void> {
+    if (stopped) return;
+    stopped = true;
+    await Promise.all(nodes.map((n) => n.close()));
+    await deleteLabNetns(run, options.prefix);
+    await etcd?.stop();
+    if (!options.workDir) await Deno.remove(workDir, { recursive: true }).catch(() => {});
+  }
+
+  try {
+    etcd = await startEtcd();
+    await etcd.client().put(`${LAB_ETCD_PREFIX}/config`).value(JSON.stringify(options.netConf));
+    await createUnderlay(run, names.underlay);
+    const etcdPort = Number(new URL(etcd.endpoint).port);
+
+    const lab: LabCluster = {
+      prefix: options.prefix,
+      etcd,
+      workDir,
+      nodes,
+      pods,
+      async addNode() {
+        const i = nodes.length + 1;
+        const ns = names.node(i);
+        await createNode(run, names.underlay, ns, i);
+        const node = await startNodeDaemon({
+          ns,
+          dir: `${workDir}/n${i}`,
+          etcdPort,
+          flags: options.flags,
+        });
+        nodes.push(node);
+        return node;
+      },
+      async addPods(index, count) {
+        const node = nodes[index];
+        const made: LabPod[] = [];
+        for (let j = 0; j < count; j++) {
+          const ns = names.pod(index + 1, pods.filter((p) => p.node === node.ns).length + 1);
+          await createPodNetns(run, ns);
+          const result = await invokeCni("ADD", node.ns, ns, cniConfig(node.subnetFile, node.dir));
+          const pod = { ns, node: node.ns, ip: resultAddress(result) };
+          pods.push(pod);
+          made.push(pod);
+        }
+        return made;
+      },
+      async waitConverged(timeoutMs = 30_000) {
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+          const running = nodes.filter((n) => n.running());
+          const states = await Promise.all(running.map((n) => converged(n, running.length - 1)));
+          if (states.every(Boolean)) return;
+          if (Date.now() > deadline) {
+            const lagging = running.filter((_, i) => !states[i]).map((n) => n.ns);
+            throw new Error(`lab did not converge in ${timeoutMs} ms: ${lagging.join(", ")}`);
+          }
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      },
+      stop,
+    };
+    for (let i = 0; i < options.nodes; i++) await lab.addNode();
+    return lab;
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * A throw-away etcd for the lab and the tests: the Debian `etcd` binary on free loopback ports with a temporary
+ * data dir (on /dev/shm when present, so fsync is cheap), killable and restartable for fault
+ * tests, removed by `stop()`.
+ *
+ * @example
+ * ```ts
+ * await using etcd = await startEtcd();
+ * const client = etcd.client();
+ * ```
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import { Etcd3 } from "etcd3";
+
+/** A running (or killed) test etcd. */
+export interface EtcdFixture extends AsyncDisposable {
+  /** Client URL, e.g. `http://127.0.0.1:41234`. */
+  readonly endpoint: string;
+  readonly dataDir: string;
+  /** A client shared by the test for seeding and inspecting; closed by `stop()`. */
+  client(): Etcd3;
+  /** The store's current revision. */
+  revision(): Promise<number>;
+  /** Compact history up to `revision` (default: the current one); returns it. */
+  compact(revision?: number): Promise<number>;
+  /** SIGKILL the server (data dir kept). */
+  kill(): Promise<void>;
+  /** Start it again on the same ports and data dir, and wait until healthy. */
+  restart(): Promise<void>;
+  /** Kill the server, close the client, delete the data dir. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Server TLS for {@link startEtcd}: PEM file paths. */
+export interface EtcdTls {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** CA that signed the server cert (and client certs); the fixture's own client trusts it. */
+  readonly caFile: string;
+  /** Require client certificates signed by `caFile`; the fixture's client then uses these. */
+  readonly client?: { readonly certFile: string; readonly keyFile: string };
+}
+
+/** Options of {@link startEtcd}. */
+export interface StartEtcdOptions {
+  /** Serve clients over https with this TLS setup. */
+  readonly tls?: EtcdTls;
+}
+
+const START_TIMEOUT_MS = 15_000;
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+async function tempRoot(): Promise<string> {
+  const shm = await Deno.stat("/dev/shm").then((s) => s.isDirectory, () => false);
+  return await Deno.makeTempDir({ prefix: "tt-etcd-", ...(shm && { dir: "/dev/shm" }) });
+}
+
+async function healthy(metricsUrl: string): Promise<boolean> {
+  try {
+    const res = await fetch(`${metricsUrl}/health`, { signal: AbortSignal.timeout(1000) });
+    const body = await res.text();
+    return res.ok && body.includes('"health":"true"');
+  } catch {
+    return false;
+  }
+}
+
+function tlsArgs(tls: EtcdTls | undefined): string[] {
+  if (!tls) return [];
+  const args = ["--cert-file", tls.certFile, "--key-file", tls.keyFile];
+  return tls.client ? [...args, "--client-cert-auth", "--trusted-ca-file", tls.caFile] : args;
+}
+
+function clientFor(endpoint: string, tls: EtcdTls | undefined): Etcd3 {
+  if (!tls) return new Etcd3({ hosts: endpoint });
+  const read = (path: string) => Buffer.from(Deno.readFileSync(path));
+  return new Etcd3({
+    hosts: endpoint,
+    credentials: {
+      rootCertificate: read(tls.caFile),
+      ...(tls.client && {
+        certChain: read(tls.client.certFile),
+        privateKey: read(tls.client.keyFile),
+      }),
+    },
+  });
+}
+
+/**
+ * Start an etcd and wait until it reports healthy (bounded). Health is read from a plain-http
+ * metrics listener, so it works the same with TLS and client-certificate auth.
+ */
+export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdFixture> {
+  const root = await tempRoot();
+  const dataDir = `${root}/data`;
+  const logFile = `${root}/etcd.log`;
+  const [clientPort, peerPort, metricsPort] = [freePort(), freePort(), freePort()];
+  const listenUrl = `${options.tls ? "https" : "http"}://127.0.0.1:${clientPort}`;
+  // Deno's TLS refuses IP server names, so TLS clients reach it by name (see etcd_client.ts).
+  const endpoint = options.tls ? `https://localhost:${clientPort}` : listenUrl;
+  const metricsUrl = `http://127.0.0.1:${metricsPort}`;
+  const peer = `http://127.0.0.1:${peerPort}`;
+  const name = `tt-${crypto.randomUUID().slice(0, 8)}`;
+  const args = [
+    "--name",
+    name,
+    "--data-dir",
+    dataDir,
+    "--listen-client-urls",
+    listenUrl,
+    "--advertise-client-urls",
+    endpoint,
+    "--listen-peer-urls",
+    peer,
+    "--initial-advertise-peer-urls",
+    peer,
+    "--initial-cluster",
+    `${name}=${peer}`,
+    "--listen-metrics-urls",
+    metricsUrl,
+    "--log-level",
+    "warn",
+    ...tlsArgs(options.tls),
+  ];
+  let child: Deno.ChildProcess | undefined;
+  let client: Etcd3 | undefined;
+  let stopped = false;
+
+  async function launch(): Promise<void> {
+    const log = await Deno.open(logFile, { append: true, create: true, write: true });
+    try {
+      child = new Deno.Command("etcd", { args, stdin: "null", stdout: "null", stderr: "piped" })
+        .spawn();
+      child.stderr.pipeTo(log.writable).catch(() => {});
+    } catch (error) {
+      log.close();
+      throw error;
+    }
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    const exited = child.status.then(() => true);
+    while (Date.now() < deadline) {
+      if (await Promise.race([exited, new Promise<false>((r) => setTimeout(r, 50, false))])) break;
+      if (await healthy(metricsUrl)) return;
+    }
+    const tail = (await Deno.readTextFile(logFile).catch(() => "")).slice(-2000);
+    await kill();
+    throw new Error(`etcd did not become healthy on ${endpoint}:\n${tail}`);
+  }
+
+  async function kill(): Promise<void> {
+    const running = child;
+    child = undefined;
+    if (!running) return;
+    try {
+      running.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+    await running.status;
+  }
+
+  async function stop(): Promise<void> {
+    if (stopped) return;
+    stopped = true;
+    client?.close();
+    await kill();
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+
+  const fixture: EtcdFixture = {
+    endpoint,
+    dataDir,
+    client() {
+      client ??= clientFor(endpoint, options.tls);
+      return client;
+    },
+    async revision() {
+      const res = await fixture.client().kv.range({ key: Buffer.from("\0") });
+      return Number(res.header.revision);
+    },
+    async compact(revision?: number) {
+      const target = revision ?? await fixture.revision();
+      await fixture.client().kv.compact({ revision: target, physical: true });
+      return target;
+    },
+    kill,
+    async restart() {
+      await kill();
+      await launch();
+    },
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+  try {
+    await launch();
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return fixture;
+}

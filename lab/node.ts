@@ -1,0 +1,123 @@
+/**
+ * One lab node's daemon: `tartan run` inside the node namespace, with its own subnet file,
+ * etcd reached through a forwarder on the node's 127.0.0.1:2379, and its admin API made
+ * reachable on a host loopback port.
+ *
+ * @module
+ */
+import { type Forwarder, forwardTcp } from "./forward.ts";
+import { tartanArgv } from "./self.ts";
+
+/** The admin port inside every node namespace. */
+export const NODE_ADMIN_PORT = 9101;
+/** flannel's default etcd client port, served inside each node by a forwarder. */
+export const NODE_ETCD_PORT = 2379;
+
+/** A node daemon's files and process. */
+export interface NodeDaemon {
+  readonly ns: string;
+  readonly dir: string;
+  readonly subnetFile: string;
+  readonly logFile: string;
+  /** Host loopback URL of the node's admin API. */
+  readonly adminUrl: string;
+  /** Whether the daemon process is running. */
+  running(): boolean;
+  /** Start (or restart) the daemon. */
+  start(): Promise<void>;
+  /** SIGTERM and wait (SIGKILL after `graceMs`); resolves to the exit status. */
+  stop(graceMs?: number): Promise<number | undefined>;
+  /** SIGKILL, as a crash would. */
+  kill(): Promise<void>;
+  /** Stop the daemon and the forwarders. */
+  close(): Promise<void>;
+}
+
+/** Options of {@link startNodeDaemon}. */
+export interface NodeDaemonOptions {
+  readonly ns: string;
+  readonly dir: string;
+  /** Host port of the lab's etcd. */
+  readonly etcdPort: number;
+  /** Extra `tartan run` flags (e.g. `--ip-masq`). */
+  readonly flags?: readonly string[];
+}
+
+/** Prepare a node's forwarders and start its daemon. */
+export async function startNodeDaemon(options: NodeDaemonOptions): Promise<NodeDaemon> {
+  const { ns, dir } = options;
+  await Deno.mkdir(dir, { recursive: true });
+  const subnetFile = `${dir}/subnet.env`;
+  const logFile = `${dir}/tartan.log`;
+  const forwarders: Forwarder[] = [
+    forwardTcp({ netns: ns, port: NODE_ETCD_PORT }, { port: options.etcdPort }),
+  ];
+  const admin = forwardTcp({ port: 0 }, { netns: ns, port: NODE_ADMIN_PORT });
+  forwarders.push(admin);
+  let child: Deno.ChildProcess | undefined;
+  let exited: Promise<Deno.CommandStatus> | undefined;
+
+  const argv = tartanArgv([
+    "run",
+    `--etcd-endpoints=http://127.0.0.1:${NODE_ETCD_PORT}`,
+    `--subnet-file=${subnetFile}`,
+    "--iface=ul0",
+    "--healthz-ip=127.0.0.1",
+    `--healthz-port=${NODE_ADMIN_PORT}`,
+    ...(options.flags ?? []),
+  ]);
+
+  async function waitExit(graceMs: number): Promise<number | undefined> {
+    if (!child || !exited) return undefined;
+    const timer = setTimeout(() => {
+      try {
+        child?.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, graceMs);
+    const status = await exited;
+    clearTimeout(timer);
+    child = undefined;
+    exited = undefined;
+    return status.code;
+  }
+
+  const daemon: NodeDaemon = {
+    ns,
+    dir,
+    subnetFile,
+    logFile,
+    adminUrl: `http://127.0.0.1:${admin.port}`,
+    running: () => child !== undefined,
+    async start() {
+      if (child) return;
+      const log = await Deno.open(logFile, { append: true, create: true, write: true });
+      child = new Deno.Command("ip", {
+        args: ["netns", "exec", ns, ...argv],
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+        env: { NO_COLOR: "1" },
+      }).spawn();
+      child.stderr.pipeTo(log.writable).catch(() => {});
+      exited = child.status;
+    },
+    async stop(graceMs = 5000) {
+      try {
+        child?.kill("SIGTERM");
+      } catch { /* gone */ }
+      return await waitExit(graceMs);
+    },
+    async kill() {
+      try {
+        child?.kill("SIGKILL");
+      } catch { /* gone */ }
+      await waitExit(0);
+    },
+    async close() {
+      await daemon.stop();
+      for (const f of forwarders) f.close();
+    },
+  };
+  await daemon.start();
+  return daemon;
+}

@@ -1,0 +1,119 @@
+/**
+ * Lab pods: namespaces wired by our CNI plugin (run as a runtime would, inside the node
+ * namespace, delegating to the real `bridge` and `host-local` plugins), and the all-pairs
+ * connectivity check.
+ *
+ * @module
+ */
+import { tartanArgv } from "./self.ts";
+
+/** Where the Debian package puts the standard CNI plugins. */
+export const CNI_BIN_DIR = "/usr/lib/cni";
+
+/** A pod created by the lab. */
+export interface LabPod {
+  readonly ns: string;
+  readonly node: string;
+  readonly ip: string;
+}
+
+/** The CNI network config a node's runtime would hold (flannel's standard shape). */
+export function cniConfig(subnetFile: string, dir: string): string {
+  return JSON.stringify({
+    cniVersion: "1.0.0",
+    name: "cbr0",
+    type: "flannel",
+    subnetFile,
+    dataDir: `${dir}/cni`,
+    ipam: { dataDir: `${dir}/ipam` },
+    delegate: { hairpinMode: true, isDefaultGateway: true },
+  });
+}
+
+/** Run our CNI plugin in `nodeNs` as a container runtime would; returns its stdout. */
+export async function invokeCni(
+  command: "ADD" | "DEL",
+  nodeNs: string,
+  podNs: string,
+  config: string,
+): Promise<string> {
+  const child = new Deno.Command("ip", {
+    args: ["netns", "exec", nodeNs, ...tartanArgv(["cni"])],
+    env: {
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: podNs,
+      CNI_NETNS: `/run/netns/${podNs}`,
+      CNI_IFNAME: "eth0",
+      CNI_PATH: CNI_BIN_DIR,
+      NO_COLOR: "1",
+    },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(config));
+  await writer.close();
+  const { code, stdout, stderr } = await child.output();
+  const text = new TextDecoder().decode(stdout);
+  if (code !== 0) {
+    throw new Error(
+      `CNI ${command} for ${podNs} failed: ${text}${new TextDecoder().decode(stderr)}`,
+    );
+  }
+  return text;
+}
+
+/** The first IP address in a CNI result. */
+export function resultAddress(result: string): string {
+  const parsed = JSON.parse(result) as { ips?: Array<{ address?: string }> };
+  const address = parsed.ips?.[0]?.address;
+  if (!address) throw new Error(`CNI result without an address: ${result}`);
+  return address.split("/")[0];
+}
+
+/** One ping from a pod namespace (bounded: one packet, one second). */
+export async function ping(fromNs: string, ip: string): Promise<boolean> {
+  const { code } = await new Deno.Command("ip", {
+    args: ["netns", "exec", fromNs, "ping", "-c", "1", "-W", "1", "-q", ip],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  return code === 0;
+}
+
+/** Result of the all-pairs check: `ok[i][j]` is pod i reaching pod j. */
+export interface ConnectivityMatrix {
+  readonly pods: readonly LabPod[];
+  readonly ok: readonly (readonly boolean[])[];
+}
+
+/** Every pod pings every other pod (sources in parallel, bounded by one second per ping). */
+export async function connectivityMatrix(pods: readonly LabPod[]): Promise<ConnectivityMatrix> {
+  const ok = await Promise.all(pods.map(async (from) => {
+    const row: boolean[] = [];
+    for (const to of pods) row.push(from === to ? true : await ping(from.ns, to.ip));
+    return row;
+  }));
+  return { pods, ok };
+}
+
+/** Whether every pair connected. */
+export function allConnected(matrix: ConnectivityMatrix): boolean {
+  return matrix.ok.every((row) => row.every(Boolean));
+}
+
+/** The matrix as a table, one row per source pod. */
+export function formatMatrix(matrix: ConnectivityMatrix): string {
+  const labels = matrix.pods.map((p) => p.ip);
+  const width = Math.max(...labels.map((l) => l.length), 4);
+  const header = ["from \\ to".padEnd(width), ...labels.map((l) => l.padEnd(width))].join("  ");
+  const rows = matrix.pods.map((pod, i) =>
+    [
+      pod.ip.padEnd(width),
+      ...matrix.ok[i].map((ok, j) => (i === j ? "-" : ok ? "ok" : "FAIL").padEnd(width)),
+    ]
+      .join("  ")
+  );
+  return [header, ...rows].join("\n");
+}

@@ -1,0 +1,117 @@
+/**
+ * The lab's "machines and wires": an underlay namespace holding a bridge (the L2 segment every
+ * node is plugged into, 198.18.0.0/24, with 198.18.0.1 as router and "outside" host), node
+ * namespaces attached to it by veth pairs, and pod namespaces. The lab plays the cloud provider
+ * here, so it drives `ip` like an operator would; Tartan itself never does.
+ *
+ * Every name starts with the lab's prefix, and everything lives inside namespaces: the host's
+ * own network configuration is never touched.
+ *
+ * @module
+ */
+import type { CommandRunner } from "../exec.ts";
+
+/** The underlay segment. */
+export const UNDERLAY_PREFIX_LEN = 24;
+export const UNDERLAY_ROUTER = "198.18.0.1";
+
+/** The underlay address of node `i` (1-based). */
+export function nodeUnderlayIP(i: number): string {
+  if (!Number.isInteger(i) || i < 1 || i > 200) throw new RangeError(`node ${i} is outside 1..200`);
+  return `198.18.0.${10 + i}`;
+}
+
+/** Names of the lab's namespaces. */
+export function labNames(prefix: string) {
+  return {
+    underlay: `${prefix}ul`,
+    node: (i: number) => `${prefix}n${i}`,
+    pod: (i: number, j: number) => `${prefix}n${i}p${j}`,
+  };
+}
+
+/** Create the underlay namespace with its bridge and router address. */
+export async function createUnderlay(run: CommandRunner, ns: string): Promise<void> {
+  await run(["ip", "netns", "add", ns]);
+  await run(["ip", "-n", ns, "link", "set", "lo", "up"]);
+  await run(["ip", "-n", ns, "link", "add", "br0", "type", "bridge"]);
+  await run([
+    "ip",
+    "-n",
+    ns,
+    "addr",
+    "add",
+    `${UNDERLAY_ROUTER}/${UNDERLAY_PREFIX_LEN}`,
+    "dev",
+    "br0",
+  ]);
+  await run(["ip", "-n", ns, "link", "set", "br0", "up"]);
+  // The router forwards between nodes only in tests that route across segments; harmless here.
+  await run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+}
+
+/**
+ * Create node `i`'s namespace, plug it into the underlay bridge as `ul0` with its address and a
+ * default route via the router (so interface selection finds it as flannel would).
+ */
+export async function createNode(
+  run: CommandRunner,
+  underlay: string,
+  ns: string,
+  i: number,
+): Promise<void> {
+  const port = `n${i}`;
+  await run(["ip", "netns", "add", ns]);
+  await run(["ip", "-n", ns, "link", "set", "lo", "up"]);
+  await run([
+    "ip",
+    "-n",
+    underlay,
+    "link",
+    "add",
+    port,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    "ul0",
+    "netns",
+    ns,
+  ]);
+  await run(["ip", "-n", underlay, "link", "set", port, "master", "br0", "up"]);
+  await run([
+    "ip",
+    "-n",
+    ns,
+    "addr",
+    "add",
+    `${nodeUnderlayIP(i)}/${UNDERLAY_PREFIX_LEN}`,
+    "dev",
+    "ul0",
+  ]);
+  await run(["ip", "-n", ns, "link", "set", "ul0", "up"]);
+  await run(["ip", "-n", ns, "route", "add", "default", "via", UNDERLAY_ROUTER]);
+  await run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+}
+
+/** Create an empty pod namespace (the CNI plugin wires it). */
+export async function createPodNetns(run: CommandRunner, ns: string): Promise<void> {
+  await run(["ip", "netns", "add", ns]);
+  await run(["ip", "-n", ns, "link", "set", "lo", "up"]);
+}
+
+/** Every namespace whose name starts with `prefix`. */
+export async function listLabNetns(run: CommandRunner, prefix: string): Promise<string[]> {
+  const out = await run(["ip", "netns", "list"]);
+  return out.split("\n").map((line) => line.split(" ")[0]).filter((n) => n.startsWith(prefix));
+}
+
+/** Delete every namespace of the lab (pods first, underlay last). */
+export async function deleteLabNetns(run: CommandRunner, prefix: string): Promise<string[]> {
+  if (!/^t[a-z]-[a-z0-9]+-$/.test(prefix)) {
+    throw new RangeError(`refusing to delete prefix ${prefix}`);
+  }
+  const names = (await listLabNetns(run, prefix)).sort((a, b) => b.length - a.length);
+  for (const name of names) await run(["ip", "netns", "del", name]).catch(() => {});
+  return names;
+}

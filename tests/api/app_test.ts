@@ -1,0 +1,353 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { createApp } from "../../api/app.ts";
+import { createMetrics } from "../../api/metrics.ts";
+import {
+  BackendSchema,
+  ErrorSchema,
+  LeaseListSchema,
+  LeaseSchema,
+  ReadinessSchema,
+  StatusSchema,
+} from "../../api/schemas.ts";
+import { type DaemonState, newDaemonState } from "../../state.ts";
+import { parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { HOUR_MS, readyState, sampleBackend, vxlanLease } from "./fixture.ts";
+
+function appFor(state: DaemonState) {
+  return createApp(state, createMetrics(state, { defaultMetrics: false }));
+}
+
+async function getJson(state: DaemonState, path: string, init?: RequestInit) {
+  const res = await appFor(state).request(path, init);
+  return { status: res.status, headers: res.headers, body: await res.json() };
+}
+
+Deno.test("/healthz answers flannel's body for any method", async () => {
+  const app = appFor(newDaemonState("0.1.0", "n", "etcd"));
+  for (const method of ["GET", "HEAD", "POST", "PUT"]) {
+    const res = await app.request("/healthz", { method });
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), method === "HEAD" ? "" : "flanneld is running");
+  }
+});
+
+Deno.test("/readyz goes not ready → ready → not ready when the lease expires", async () => {
+  const state = newDaemonState("0.1.0", "node-a", "etcd");
+  const app = appFor(state);
+  const readyz = async (query = "") => {
+    const res = await app.request(`/readyz${query}`);
+    return { status: res.status, text: await res.text() };
+  };
+
+  assert.deepEqual(await readyz(), { status: 503, text: "flanneld is not ready yet" });
+  const fresh = await readyz("?verbose");
+  assert.equal(fresh.status, 503);
+  assert.deepEqual(fresh.text.split("\n"), [
+    "flanneld is not ready yet",
+    "[-]lease failed: no lease acquired yet",
+    "[-]backend failed: backend not registered yet",
+    "[-]subnet_env failed: subnet.env not written yet",
+    "[-]watch failed: no lease snapshot received yet",
+  ]);
+
+  // Each condition in turn; readiness holds only when all four do.
+  state.ownLease = vxlanLease("10.244.1.0/24", "198.18.0.1", HOUR_MS);
+  state.backend = () => sampleBackend({ ready: false, lastError: "device flannel.1 missing" });
+  state.subnetEnvWritten = true;
+  state.lastWatchUpdate = new Date();
+  const backendDown = await readyz("?verbose");
+  assert.equal(backendDown.status, 503);
+  assert.match(backendDown.text, /^\[-\]backend failed: backend vxlan not ready: device flannel/m);
+  assert.match(backendDown.text, /^\[\+\]lease ok$/m);
+
+  state.backend = () => sampleBackend();
+  assert.deepEqual(await readyz(), { status: 200, text: "flanneld is ready" });
+
+  state.ownLease = vxlanLease("10.244.1.0/24", "198.18.0.1", -90_000);
+  const expired = await readyz("?verbose");
+  assert.equal(expired.status, 503);
+  assert.match(expired.text, /^\[-\]lease failed: lease 10\.244\.1\.0\/24 expired 9\ds ago$/m);
+  assert.deepEqual(await readyz(), { status: 503, text: "flanneld is not ready yet" });
+});
+
+Deno.test("/readyz with Accept: application/json returns the checks", async () => {
+  const state = readyState();
+  const ready = await getJson(state, "/readyz", { headers: { accept: "application/json" } });
+  assert.equal(ready.status, 200);
+  const body = ReadinessSchema.parse(ready.body);
+  assert.equal(body.message, "flanneld is ready");
+  assert.deepEqual(body.checks.map((c) => [c.name, c.ok]), [
+    ["lease", true],
+    ["backend", true],
+    ["subnet_env", true],
+    ["watch", true],
+  ]);
+
+  state.subnetEnvWritten = false;
+  const notReady = await getJson(state, "/readyz", { headers: { accept: "application/json" } });
+  assert.equal(notReady.status, 503);
+  const failed = ReadinessSchema.parse(notReady.body).checks.filter((c) => !c.ok);
+  assert.deepEqual(failed, [{
+    name: "subnet_env",
+    ok: false,
+    reason: "subnet.env not written yet",
+  }]);
+});
+
+Deno.test("/v1/status reports node, lease, config, backend, traffic and counters", async () => {
+  const state = readyState();
+  const { status, body } = await getJson(state, "/v1/status");
+  assert.equal(status, 200);
+  const s = StatusSchema.parse(body);
+  assert.equal(s.node, "node-a");
+  assert.equal(s.mode, "etcd");
+  assert.equal(s.version, "0.1.0-test");
+  assert.equal(s.publicIP, "198.18.0.1");
+  assert.equal(s.publicIPv6, null);
+  assert.equal(s.ready, true);
+  assert.ok(s.uptimeSeconds >= 0 && s.uptimeSeconds < 60);
+  assert.equal(s.lease?.key, "10.244.1.0-24");
+  assert.equal(s.lease?.subnet, "10.244.1.0/24");
+  assert.equal(s.lease?.own, true);
+  assert.ok(s.lease!.expiresInSeconds! > 23 * 3600 && s.lease!.expiresInSeconds! <= 24 * 3600);
+  assert.equal(s.network?.ipv4?.network, "10.244.0.0/16");
+  assert.equal(s.network?.ipv4?.subnetMin, "10.244.1.0");
+  assert.equal(s.network?.ipv6, null);
+  assert.deepEqual(s.network?.backend, { type: "vxlan", options: { vni: 1, psk: "<redacted>" } });
+  assert.deepEqual(s.backend, { type: "vxlan", ready: true });
+  assert.equal(s.traffic?.engine, "iptables");
+  assert.equal(s.traffic?.repairs, 2);
+  assert.deepEqual(s.counters, {
+    leasesKnown: 4,
+    renewals: 4,
+    renewFailures: 1,
+    reacquisitions: 0,
+    watchEvents: 17,
+    relists: 2,
+    watchErrors: 1,
+    malformedSkipped: 5,
+  });
+});
+
+Deno.test("/v1/status of a daemon that has just started has nulls, not gaps", async () => {
+  const { status, body } = await getJson(newDaemonState("0.1.0", "n", "kube"), "/v1/status");
+  assert.equal(status, 200);
+  const s = StatusSchema.parse(body);
+  assert.equal(s.ready, false);
+  assert.equal(s.lease, null);
+  assert.equal(s.network, null);
+  assert.equal(s.backend, null);
+  assert.equal(s.traffic, null);
+  assert.equal(s.lastWatchUpdate, null);
+  assert.equal(s.readiness.filter((c) => !c.ok).length, 4);
+});
+
+Deno.test("/v1/leases lists every lease in subnet order with attributes", async () => {
+  const state = readyState();
+  // Inserted out of order to check the ordering.
+  state.leases.set("10.244.0.128-25", vxlanLease("10.244.0.128/25", "198.18.0.9"));
+  const { status, body } = await getJson(state, "/v1/leases");
+  assert.equal(status, 200);
+  const list = LeaseListSchema.parse(body);
+  assert.equal(list.total, 5);
+  assert.deepEqual(list.leases.map((l) => l.key), [
+    "10.244.0.128-25",
+    "10.244.1.0-24",
+    "10.244.2.0-24",
+    "10.244.3.0-24",
+    "10.244.4.0-24&fc00:0:0:4::-64",
+  ]);
+  assert.deepEqual(list.leases.map((l) => l.own), [false, true, false, false, false]);
+  // Our own lease carries the daemon's expiry; peers' expiry is unknown in etcd mode.
+  assert.ok(list.leases[1].expiresInSeconds! > 23 * 3600);
+  assert.deepEqual(list.leases.map((l) => l.expiration === null), [true, false, true, true, true]);
+  assert.ok(list.leases.every((l) => !l.reserved));
+  const dual = list.leases[4];
+  assert.equal(dual.ipv6Subnet, "fc00:0:0:4::/64");
+  assert.equal(dual.publicIP, "198.18.0.4");
+  assert.equal(dual.backendType, "vxlan");
+  assert.deepEqual(dual.backendData, { VNI: 1, VtepMAC: "c6:d2:32:6f:8f:44" });
+});
+
+Deno.test("/v1/leases?subnet= filters by containment, in either notation", async () => {
+  const state = readyState();
+  const keys = async (query: string) => {
+    const { status, body } = await getJson(state, `/v1/leases?subnet=${query}`);
+    assert.equal(status, 200, query);
+    return LeaseListSchema.parse(body).leases.map((l) => l.key);
+  };
+  assert.deepEqual(await keys("10.244.2.0/24"), ["10.244.2.0-24"]);
+  assert.deepEqual(await keys("10.244.2.0-24"), ["10.244.2.0-24"]);
+  assert.deepEqual(await keys(encodeURIComponent("10.244.2.0/23")), [
+    "10.244.2.0-24",
+    "10.244.3.0-24",
+  ]);
+  assert.equal((await keys("10.244.0.0/16")).length, 4);
+  assert.deepEqual(await keys("fc00::/16"), ["10.244.4.0-24&fc00:0:0:4::-64"]);
+  assert.deepEqual(await keys("192.168.0.0/16"), []);
+  // flannel's key of an IPv6-only lease spells "no IPv4" as 0.0.0.0-0
+  assert.deepEqual(await keys(encodeURIComponent("0.0.0.0-0&fc00::-16")), [
+    "10.244.4.0-24&fc00:0:0:4::-64",
+  ]);
+});
+
+Deno.test("/v1/leases rejects bad or repeated subnet filters with 400", async () => {
+  const state = readyState();
+  for (const query of ["subnet=", "subnet=banana", "subnet=10.244.0.0/33", "subnet=1.2.3.4"]) {
+    const { status, body } = await getJson(state, `/v1/leases?${query}`);
+    assert.equal(status, 400, query);
+    assert.match(ErrorSchema.parse(body).error, /invalid subnet/);
+  }
+  const twice = await getJson(state, "/v1/leases?subnet=10.0.0.0/8&subnet=10.244.0.0/16");
+  assert.equal(twice.status, 400);
+  assert.match(ErrorSchema.parse(twice.body).error, /at most once/);
+});
+
+Deno.test("/v1/leases/:subnet finds a lease by key, encoded CIDR or plain CIDR", async () => {
+  const state = readyState();
+  for (
+    const path of [
+      "10.244.3.0-24",
+      "10.244.3.0%2F24",
+      "10.244.3.0/24",
+      "10.244.3.7%2f24", // host bits are cleared, as flannel parses CIDRs
+    ]
+  ) {
+    const { status, body } = await getJson(state, `/v1/leases/${path}`);
+    assert.equal(status, 200, path);
+    const lease = LeaseSchema.parse(body);
+    assert.equal(lease.key, "10.244.3.0-24");
+    assert.equal(lease.publicIP, "198.18.0.3");
+    assert.equal(lease.own, false);
+  }
+  const dual = await getJson(state, `/v1/leases/${encodeURIComponent("fc00:0:0:4::/64")}`);
+  assert.equal(LeaseSchema.parse(dual.body).key, "10.244.4.0-24&fc00:0:0:4::-64");
+  const byKey = await getJson(state, `/v1/leases/10.244.4.0-24%26fc00:0:0:4::-64`);
+  assert.equal(LeaseSchema.parse(byKey.body).subnet, "10.244.4.0/24");
+
+  const missing = await getJson(state, "/v1/leases/10.244.99.0-24");
+  assert.equal(missing.status, 404);
+  assert.match(ErrorSchema.parse(missing.body).error, /no lease for subnet 10\.244\.99\.0-24/);
+  const bad = await getJson(state, "/v1/leases/not-a-subnet");
+  assert.equal(bad.status, 400);
+  assert.match(ErrorSchema.parse(bad.body).error, /expected a lease key/);
+});
+
+Deno.test("/v1/backend reports peers, reconcile and udp counters", async () => {
+  const state = readyState();
+  const vxlan = BackendSchema.parse((await getJson(state, "/v1/backend")).body);
+  assert.equal(vxlan.type, "vxlan");
+  assert.equal(vxlan.driftRepaired, 3);
+  assert.equal(vxlan.peersInSync, 2);
+  assert.equal(vxlan.peersOutOfSync, 1);
+  assert.equal(vxlan.lastReconcileOk, true);
+  assert.deepEqual(vxlan.peers[1], {
+    subnet: "10.244.3.0/24",
+    publicIP: "198.18.0.3",
+    inSync: false,
+    error: "network is unreachable",
+  });
+  assert.equal(vxlan.dataPath, null);
+
+  const dataPath = {
+    packetsTx: 10,
+    packetsRx: 7,
+    bytesTx: 1500,
+    bytesRx: 900,
+    drops: { no_route: 3, ttl: 1 },
+  };
+  state.backend = () => sampleBackend({ type: "udp", dataPath });
+  const udp = BackendSchema.parse((await getJson(state, "/v1/backend")).body);
+  assert.deepEqual(udp.dataPath, dataPath);
+
+  state.backend = undefined;
+  const none = await getJson(state, "/v1/backend");
+  assert.equal(none.status, 503);
+  assert.equal(ErrorSchema.parse(none.body).error, "backend not registered yet");
+});
+
+Deno.test("unknown paths are 404 JSON, wrong methods 405 with Allow", async () => {
+  const state = readyState();
+  for (const path of ["/", "/v2/status", "/healthz/", "/v1/status/extra", "/v1", "//v1/status"]) {
+    const { status, body } = await getJson(state, path);
+    assert.equal(status, 404, path);
+    assert.match(ErrorSchema.parse(body).error, /no such endpoint/);
+  }
+  for (const path of ["/v1/status", "/v1/leases", "/v1/leases/10.244.2.0-24", "/metrics"]) {
+    for (const method of ["POST", "PUT", "DELETE", "PATCH"]) {
+      const { status, headers, body } = await getJson(state, path, { method });
+      assert.equal(status, 405, `${method} ${path}`);
+      assert.equal(headers.get("allow"), "GET, HEAD");
+      ErrorSchema.parse(body);
+    }
+  }
+  const head = await appFor(state).request("/v1/status", { method: "HEAD" });
+  assert.equal(head.status, 200);
+  assert.equal(await head.text(), "");
+});
+
+Deno.test("a throwing backend health yields a logged 500 JSON, not a crash", async () => {
+  const state = readyState();
+  state.backend = () => {
+    throw new Error("health exploded");
+  };
+  const lines: string[] = [];
+  const app = createApp(state, createMetrics(state, { defaultMetrics: false }), {
+    log: {
+      debug: () => {},
+      info: () => {},
+      warn: () => {},
+      error: (msg, fields) => lines.push(`${msg} ${fields?.error}`),
+    },
+  });
+  const res = await app.request("/v1/backend");
+  assert.equal(res.status, 500);
+  assert.equal(ErrorSchema.parse(await res.json()).error, "health exploded");
+  assert.deepEqual(lines, ["admin request failed health exploded"]);
+});
+
+Deno.test("garbage paths and query strings never produce a 500", async () => {
+  const state = readyState();
+  state.leases.set("10.244.9.0-24", {
+    subnet: parseNet("10.244.9.0/24"),
+    attrs: { publicIP: parseAddr("0.0.0.0"), publicIPv6: parseAddr("2001:db8::9") },
+  });
+  const app = appFor(state);
+  const segment = fc.oneof(
+    fc.string({ maxLength: 30 }),
+    fc.constantFrom("v1", "leases", "status", "backend", "metrics", "readyz", "..", "%", "%2F"),
+  );
+  const junk = fc.string({ unit: "binary", maxLength: 40 });
+  await fc.assert(
+    fc.asyncProperty(fc.array(segment, { maxLength: 4 }), junk, async (segments, query) => {
+      const path = "/" + segments.map(encodeURIComponent).join("/").replaceAll("%25", "%");
+      const res = await app.request(`http://x${path}?${encodeURIComponent(query)}`);
+      await res.arrayBuffer();
+      assert.ok(res.status < 500, `${path}?${query} gave ${res.status}`);
+    }),
+    { numRuns: 300 },
+  );
+  for (const query of ["subnet=%E0%A4%A", "subnet=%", "subnet=" + "1".repeat(5000), "verbose=%"]) {
+    for (const path of ["/v1/leases", "/readyz"]) {
+      const res = await app.request(`${path}?${query}`);
+      await res.arrayBuffer();
+      assert.ok(res.status < 500, `${path}?${query}`);
+    }
+  }
+});
+
+Deno.test("a 2000-lease state is listed quickly", async () => {
+  const state = readyState();
+  for (let i = 0; i < 2000; i++) {
+    const cidr = `10.${100 + (i >> 8)}.${i & 255}.0/24`;
+    state.leases.set(cidr.replace("/", "-"), vxlanLease(cidr, "198.18.1.1", HOUR_MS));
+  }
+  const app = appFor(state);
+  const started = performance.now();
+  const res = await app.request("/v1/leases");
+  const list = LeaseListSchema.parse(await res.json());
+  const elapsed = performance.now() - started;
+  assert.equal(list.leases.length, 2004);
+  assert.ok(elapsed < 1000, `took ${elapsed} ms`);
+});

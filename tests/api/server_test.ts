@@ -1,0 +1,155 @@
+import assert from "node:assert/strict";
+import { Hono } from "hono";
+import { createApp } from "../../api/app.ts";
+import { createMetrics } from "../../api/metrics.ts";
+import { AdminBindError, serveAdmin } from "../../api/server.ts";
+import { statusCommand, type StatusIO } from "../../api/status_cli.ts";
+import { setLogSink } from "../../log.ts";
+import { readyState } from "./fixture.ts";
+
+setLogSink(() => {});
+
+/** Serve `app` on an ephemeral loopback port for the duration of `body`. */
+async function withServer(app: Hono, body: (base: string) => Promise<void>): Promise<void> {
+  const ctl = new AbortController();
+  const server = serveAdmin(app, { hostname: "127.0.0.1", port: 0, signal: ctl.signal });
+  try {
+    assert.equal(server.hostname, "127.0.0.1");
+    assert.ok(server.port > 0);
+    await body(`http://127.0.0.1:${server.port}`);
+  } finally {
+    ctl.abort();
+    await server.finished;
+  }
+}
+
+function capture(): StatusIO & { out_: string[]; err_: string[] } {
+  const out_: string[] = [];
+  const err_: string[] = [];
+  return {
+    out_,
+    err_,
+    out: (text) => out_.push(text),
+    err: (text) => err_.push(text),
+    env: () => undefined,
+  };
+}
+
+function adminApp() {
+  const state = readyState();
+  return createApp(state, createMetrics(state, { defaultMetrics: false }));
+}
+
+Deno.test("serveAdmin serves /healthz on an ephemeral port and stops on abort", async () => {
+  let base = "";
+  await withServer(adminApp(), async (url) => {
+    base = url;
+    const res = await fetch(`${url}/healthz`);
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), "flanneld is running");
+    const ready = await fetch(`${url}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.equal(await ready.text(), "flanneld is ready");
+  });
+  await assert.rejects(fetch(`${base}/healthz`), TypeError);
+});
+
+Deno.test("shutdown lets an in-flight request finish", async () => {
+  const app = new Hono();
+  app.get("/slow", async (c) => {
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    return c.text("done");
+  });
+  const ctl = new AbortController();
+  const server = serveAdmin(app, { hostname: "127.0.0.1", port: 0, signal: ctl.signal });
+  const pending = fetch(`http://127.0.0.1:${server.port}/slow`);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const started = performance.now();
+  ctl.abort();
+  const res = await pending;
+  assert.equal(await res.text(), "done");
+  await server.finished;
+  const drained = performance.now() - started;
+  assert.ok(drained < 3000, `drain took ${drained} ms`);
+});
+
+Deno.test("a taken port raises AdminBindError naming the address", () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const { port } = listener.addr as Deno.NetAddr;
+    const ctl = new AbortController();
+    assert.throws(
+      () => serveAdmin(adminApp(), { hostname: "127.0.0.1", port, signal: ctl.signal }),
+      (err: unknown) => err instanceof AdminBindError && err.message.includes(`127.0.0.1:${port}`),
+    );
+  } finally {
+    listener.close();
+  }
+});
+
+Deno.test("tartan status against a live server prints the lease and the peers", async () => {
+  await withServer(adminApp(), async (url) => {
+    const io = capture();
+    assert.equal(await statusCommand(["--url", url], io), 0);
+    assert.deepEqual(io.err_, []);
+    const text = io.out_.join("\n");
+    assert.match(text, /^node {7}node-a \(etcd mode/m);
+    assert.match(text, /^lease {6}10\.244\.1\.0\/24, expires /m);
+    assert.match(text, /^peers \(3\)$/m);
+    assert.match(text, /^10\.244\.2\.0\/24\s+198\.18\.0\.2\s+vxlan\s+-\s+yes$/m);
+    assert.match(text, /^10\.244\.3\.0\/24\s+198\.18\.0\.3\s+.*no: network is unreachable$/m);
+
+    const port = new URL(url).port;
+    const json = capture();
+    assert.equal(await statusCommand(["--healthz-port", port, "--json"], json), 0);
+    const raw = JSON.parse(json.out_.join("\n"));
+    assert.equal(raw.status.lease.subnet, "10.244.1.0/24");
+    assert.equal(raw.backend.peersOutOfSync, 1);
+    assert.equal(raw.leases.leases.length, 4);
+  });
+});
+
+Deno.test("tartan status copes with a node whose backend is not registered yet", async () => {
+  const state = readyState();
+  state.backend = undefined;
+  await withServer(
+    createApp(state, createMetrics(state, { defaultMetrics: false })),
+    async (url) => {
+      const io = capture();
+      assert.equal(await statusCommand([`--url=${url}`], io), 0);
+      assert.match(io.out_.join("\n"), /^backend {4}not registered yet$/m);
+      assert.match(io.out_.join("\n"), /^ready {6}no: backend not registered yet$/m);
+    },
+  );
+});
+
+Deno.test("tartan status exits 1 with a clear message when nothing listens", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  const io = capture();
+  assert.equal(await statusCommand(["--url", `http://127.0.0.1:${port}`], io), 1);
+  assert.deepEqual(io.out_, []);
+  assert.match(
+    io.err_.join("\n"),
+    new RegExp(
+      `^tartan status: cannot reach the tartan admin API at http://127\\.0\\.0\\.1:${port}: .*Connection refused`,
+    ),
+  );
+});
+
+Deno.test("tartan status exits 1 when the URL is not a tartan admin API", async () => {
+  const other = new Hono();
+  other.get("*", (c) => c.json({ hello: "world" }));
+  await withServer(other, async (url) => {
+    const io = capture();
+    assert.equal(await statusCommand(["--url", url], io), 1);
+    assert.match(io.err_.join("\n"), /\/v1\/status is not a tartan admin API answer/);
+  });
+  const missing = new Hono();
+  await withServer(missing, async (url) => {
+    const io = capture();
+    assert.equal(await statusCommand(["--url", url], io), 1);
+    assert.match(io.err_.join("\n"), /\/v1\/status answered 404: 404 Not Found/);
+  });
+});

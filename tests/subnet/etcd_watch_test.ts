@@ -1,0 +1,336 @@
+/**
+ * Watching and keeping leases against a real etcd: events, malformed input, compaction, etcd
+ * restarts, renewal and lease loss.
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { type EtcdManagerOptions, EtcdSubnetManager } from "../../subnet/etcd.ts";
+import { formatAddr, parseAddr } from "../../subnet/ip/mod.ts";
+import { formatLeaseKey, type Lease, type LeaseEvent } from "../../subnet/lease.ts";
+import { LeaseSet } from "../../subnet/lease_set.ts";
+import { LeaseLostError, type LeaseWatchUpdate } from "../../subnet/manager.ts";
+import { type EtcdFixture, startEtcd } from "../helpers/etcd.ts";
+import {
+  allocValue,
+  captureLog,
+  leaseTtl,
+  putConfig,
+  putLease,
+  readSubnets,
+  uniquePrefix,
+  vxlanValue,
+  waitFor,
+} from "../helpers/leases.ts";
+import { startTcpProxy } from "../helpers/tcp_proxy.ts";
+
+const CONFIG = '{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan"}}';
+
+/** A running watch: every update, and the lease set they fold into. */
+interface Watching {
+  readonly updates: LeaseWatchUpdate[];
+  readonly peers: LeaseSet;
+  readonly events: LeaseEvent[];
+  /** Names of the leases the watcher knows now. */
+  names(): string[];
+  readonly done: Promise<void>;
+}
+
+function watch(manager: EtcdSubnetManager, signal: AbortSignal): Watching {
+  const updates: LeaseWatchUpdate[] = [];
+  const events: LeaseEvent[] = [];
+  const peers = new LeaseSet();
+  const done = (async () => {
+    for await (const update of manager.watchLeases(signal)) {
+      updates.push(update);
+      events.push(...peers.apply(update));
+    }
+  })();
+  return {
+    updates,
+    peers,
+    events,
+    names: () => peers.leases.map(formatLeaseKey).sort(),
+    done,
+  };
+}
+
+function describe(events: LeaseEvent[]): string[] {
+  return events.map((e) =>
+    `${e.type} ${formatLeaseKey(e.lease)} ${formatAddr(e.lease.attrs.publicIP)}`
+  );
+}
+
+interface Env {
+  readonly etcd: EtcdFixture;
+  readonly tmp: string;
+  manager(prefix: string, options?: Partial<EtcdManagerOptions>): EtcdSubnetManager;
+}
+
+async function withEnv(t: Deno.TestContext, steps: Record<string, (env: Env) => Promise<void>>) {
+  const etcd = await startEtcd();
+  const tmp = await Deno.makeTempDir({ prefix: "tt-subnet-" });
+  const managers: EtcdSubnetManager[] = [];
+  const env: Env = {
+    etcd,
+    tmp,
+    manager(prefix, options = {}) {
+      const manager = new EtcdSubnetManager({
+        endpoints: [etcd.endpoint],
+        prefix,
+        subnetFile: `${tmp}/${crypto.randomUUID()}.env`,
+        log: captureLog().log,
+        ...options,
+      });
+      managers.push(manager);
+      return manager;
+    },
+  };
+  try {
+    for (const [name, step] of Object.entries(steps)) await t.step(name, () => step(env));
+  } finally {
+    await Promise.all(managers.map((m) => m.close()));
+    await etcd.stop();
+    await Deno.remove(tmp, { recursive: true });
+  }
+}
+
+/** Run `body` with an abort signal that is always aborted afterwards, then await `tasks`. */
+async function scoped(body: (signal: AbortSignal, tasks: Promise<unknown>[]) => Promise<void>) {
+  const abort = new AbortController();
+  const tasks: Promise<unknown>[] = [];
+  try {
+    await body(abort.signal, tasks);
+  } finally {
+    abort.abort();
+    await Promise.allSettled(tasks);
+  }
+}
+
+Deno.test("etcd lease watch and upkeep", async (t) => {
+  await withEnv(t, {
+    "snapshot, then adds, deletes and expiries carrying the lease (spec §3.5)": (env) =>
+      scoped(async (signal, tasks) => {
+        const prefix = uniquePrefix();
+        const client = env.etcd.client();
+        await putConfig(client, prefix, CONFIG);
+        await putLease(
+          client,
+          prefix,
+          "10.5.2.0-24",
+          vxlanValue("198.18.0.2", "c6:d2:32:6f:8f:44"),
+        );
+        await putLease(client, prefix, "10.5.3.0-24", allocValue("198.18.0.3"), 0);
+        const w = watch(env.manager(prefix), signal);
+        tasks.push(w.done);
+        await waitFor("snapshot", () => w.updates.length > 0);
+        const first = w.updates[0];
+        assert.equal(first.type, "snapshot");
+        assert.deepEqual(w.names(), ["10.5.2.0-24", "10.5.3.0-24"]);
+        const reserved = w.peers.leases.find((l) => formatLeaseKey(l) === "10.5.3.0-24")!;
+        assert.equal(reserved.reserved, true);
+
+        await putLease(client, prefix, "10.5.4.0-24", allocValue("198.18.0.4"), 2);
+        await waitFor("added", () => w.names().includes("10.5.4.0-24"));
+        await client.kv.deleteRange({ key: Buffer.from(`${prefix}/subnets/10.5.2.0-24`) });
+        await waitFor("deleted", () => !w.names().includes("10.5.2.0-24"));
+        const removed = w.events.find((e) => e.type === "removed")!;
+        // The removal carries what the lease published, not just its subnet.
+        assert.deepEqual(removed.lease.attrs.backendData, { VNI: 1, VtepMAC: "c6:d2:32:6f:8f:44" });
+        await waitFor("expired", () => !w.names().includes("10.5.4.0-24"), 8000);
+        assert.deepEqual(describe(w.events), [
+          "added 10.5.2.0-24 198.18.0.2",
+          "added 10.5.3.0-24 198.18.0.3",
+          "added 10.5.4.0-24 198.18.0.4",
+          "removed 10.5.2.0-24 198.18.0.2",
+          "removed 10.5.4.0-24 198.18.0.4",
+        ]);
+        // Every raw batch from the manager carried whole leases too.
+        for (const update of w.updates.slice(1)) {
+          assert.equal(update.type, "events");
+          for (const e of update.type === "events" ? update.events : []) {
+            assert.notEqual(formatAddr(e.lease.attrs.publicIP), "0.0.0.0");
+          }
+        }
+      }),
+
+    "malformed keys and values are skipped and counted, never removals (quirks 1, 31)": (env) =>
+      scoped(async (signal, tasks) => {
+        const prefix = uniquePrefix();
+        const client = env.etcd.client();
+        await putConfig(client, prefix, CONFIG);
+        await putLease(client, prefix, "10.5.2.0-24", allocValue("198.18.0.2"));
+        await putLease(client, prefix, "10.5.66.0-24", "{bad"); // malformed from the start
+        const manager = env.manager(prefix);
+        const w = watch(manager, signal);
+        tasks.push(w.done);
+        await waitFor("snapshot", () => w.updates.length > 0);
+        assert.equal(manager.stats.malformedSkipped, 1);
+        await putLease(client, prefix, "garbage", allocValue("198.18.0.9"));
+        await putLease(client, prefix, "10.5.9.0-24", "not json");
+        await putLease(client, prefix, "10.5.2.0-24", '{"PublicIP":null}'); // a valid key turns bad
+        await putLease(client, prefix, "10.5.10.0-24/x", allocValue("198.18.0.9"));
+        await client.kv.put({
+          key: Buffer.from(`${prefix}/subnets-old/10.5.8.0-24`),
+          value: Buffer.from(allocValue("198.18.0.8")),
+        });
+        await putLease(client, prefix, "10.5.11.0-24", allocValue("198.18.0.11"));
+        await waitFor("the valid lease", () => w.names().includes("10.5.11.0-24"));
+        await client.kv.deleteRange({ key: Buffer.from(`${prefix}/subnets/garbage`) });
+        await putLease(client, prefix, "10.5.12.0-24", allocValue("198.18.0.12"));
+        await waitFor("the next valid lease", () => w.names().includes("10.5.12.0-24"));
+        assert.deepEqual(w.names(), ["10.5.11.0-24", "10.5.12.0-24", "10.5.2.0-24"]);
+        assert.ok(!w.events.some((e) => e.type === "removed"));
+        assert.equal(manager.stats.malformedSkipped, 1 + 5); // + the delete of "garbage"
+      }),
+
+    "compaction past the watch revision: re-list, diff and resume (quirk 6)": (env) =>
+      scoped(async (signal, tasks) => {
+        const prefix = uniquePrefix();
+        const client = env.etcd.client();
+        await putConfig(client, prefix, CONFIG);
+        await putLease(client, prefix, "10.5.2.0-24", allocValue("198.18.0.2"));
+        await using proxy = startTcpProxy(Number(new URL(env.etcd.endpoint).port));
+        const { log, lines } = captureLog();
+        const manager = env.manager(prefix, { endpoints: [`http://${proxy.address}`], log });
+        const w = watch(manager, signal);
+        tasks.push(w.done);
+        await waitFor("snapshot", () => w.names().length === 1);
+        proxy.cut();
+        await putLease(client, prefix, "10.5.3.0-24", allocValue("198.18.0.3"));
+        await client.kv.deleteRange({ key: Buffer.from(`${prefix}/subnets/10.5.2.0-24`) });
+        await env.etcd.compact();
+        proxy.restore();
+        await waitFor("re-list", () => w.names().join() === "10.5.3.0-24", 15_000);
+        assert.ok(manager.stats.relists >= 1);
+        assert.ok(manager.stats.watchErrors >= 1);
+        assert.ok(lines.some((l) => l.includes("compacted=true")), lines.join("\n"));
+        assert.deepEqual(describe(w.events), [
+          "added 10.5.2.0-24 198.18.0.2",
+          "removed 10.5.2.0-24 198.18.0.2",
+          "added 10.5.3.0-24 198.18.0.3",
+        ]);
+        await putLease(client, prefix, "10.5.4.0-24", allocValue("198.18.0.4"));
+        await waitFor("a later event", () => w.names().includes("10.5.4.0-24"));
+      }),
+
+    "etcd killed and restarted: the lease is kept and the watch resumes (spec §10.3)": (env) =>
+      scoped(async (signal, tasks) => {
+        const prefix = uniquePrefix();
+        const client = env.etcd.client();
+        await putConfig(client, prefix, CONFIG);
+        const manager = env.manager(prefix);
+        const lease = await manager.acquireLease({ publicIP: parseAddr("198.18.0.1") }, signal);
+        const keep = manager.maintainLease(lease, signal);
+        tasks.push(keep);
+        const w = watch(manager, signal);
+        tasks.push(w.done);
+        await waitFor("snapshot", () => w.updates.length > 0);
+        const before = (await readSubnets(client, prefix)).get(formatLeaseKey(lease))!;
+        await env.etcd.kill();
+        await new Promise((r) => setTimeout(r, 1000));
+        await env.etcd.restart();
+        await putLease(env.etcd.client(), prefix, "10.5.200.0-24", allocValue("198.18.0.200"));
+        await waitFor("the watch to resume", () => w.names().includes("10.5.200.0-24"), 15_000);
+        const after = (await readSubnets(env.etcd.client(), prefix)).get(formatLeaseKey(lease))!;
+        assert.deepEqual(after, before);
+        assert.ok(manager.stats.watchErrors >= 1);
+        assert.equal(manager.stats.reacquisitions, 0);
+        const settled = await Promise.race([keep.then(() => "ended", () => "failed"), "running"]);
+        assert.equal(settled, "running");
+      }),
+
+    "a key deleted by an operator is re-acquired; a key taken by another node is lost (quirk 9)": (
+      env,
+    ) =>
+      scoped(async (signal, tasks) => {
+        const prefix = uniquePrefix();
+        const client = env.etcd.client();
+        await putConfig(client, prefix, CONFIG);
+        const manager = env.manager(prefix);
+        const lease = await manager.acquireLease({ publicIP: parseAddr("198.18.0.1") }, signal);
+        const name = formatLeaseKey(lease);
+        const state: { outcome: unknown } = { outcome: "running" };
+        const outcome = () => state.outcome;
+        const keep = manager.maintainLease(lease, signal).then(
+          () => state.outcome = "ended",
+          (error) => state.outcome = error,
+        );
+        tasks.push(keep);
+        await new Promise((r) => setTimeout(r, 200));
+        await client.kv.deleteRange({ key: Buffer.from(`${prefix}/subnets/${name}`) });
+        await waitFor("re-acquisition", () => manager.stats.reacquisitions === 1);
+        const stored = (await readSubnets(client, prefix)).get(name)!;
+        assert.equal(stored.value, allocValue("198.18.0.1"));
+        assert.equal((await leaseTtl(client, stored.lease)).granted, 86_400);
+        assert.equal(outcome(), "running");
+        // Another node now holds our subnet: we must not fight over it.
+        await putLease(client, prefix, name, allocValue("198.18.0.66"));
+        await waitFor("the loss", () => outcome() !== "running");
+        assert.ok(outcome() instanceof LeaseLostError, String(outcome()));
+        assert.equal(
+          (await readSubnets(client, prefix)).get(name)!.value,
+          allocValue("198.18.0.66"),
+        );
+      }),
+
+    "renewal re-puts with a fresh lease and revokes the old one (conformance 7, quirk 5)": (env) =>
+      scoped(async (signal, tasks) => {
+        const prefix = uniquePrefix();
+        const client = env.etcd.client();
+        await putConfig(client, prefix, CONFIG);
+        // TTL 4 s, renew 2.5 s before expiry: a renewal every ~1.5 s.
+        const manager = env.manager(prefix, { leaseTtlSeconds: 4, renewMarginMinutes: 2.5 / 60 });
+        const lease = await manager.acquireLease({ publicIP: parseAddr("198.18.0.1") }, signal);
+        const name = formatLeaseKey(lease);
+        const first = (await readSubnets(client, prefix)).get(name)!.lease;
+        tasks.push(manager.maintainLease(lease, signal));
+        await waitFor("two renewals", () => manager.stats.renewals >= 2, 6000);
+        const current = (await readSubnets(client, prefix)).get(name)!.lease;
+        assert.notEqual(current, first);
+        assert.equal((await leaseTtl(client, first)).ttl, -1); // revoked, not orphaned
+        assert.equal((await leaseTtl(client, current)).granted, 4);
+        assert.equal(manager.stats.renewFailures, 0);
+        assert.ok(manager.ownLease!.expiration!.getTime() > Date.now() + 2000);
+      }),
+
+    "a failed renewal is retried until it succeeds": (env) =>
+      scoped(async (signal, tasks) => {
+        const prefix = uniquePrefix();
+        const client = env.etcd.client();
+        await putConfig(client, prefix, CONFIG);
+        await using proxy = startTcpProxy(Number(new URL(env.etcd.endpoint).port));
+        const manager = env.manager(prefix, {
+          endpoints: [`http://${proxy.address}`],
+          leaseTtlSeconds: 20,
+          renewMarginMinutes: 19 / 60, // first renewal 1 s after the put
+          renewRetryMs: 300,
+        });
+        const lease = await manager.acquireLease({ publicIP: parseAddr("198.18.0.1") }, signal);
+        tasks.push(manager.maintainLease(lease, signal));
+        proxy.cut();
+        await waitFor("failed renewals", () => manager.stats.renewFailures >= 2, 8000);
+        proxy.restore();
+        await waitFor("a renewal", () => manager.stats.renewals >= 1, 15_000);
+        const stored = (await readSubnets(client, prefix)).get(formatLeaseKey(lease))!;
+        assert.equal((await leaseTtl(client, stored.lease)).granted, 20);
+      }),
+
+    "a reservation we hold is never renewed (quirk 4)": (env) =>
+      scoped(async (signal, tasks) => {
+        const prefix = uniquePrefix();
+        const client = env.etcd.client();
+        await putConfig(client, prefix, CONFIG);
+        await putLease(client, prefix, "10.5.9.0-24", allocValue("198.18.0.1"), 0);
+        const manager = env.manager(prefix, { leaseTtlSeconds: 3, renewMarginMinutes: 2 / 60 });
+        const lease: Lease = await manager.acquireLease(
+          { publicIP: parseAddr("198.18.0.1") },
+          signal,
+        );
+        assert.equal(lease.reserved, true);
+        tasks.push(manager.maintainLease(lease, signal));
+        await new Promise((r) => setTimeout(r, 2500));
+        assert.equal(manager.stats.renewals, 0);
+        assert.equal((await readSubnets(client, prefix)).get("10.5.9.0-24")!.lease, "0");
+      }),
+  });
+});
