@@ -11,7 +11,9 @@ import { CONFIG_CHECK_USAGE, configCheckCommand } from "./config/check.ts";
 import { FlagError, parseRunFlags, usage as runUsage } from "./config/flags.ts";
 import { STATUS_USAGE, statusCommand } from "./api/status_cli.ts";
 import { runCniPlugin } from "./cni/plugin.ts";
+import { cleanupCommand } from "./cleanup.ts";
 import { runDaemon } from "./daemon.ts";
+import { LAB_USAGE, labCommand } from "./lab/command.ts";
 import { VERSION } from "./version.ts";
 
 /** A subcommand: what it does and how it runs; resolves to the process exit status. */
@@ -19,13 +21,6 @@ interface Command {
   readonly summary: string;
   readonly usage: string;
   run(args: string[]): Promise<number>;
-}
-
-function notYet(what: string): () => Promise<number> {
-  return () => {
-    console.error(`tartan: ${what} is not implemented yet`);
-    return Promise.resolve(1);
-  };
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -46,8 +41,8 @@ const COMMANDS: Record<string, Command> = {
   },
   lab: {
     summary: "a multi-node cluster in network namespaces (the demo)",
-    usage: "tartan lab up|down|status|demo [--nodes N] [--backend vxlan|host-gw|udp]",
-    run: notYet("the lab"),
+    usage: LAB_USAGE,
+    run: labCommand,
   },
   config: {
     summary: "validate a net-conf file and print the effective config",
@@ -57,7 +52,7 @@ const COMMANDS: Record<string, Command> = {
   cleanup: {
     summary: "remove every device, route, rule and file Tartan created on this node",
     usage: "tartan cleanup [--subnet-file PATH]",
-    run: notYet("cleanup"),
+    run: cleanupCommand,
   },
   version: {
     summary: "print the version",

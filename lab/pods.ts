@@ -107,13 +107,9 @@ export function allConnected(matrix: ConnectivityMatrix): boolean {
 export function formatMatrix(matrix: ConnectivityMatrix): string {
   const labels = matrix.pods.map((p) => p.ip);
   const width = Math.max(...labels.map((l) => l.length), 4);
-  const header = ["from \\ to".padEnd(width), ...labels.map((l) => l.padEnd(width))].join("  ");
+  const line = (cells: string[]) => cells.map((c) => c.padEnd(width)).join("  ").trimEnd();
   const rows = matrix.pods.map((pod, i) =>
-    [
-      pod.ip.padEnd(width),
-      ...matrix.ok[i].map((ok, j) => (i === j ? "-" : ok ? "ok" : "FAIL").padEnd(width)),
-    ]
-      .join("  ")
+    line([pod.ip, ...matrix.ok[i].map((ok, j) => i === j ? "-" : ok ? "ok" : "FAIL")])
   );
-  return [header, ...rows].join("\n");
+  return [line(["from \\ to", ...labels]), ...rows].join("\n");
 }

@@ -119,6 +119,7 @@ interface AckRing {
   readonly count: number;
   readonly slotBytes: number;
   readonly data: Uint8Array<ArrayBuffer>;
+  /** Only referenced by raw address from `headers`; kept here so it stays alive. */
   readonly iovecs: Uint8Array<ArrayBuffer>;
   readonly dataView: DataView;
   readonly headers: Uint8Array<ArrayBuffer>;

@@ -68,7 +68,9 @@ function parseV6(text: string): bigint | undefined {
     const lastColon = text.lastIndexOf(":");
     const v4 = parseV4(text.slice(lastColon + 1));
     if (v4 === undefined) return undefined;
-    body = `${text.slice(0, lastColon + 1)}${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`;
+    body = `${text.slice(0, lastColon + 1)}${(v4 >> 16n).toString(16)}:${
+      (v4 & 0xffffn).toString(16)
+    }`;
   }
   const halves = body.split("::");
   if (halves.length > 2) return undefined;

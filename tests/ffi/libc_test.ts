@@ -50,6 +50,7 @@ Deno.test("mac: parse/format round trip (property) and strict parsing", () => {
       assert.deepStrictEqual(parseMac(text.toUpperCase()), Uint8Array.from(bytes));
     }),
   );
+  assert.equal(normalizeMac("0A:58:0A:F4:01:01"), "0a:58:0a:f4:01:01");
   for (
     const bad of [
       "",

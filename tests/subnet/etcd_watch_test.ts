@@ -263,9 +263,15 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
         assert.equal(stored.value, allocValue("198.18.0.1"));
         assert.equal((await leaseTtl(client, stored.lease)).granted, 86_400);
         assert.equal(outcome(), "running");
+        // A value nobody can read is taken back.
+        await putLease(client, prefix, name, "{garbage");
+        await waitFor("our value back", async () =>
+          (await readSubnets(client, prefix)).get(name)?.value === allocValue("198.18.0.1"));
+        assert.equal(outcome(), "running");
         // Another node now holds our subnet: we must not fight over it.
         await putLease(client, prefix, name, allocValue("198.18.0.66"));
-        await waitFor("the loss", () => outcome() !== "running");
+        await waitFor("the loss", () =>
+          outcome() !== "running");
         assert.ok(outcome() instanceof LeaseLostError, String(outcome()));
         assert.equal(
           (await readSubnets(client, prefix)).get(name)!.value,
@@ -313,6 +319,21 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
         await waitFor("a renewal", () => manager.stats.renewals >= 1, 15_000);
         const stored = (await readSubnets(client, prefix)).get(formatLeaseKey(lease))!;
         assert.equal((await leaseTtl(client, stored.lease)).granted, 20);
+      }),
+
+    "close() ends running watches and upkeep even without an abort": (env) =>
+      scoped(async (signal, tasks) => {
+        const prefix = uniquePrefix();
+        await putConfig(env.etcd.client(), prefix, CONFIG);
+        const manager = env.manager(prefix);
+        const lease = await manager.acquireLease({ publicIP: parseAddr("198.18.0.1") }, signal);
+        const keep = manager.maintainLease(lease, new AbortController().signal);
+        const w = watch(manager, new AbortController().signal);
+        tasks.push(keep, w.done);
+        await waitFor("snapshot", () => w.updates.length > 0);
+        await manager.close();
+        const ended = Promise.all([keep, w.done]).then(() => true);
+        assert.ok(await Promise.race([ended, new Promise((r) => setTimeout(r, 3000, false))]));
       }),
 
     "a reservation we hold is never renewed (quirk 4)": (env) =>

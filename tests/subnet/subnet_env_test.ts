@@ -147,7 +147,7 @@ Deno.test("the previous subnet comes back as a network address (spec §3.4 step 
 
 Deno.test("garbage subnet.env text only ever raises SubnetEnvError", () => {
   fc.assert(
-    fc.property(fc.string({ unit: "binary" }), (text) => {
+    fc.property(fc.string({ unit: "binary", maxLength: 200 }), (text) => {
       try {
         parseSubnetEnv(text);
       } catch (error) {

@@ -1,0 +1,51 @@
+/**
+ * Installs what the demo and the tests need on a fresh Debian machine, when it is missing:
+ * the Debian packages below (as root, through apt-get). Run by `deno task demo` and
+ * `deno task test` before anything else, so that those two commands are the whole set-up.
+ */
+const PACKAGES: Record<string, string> = {
+  etcd: "etcd-server",
+  etcdctl: "etcd-client",
+  ip: "iproute2",
+  iptables: "iptables",
+  nft: "nftables",
+  ping: "iputils-ping",
+  iperf3: "iperf3",
+  tcpdump: "tcpdump",
+};
+const CNI_PLUGIN = "/usr/lib/cni/bridge";
+
+async function has(command: string): Promise<boolean> {
+  const { code } = await new Deno.Command("sh", {
+    args: ["-c", `command -v ${command}`],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  return code === 0;
+}
+
+const missing = new Set<string>();
+for (const [command, pkg] of Object.entries(PACKAGES)) {
+  if (!await has(command)) missing.add(pkg);
+}
+if (!await Deno.stat(CNI_PLUGIN).then(() => true, () => false)) {
+  missing.add("containernetworking-plugins");
+}
+if (missing.size > 0) {
+  const list = [...missing].sort();
+  if (Deno.uid() !== 0) {
+    console.error(`setup: missing Debian packages ${list.join(" ")}; install them as root`);
+    Deno.exit(1);
+  }
+  console.error(`setup: installing ${list.join(" ")}`);
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  for (
+    const args of [["update", "-qq"], ["install", "-y", "-qq", "--no-install-recommends", ...list]]
+  ) {
+    const { code } = await new Deno.Command("apt-get", { args, env, stdout: "null" }).output();
+    if (code !== 0) {
+      console.error(`setup: apt-get ${args[0]} failed`);
+      Deno.exit(1);
+    }
+  }
+}
