@@ -8,7 +8,6 @@
  */
 import type { ParsedRunFlags, RunOptions } from "./config/flags.ts";
 import { etcdTlsFiles, redactedOptions, unimplementedFlags } from "./config/flags.ts";
-import type { NetworkConfig } from "./config/network_config.ts";
 import { errorText, logger, setLogLevel } from "./log.ts";
 import { createApp } from "./api/app.ts";
 import { createMetrics, type Metrics } from "./api/metrics.ts";
@@ -23,7 +22,7 @@ import { EtcdSubnetManager } from "./subnet/etcd.ts";
 import { formatLeaseKey } from "./subnet/lease.ts";
 import type { LeaseWatchUpdate, SubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/manager.ts";
-import { writeSubnetEnv } from "./subnet/subnet_env.ts";
+import { subnetEnvFor, writeSubnetEnv } from "./subnet/subnet_env.ts";
 import { createTrafficManager } from "./traffic/manager.ts";
 import { VERSION } from "./version.ts";
 import { formatAddr, formatNet } from "./subnet/ip/mod.ts";
@@ -95,17 +94,6 @@ async function* recordInState(
     state.lastWatchUpdate = new Date();
     yield update;
   }
-}
-
-function subnetEnvFor(config: NetworkConfig, network: Network, ipMasq: boolean) {
-  const { lease } = network;
-  return {
-    ipv4: config.ipv4 && lease.subnet && { network: config.ipv4.network, subnet: lease.subnet },
-    ipv6: config.ipv6 && lease.ipv6Subnet &&
-      { network: config.ipv6.network, subnet: lease.ipv6Subnet },
-    mtu: network.mtu,
-    ipMasq,
-  };
 }
 
 function describeExternal(ext: ExternalInterface): Record<string, string | number | undefined> {
@@ -214,7 +202,10 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
     state.traffic = traffic.health;
     log.info("traffic rules installed", { engine: traffic.engine, ipMasq: options.ipMasq });
 
-    await writeSubnetEnv(options.subnetFile, subnetEnvFor(config, network, options.ipMasq));
+    await writeSubnetEnv(
+      options.subnetFile,
+      subnetEnvFor(config, lease, network.mtu, options.ipMasq),
+    );
     state.subnetEnvWritten = true;
     log.info("wrote subnet file", { path: options.subnetFile });
 
