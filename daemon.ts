@@ -19,6 +19,8 @@ import { type ExternalInterface, selectExternalInterface } from "./backends/exte
 import { kernelInterfaceSource } from "./backends/interface_source.ts";
 import { closeNetlink, type NetlinkHandle, openNetlink } from "./ffi/netlink/socket.ts";
 import { EtcdSubnetManager } from "./subnet/etcd.ts";
+import { KubeSubnetManager } from "./subnet/kube.ts";
+import { createKubeClient, loadKubeConfig } from "./subnet/kube_client.ts";
 import { formatLeaseKey } from "./subnet/lease.ts";
 import type { LeaseWatchUpdate, SubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/manager.ts";
@@ -39,6 +41,12 @@ const IMPLEMENTED = new Set([
   "etcd-username",
   "etcd-password",
   "subnet-lease-renew-margin",
+  "kube-subnet-mgr",
+  "kube-api-url",
+  "kubeconfig-file",
+  "kube-annotation-prefix",
+  "net-config-path",
+  "set-node-network-unavailable",
   "iface",
   "iface-regex",
   "iface-can-reach",
@@ -60,7 +68,20 @@ const KERNEL_RESYNC_MS = 10_000;
 
 function createManager(options: RunOptions, state: DaemonState, metrics: Metrics): SubnetManager {
   if (options.kubeSubnetMgr) {
-    throw new Error("--kube-subnet-mgr is not implemented yet; use etcd mode");
+    const env = (name: string) => Deno.env.get(name) ?? "";
+    return new KubeSubnetManager({
+      client: createKubeClient(loadKubeConfig({
+        apiUrl: options.kubeApiUrl,
+        kubeconfigFile: options.kubeconfigFile,
+      })),
+      netConfigPath: options.netConfigPath,
+      annotationPrefix: options.kubeAnnotationPrefix,
+      nodeName: env("NODE_NAME"),
+      pod: { name: env("POD_NAME"), namespace: env("POD_NAMESPACE") },
+      setNodeNetworkUnavailable: options.setNodeNetworkUnavailable,
+      counters: state.store,
+      onNodeName: (name) => state.nodeName = name,
+    });
   }
   return new EtcdSubnetManager({
     endpoints: options.etcdEndpoints,
@@ -70,9 +91,26 @@ function createManager(options: RunOptions, state: DaemonState, metrics: Metrics
     prefix: options.etcdPrefix,
     subnetFile: options.subnetFile,
     renewMarginMinutes: options.subnetLeaseRenewMargin,
+    leaseTtlSeconds: testLeaseTtlSeconds(),
+    publicIPClaim: {},
+    onOwnLease: (lease) => state.ownLease = lease,
     counters: state.store,
     timeRequest: (op) => metrics.etcdRequestSeconds.startTimer({ op }),
   });
+}
+
+/** Read only by {@link testLeaseTtlSeconds}. */
+export const TEST_LEASE_TTL_ENV = "TARTAN_TEST_LEASE_TTL_SECONDS";
+
+/**
+ * Test-only hook: a lease TTL in seconds replacing flannel's 24 h, so fault tests reach renewal
+ * time (TTL − `--subnet-lease-renew-margin`) in seconds. Never set in production.
+ */
+function testLeaseTtlSeconds(): number | undefined {
+  const ttl = Number(Deno.env.get(TEST_LEASE_TTL_ENV));
+  if (!Number.isInteger(ttl) || ttl <= 0) return undefined;
+  log.warn("test-only lease TTL in effect", { env: TEST_LEASE_TTL_ENV, seconds: ttl });
+  return ttl;
 }
 
 /** Keep the state's lease table in step with the watch, and pass every update on. */
@@ -156,13 +194,15 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
     }
     const config = await manager.getNetworkConfig(signal);
     state.config = config;
+    // In kube mode the node-public-ip(v6) annotations override the flags (spec §4.2).
+    const pinned = await manager.nodePublicIPs?.(signal) ?? {};
     const ext = await selectExternalInterface(
       {
         iface: options.iface,
         ifaceRegex: options.ifaceRegex,
         ifaceCanReach: options.ifaceCanReach,
-        publicIP: options.publicIp,
-        publicIPv6: options.publicIpv6,
+        publicIP: pinned.publicIP ? formatAddr(pinned.publicIP) : options.publicIp,
+        publicIPv6: pinned.publicIPv6 ? formatAddr(pinned.publicIPv6) : options.publicIpv6,
       },
       { v4: config.ipv4 !== undefined, v6: config.ipv6 !== undefined },
       kernelInterfaceSource(netlink),

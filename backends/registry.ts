@@ -6,19 +6,22 @@
 import { allocBackend } from "./alloc.ts";
 import { type Backend, BackendError } from "./backend.ts";
 import { hostGwBackend } from "./hostgw.ts";
+import { ipipBackend } from "./ipip.ts";
+import { udpBackend } from "./udp/backend.ts";
 import { vxlanBackend } from "./vxlan.ts";
+import { wireguardBackend } from "./wireguard.ts";
 
 const BACKENDS: Readonly<Record<string, Backend>> = {
   alloc: allocBackend,
   "host-gw": hostGwBackend,
+  ipip: ipipBackend,
+  udp: udpBackend,
   vxlan: vxlanBackend,
+  wireguard: wireguardBackend,
 };
 
 /** Types flannel knows that Tartan does not run (yet): named so the error is precise. */
 const NOT_AVAILABLE: Readonly<Record<string, string>> = {
-  udp: "the udp backend is not implemented yet",
-  ipip: "the ipip backend is not implemented yet",
-  wireguard: "the wireguard backend is not implemented yet",
   extension: "the extension backend is not implemented",
   ipsec: "the ipsec backend is out of scope",
   "tencent-vpc": "the tencent-vpc backend is out of scope",

@@ -212,13 +212,13 @@ export function createRouteSync(options: RouteSyncOptions): RouteSync {
         if (after) write.push(after.objects);
         if (before) drop.push(objectsDropped(before.objects, after?.objects ?? NO_OBJECTS));
       }
-      // Never delete an object another peer still wants (two leases can share a gateway MAC).
-      const stillWanted = new Set(ownerOf.keys());
+      // Never delete an object another peer still wants (two leases can share a gateway MAC):
+      // ownerOf holds exactly the wanted keys (ask it; copying it costs O(peers) per event).
       const dropped = mergeObjects(drop);
       const remove: KernelObjects = {
-        routes: dropped.routes.filter((r) => !stillWanted.has(`route:${keyOf.route(r)}`)),
-        neighs: dropped.neighs.filter((n) => !stillWanted.has(`neigh:${keyOf.neigh(n)}`)),
-        fdb: dropped.fdb.filter((f) => !stillWanted.has(`fdb:${keyOf.fdb(f)}`)),
+        routes: dropped.routes.filter((r) => !ownerOf.has(`route:${keyOf.route(r)}`)),
+        neighs: dropped.neighs.filter((n) => !ownerOf.has(`neigh:${keyOf.neigh(n)}`)),
+        fdb: dropped.fdb.filter((f) => !ownerOf.has(`fdb:${keyOf.fdb(f)}`)),
       };
       const failures = [...await port.replace(mergeObjects(write)), ...await port.remove(remove)];
       recordFailures(failures, touched);

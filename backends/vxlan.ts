@@ -208,7 +208,9 @@ export const vxlanBackend: Backend = {
       const local = (family === 4 ? ctx.ext.ifaceAddr : ctx.ext.ifaceAddrV6) ?? publicIP;
       if (!local) throw new BackendError("vxlan", `IPv${family} is enabled but has no address`);
       const spec = deviceSpec(family, ctx, config, local);
-      const device = ensureDevice(h, spec, randomVtepMac(), ctx.log);
+      // A new device takes the MAC we published before (kube annotations), so peers keep theirs.
+      const previousMac = vtepMacOf(await ctx.manager.previousBackendData?.(family, ctx.signal));
+      const device = ensureDevice(h, spec, previousMac ?? randomVtepMac(), ctx.log);
       if (family === 6) disableRouterAdvertisements(spec.name, ctx.log);
       tunnels.push({ family, spec, network, device });
     }

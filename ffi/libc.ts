@@ -42,6 +42,8 @@ const SYMBOLS = {
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
   setns: { parameters: ["i32", "i32"], result: "i32" },
+  /** A counter fd in a poll set: how the main thread wakes a Worker blocked in `poll`. */
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 

@@ -1,13 +1,16 @@
 /**
- * A Tartan cluster in network namespaces: one etcd on the host loopback, N nodes on an
- * underlay bridge each running `tartan run`, and pods created through our CNI plugin. The demo,
- * `tartan lab` and the end-to-end tests all use it.
+ * A Tartan cluster in network namespaces: one etcd (or, in kube mode, a fake Kubernetes API) on
+ * the host loopback, N nodes on an underlay bridge each running `tartan run`, and pods created
+ * through our CNI plugin. The demo, `tartan lab` and the end-to-end tests all use it.
  *
  * @module
  */
 import { commandRunner } from "../exec.ts";
 import { type EtcdFixture, startEtcd } from "./etcd.ts";
-import { type NodeDaemon, startNodeDaemon } from "./node.ts";
+import { parseNetConfig } from "../config/netconf.ts";
+import { formatNet, nthSubnet } from "../subnet/ip/mod.ts";
+import { type FakeKubeApi, fakeNode, startFakeKubeApi } from "./kube_api.ts";
+import { type NodeDaemon, type NodeStoreOptions, startNodeDaemon } from "./node.ts";
 import { cniConfig, invokeCni, type LabPod, resultAddress } from "./pods.ts";
 import {
   createNode,
@@ -25,7 +28,7 @@ export interface LabOptions {
   /** Namespace prefix, `t?-<tag>-` (e.g. `tt-ab12cd-`). */
   readonly prefix: string;
   readonly nodes: number;
-  /** The net-conf (written to `<prefix>/config` in etcd). */
+  /** The net-conf (written to `<prefix>/config` in etcd, or to the kube mode's file). */
   readonly netConf: Readonly<Record<string, unknown>>;
   /** Extra `tartan run` flags for every node. */
   readonly flags?: readonly string[];
@@ -33,10 +36,9 @@ export interface LabOptions {
   readonly workDir?: string;
 }
 
-/** A running lab. */
-export interface LabCluster {
+/** A running lab, whatever holds its leases. */
+export interface LabBase {
   readonly prefix: string;
-  readonly etcd: EtcdFixture;
   readonly workDir: string;
   readonly nodes: NodeDaemon[];
   readonly pods: LabPod[];
@@ -46,8 +48,18 @@ export interface LabCluster {
   addPods(index: number, count: number): Promise<LabPod[]>;
   /** Wait until every running node is ready and has programmed all other nodes. */
   waitConverged(timeoutMs?: number): Promise<void>;
-  /** Stop daemons, delete namespaces, stop etcd, remove files. Safe to call twice. */
+  /** Stop daemons, delete namespaces, stop etcd (or the API), remove files. Safe to call twice. */
   stop(): Promise<void>;
+}
+
+/** A running lab whose leases live in etcd (flannel's default). */
+export interface LabCluster extends LabBase {
+  readonly etcd: EtcdFixture;
+}
+
+/** A running lab in Kubernetes mode: leases are Node annotations on a fake API server. */
+export interface KubeLabCluster extends LabBase {
+  readonly kube: FakeKubeApi;
 }
 
 /** The default lab net-conf: flannel's usual network with the given backend. */
@@ -80,14 +92,64 @@ async function converged(node: NodeDaemon, peers: number): Promise<boolean> {
     backend.peers.every((p) => p.inSync);
 }
 
-/** Build and start a lab. Everything it made is removed if start-up fails. */
+/** Where a lab's leases live: what each node needs to reach it, and how to stop it. */
+interface LeaseStore {
+  /** Wiring for node `i` (1-based) in namespace `ns`. */
+  wire(i: number, ns: string): NodeStoreOptions;
+  stop(): Promise<void>;
+}
+
+/** Build and start a lab (etcd mode). Everything it made is removed if start-up fails. */
 export async function startLab(options: LabOptions): Promise<LabCluster> {
+  let etcd: EtcdFixture | undefined;
+  const lab = await buildLab(options, async () => {
+    const fixture = etcd = await startEtcd();
+    await fixture.client().put(`${LAB_ETCD_PREFIX}/config`).value(JSON.stringify(options.netConf));
+    const etcdPort = Number(new URL(fixture.endpoint).port);
+    return { wire: () => ({ etcdPort }), stop: () => fixture.stop() };
+  });
+  return { ...lab, etcd: etcd! };
+}
+
+/**
+ * Build and start a lab in Kubernetes mode: the nodes run `--kube-subnet-mgr` against a fake API
+ * server on the host loopback (forwarded into each node as etcd is), each with `NODE_NAME` set
+ * and a Node object whose pod CIDR is the node's slice of the network, as the controller
+ * manager would assign it. The net-conf is a file (`--net-config-path`).
+ */
+export async function startKubeLab(options: LabOptions): Promise<KubeLabCluster> {
+  let kube: FakeKubeApi | undefined;
+  const lab = await buildLab(options, async (workDir) => {
+    const api = kube = startFakeKubeApi();
+    const text = JSON.stringify(options.netConf);
+    const netConfigPath = `${workDir}/net-conf.json`;
+    await Deno.writeTextFile(netConfigPath, text);
+    const { config } = parseNetConfig(text, "kube");
+    return {
+      wire(i, ns) {
+        const podCIDRs = [config.ipv4, config.ipv6].flatMap((fam) =>
+          fam ? [formatNet(nthSubnet(fam.network, fam.subnetLen, BigInt(i)))] : []
+        );
+        api.setNode(fakeNode(ns, { podCIDRs }));
+        return { kube: { apiPort: api.port, nodeName: ns, netConfigPath } };
+      },
+      stop: () => api.close(),
+    };
+  });
+  return { ...lab, kube: kube! };
+}
+
+/** The lab without its lease store: topology, nodes, pods. */
+async function buildLab(
+  options: LabOptions,
+  startStore: (workDir: string) => Promise<LeaseStore>,
+): Promise<LabBase> {
   const run = commandRunner();
   const names = labNames(options.prefix);
   const workDir = options.workDir ?? await Deno.makeTempDir({ prefix: "tartan-lab-" });
   const nodes: NodeDaemon[] = [];
   const pods: LabPod[] = [];
-  let etcd: EtcdFixture | undefined;
+  let store: LeaseStore | undefined;
   let stopped = false;
 
   async function stop(): Promise<void> {
@@ -95,19 +157,17 @@ export async function startLab(options: LabOptions): Promise<LabCluster> {
     stopped = true;
     await Promise.all(nodes.map((n) => n.close()));
     await deleteLabNetns(run, options.prefix);
-    await etcd?.stop();
+    await store?.stop();
     if (!options.workDir) await Deno.remove(workDir, { recursive: true }).catch(() => {});
   }
 
   try {
-    etcd = await startEtcd();
-    await etcd.client().put(`${LAB_ETCD_PREFIX}/config`).value(JSON.stringify(options.netConf));
+    store = await startStore(workDir);
+    const leases = store;
     await createUnderlay(run, names.underlay);
-    const etcdPort = Number(new URL(etcd.endpoint).port);
 
-    const lab: LabCluster = {
+    const lab: LabBase = {
       prefix: options.prefix,
-      etcd,
       workDir,
       nodes,
       pods,
@@ -118,7 +178,7 @@ export async function startLab(options: LabOptions): Promise<LabCluster> {
         const node = await startNodeDaemon({
           ns,
           dir: `${workDir}/n${i}`,
-          etcdPort,
+          ...leases.wire(i, ns),
           flags: options.flags,
         });
         nodes.push(node);

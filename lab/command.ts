@@ -6,6 +6,7 @@
  * - `up`: the same, but stay up until Ctrl-C.
  * - `down`: remove what a lab left behind (namespaces named `tl-…-`).
  * - `status`: list the lab namespaces that exist.
+ * - `soak`: churn a cluster for `--minutes` (joins, departures, restarts), then report lost pings.
  *
  * @module
  */
@@ -14,25 +15,30 @@ import { commandRunner } from "../exec.ts";
 import { StatusSchema } from "../api/schemas.ts";
 import { defaultNetConf, type LabCluster, startLab } from "./cluster.ts";
 import { allConnected, connectivityMatrix, formatMatrix } from "./pods.ts";
+import { formatSoakReport, runSoak } from "./soak.ts";
 import { deleteLabNetns, listLabNetns, nodeUnderlayIP } from "./topology.ts";
 
 /** Every lab started from the CLI names its namespaces `tl-<tag>-…`. */
 const LAB_PREFIX_ROOT = "tl-";
 const BACKENDS = ["vxlan", "host-gw", "udp", "alloc"];
 
-export const LAB_USAGE = `usage: tartan lab demo|up|down|status [options]
+export const LAB_USAGE = `usage: tartan lab demo|up|down|status|soak [options]
 
   demo     build a cluster in network namespaces, ping every pod from every pod, tear down
   up       the same, then stay up until Ctrl-C (nodes' admin APIs stay reachable)
   down     remove namespaces left by a lab (all tl-* namespaces, or --prefix)
   status   list lab namespaces
+  soak     churn a cluster for --minutes: random joins, departures, SIGTERM and SIGKILL
+           restarts, pods pinging during and after each step; report lost pings
 
 options:
   --nodes N        number of nodes (default 3)
   --pods N         pods per node (default 2)
   --backend TYPE   vxlan | host-gw | udp | alloc (default vxlan)
   --ip-masq        run the nodes with --ip-masq
-  --prefix P       (down) only namespaces starting with P`;
+  --prefix P       (down) only namespaces starting with P
+  --minutes M      (soak) how long to churn, 0.5..1440 (default 2)
+  --seed N         (soak) replay a run's sequence of steps (default random)`;
 
 function randomPrefix(): string {
   const tag = Array.from(crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(36))
@@ -116,6 +122,8 @@ export async function labCommand(args: string[]): Promise<number> {
         backend: { type: "string", default: "vxlan" },
         "ip-masq": { type: "boolean", default: false },
         prefix: { type: "string" },
+        minutes: { type: "string", default: "2" },
+        seed: { type: "string" },
       },
     });
   } catch (err) {
@@ -127,7 +135,7 @@ export async function labCommand(args: string[]): Promise<number> {
   const pods = Number(parsed.values.pods);
   const backend = parsed.values.backend;
   if (
-    !["demo", "up", "down", "status"].includes(action) || !Number.isInteger(nodes) ||
+    !["demo", "up", "down", "status", "soak"].includes(action) || !Number.isInteger(nodes) ||
     nodes < 1 || nodes > 50 || !Number.isInteger(pods) || pods < 0 || pods > 20 ||
     !BACKENDS.includes(backend)
   ) {
@@ -149,6 +157,9 @@ export async function labCommand(args: string[]): Promise<number> {
     for (const prefix of roots) say(`removed ${(await deleteLabNetns(run, prefix)).join(" ")}`);
     return 0;
   }
+  if (action === "soak") {
+    return await soak(nodes, backend, parsed.values.minutes, parsed.values.seed);
+  }
   const { lab, ok } = await bringUp(nodes, pods, backend, parsed.values["ip-masq"]);
   try {
     if (action === "up") {
@@ -160,6 +171,41 @@ export async function labCommand(args: string[]): Promise<number> {
     await lab.stop();
   }
   return ok ? 0 : 1;
+}
+
+/** `tartan lab soak`: runs until the minutes are up or Ctrl-C; the lab is always torn down. */
+async function soak(
+  nodes: number,
+  backend: string,
+  minutesText: string,
+  seedText: string | undefined,
+): Promise<number> {
+  const minutes = Number(minutesText);
+  const seed = seedText === undefined
+    ? crypto.getRandomValues(new Uint32Array(1))[0]
+    : Number(seedText);
+  if (!(minutes >= 0.5 && minutes <= 1440) || !Number.isInteger(seed) || seed < 0) {
+    console.error(LAB_USAGE);
+    return 2;
+  }
+  const interrupted = new AbortController();
+  const stop = () => interrupted.abort();
+  Deno.addSignalListener("SIGINT", stop);
+  try {
+    const report = await runSoak({
+      prefix: randomPrefix(),
+      minutes,
+      backend,
+      nodes,
+      seed,
+      say,
+      signal: interrupted.signal,
+    });
+    say(`\n${formatSoakReport(report)}`);
+    return report.ok ? 0 : 1;
+  } finally {
+    Deno.removeSignalListener("SIGINT", stop);
+  }
 }
 
 /** The distinct `tl-<tag>-` prefixes of existing lab namespaces. */

@@ -1,7 +1,7 @@
 /**
  * One lab node's daemon: `tartan run` inside the node namespace, with its own subnet file,
- * etcd reached through a forwarder on the node's 127.0.0.1:2379, and its admin API made
- * reachable on a host loopback port.
+ * etcd reached through a forwarder on the node's 127.0.0.1:2379 (kube mode: the API server on
+ * its 127.0.0.1:6443), and its admin API made reachable on a host loopback port.
  *
  * @module
  */
@@ -12,6 +12,8 @@ import { tartanArgv } from "./self.ts";
 export const NODE_ADMIN_PORT = 9101;
 /** flannel's default etcd client port, served inside each node by a forwarder. */
 export const NODE_ETCD_PORT = 2379;
+/** kube-apiserver's usual port, served inside each node by a forwarder (kube mode). */
+export const NODE_KUBE_API_PORT = 6443;
 
 /** A node daemon's files and process. */
 export interface NodeDaemon {
@@ -33,14 +35,66 @@ export interface NodeDaemon {
   close(): Promise<void>;
 }
 
+/** How a node reaches the lab's lease store: etcd, or (kube mode) a Kubernetes API. */
+export type NodeStoreOptions =
+  | {
+    /** Host port of the lab's etcd. */
+    readonly etcdPort: number;
+  }
+  | {
+    readonly kube: {
+      /** Host port of the API server. */
+      readonly apiPort: number;
+      /** The node's Kubernetes name, given to the daemon as NODE_NAME. */
+      readonly nodeName: string;
+      /** The net-conf file (`--net-config-path`). */
+      readonly netConfigPath: string;
+    };
+  };
+
 /** Options of {@link startNodeDaemon}. */
-export interface NodeDaemonOptions {
+export type NodeDaemonOptions = NodeStoreOptions & {
   readonly ns: string;
   readonly dir: string;
-  /** Host port of the lab's etcd. */
-  readonly etcdPort: number;
   /** Extra `tartan run` flags (e.g. `--ip-masq`). */
   readonly flags?: readonly string[];
+};
+
+/** The forwarder, flags and environment that connect a node to its lease store. */
+function storeWiring(
+  ns: string,
+  store: NodeStoreOptions,
+): { forwarder: Forwarder; args: string[]; env: Record<string, string> } {
+  if ("kube" in store) {
+    return {
+      forwarder: forwardTcp({ netns: ns, port: NODE_KUBE_API_PORT }, { port: store.kube.apiPort }),
+      args: [
+        "--kube-subnet-mgr",
+        `--kube-api-url=http://127.0.0.1:${NODE_KUBE_API_PORT}`,
+        `--net-config-path=${store.kube.netConfigPath}`,
+      ],
+      env: { NODE_NAME: store.kube.nodeName },
+    };
+  }
+  return {
+    forwarder: forwardTcp({ netns: ns, port: NODE_ETCD_PORT }, { port: store.etcdPort }),
+    args: [`--etcd-endpoints=http://127.0.0.1:${NODE_ETCD_PORT}`],
+    env: {},
+  };
+}
+
+/**
+ * Copy a stream into a file as it arrives. (`FsFile.writable` holds writes until the stream
+ * closes, so a live daemon's log would stay empty.)
+ */
+async function appendTo(file: Deno.FsFile, stream: ReadableStream<Uint8Array>): Promise<void> {
+  try {
+    for await (const chunk of stream) {
+      for (let done = 0; done < chunk.length;) done += await file.write(chunk.subarray(done));
+    }
+  } finally {
+    file.close();
+  }
 }
 
 /** Prepare a node's forwarders and start its daemon. */
@@ -49,9 +103,8 @@ export async function startNodeDaemon(options: NodeDaemonOptions): Promise<NodeD
   await Deno.mkdir(dir, { recursive: true });
   const subnetFile = `${dir}/subnet.env`;
   const logFile = `${dir}/tartan.log`;
-  const forwarders: Forwarder[] = [
-    forwardTcp({ netns: ns, port: NODE_ETCD_PORT }, { port: options.etcdPort }),
-  ];
+  const store = storeWiring(ns, options);
+  const forwarders: Forwarder[] = [store.forwarder];
   const admin = forwardTcp({ port: 0 }, { netns: ns, port: NODE_ADMIN_PORT });
   forwarders.push(admin);
   let child: Deno.ChildProcess | undefined;
@@ -59,7 +112,7 @@ export async function startNodeDaemon(options: NodeDaemonOptions): Promise<NodeD
 
   const argv = tartanArgv([
     "run",
-    `--etcd-endpoints=http://127.0.0.1:${NODE_ETCD_PORT}`,
+    ...store.args,
     `--subnet-file=${subnetFile}`,
     "--iface=ul0",
     "--healthz-ip=127.0.0.1",
@@ -96,9 +149,9 @@ export async function startNodeDaemon(options: NodeDaemonOptions): Promise<NodeD
         stdin: "null",
         stdout: "null",
         stderr: "piped",
-        env: { NO_COLOR: "1" },
+        env: { NO_COLOR: "1", ...store.env },
       }).spawn();
-      child.stderr.pipeTo(log.writable).catch(() => {});
+      appendTo(log, child.stderr).catch(() => {});
       exited = child.status;
     },
     async stop(graceMs = 5000) {

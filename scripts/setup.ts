@@ -12,6 +12,8 @@ const PACKAGES: Record<string, string> = {
   ping: "iputils-ping",
   iperf3: "iperf3",
   tcpdump: "tcpdump",
+  // Debian's kubectl; the manifests test uses it for a client-side dry run.
+  kubectl: "kubernetes-client",
 };
 const CNI_PLUGIN = "/usr/lib/cni/bridge";
 

@@ -8,7 +8,11 @@
  * vanished key is re-acquired in-process (quirk 9), malformed keys are skipped without
  * disturbing the others but still count as occupied (quirks 1, 2), allocation is uniform over
  * the whole range (quirk 30), IPv6-only nodes match their lease by PublicIPv6 (quirk 20), and the
- * watch covers `<prefix>/subnets/` only (quirk 31).
+ * watch covers `<prefix>/subnets/` only (quirk 31). Failed renewals are retried after 1 s,
+ * doubling up to flannel's minute or a tenth of the margin, so an outage delays a renewal by
+ * seconds after etcd is back (flannel gets a single retry inside a one-minute margin). With
+ * `publicIPClaim`, a second daemon with the same public IP refuses to start instead of hijacking
+ * the lease (see etcd_owner.ts).
  *
  * @module
  */
@@ -28,6 +32,7 @@ import {
   prefixEnd,
   readRange,
 } from "./etcd_client.ts";
+import { claimPublicIP, type PublicIPClaim } from "./etcd_owner.ts";
 import { listWatch, type ListWatchItem, type WatchFailure } from "./etcd_watch.ts";
 import { addrEqual, formatAddr, formatNet, type IPNet } from "./ip/mod.ts";
 import {
@@ -70,13 +75,26 @@ export interface EtcdManagerOptions extends EtcdConnection {
   readonly renewMarginMinutes?: number;
   /** Counters to update, e.g. the daemon state's `store`; a fresh set by default. */
   readonly counters?: LeaseStoreCounters;
+  /**
+   * Told our lease each time it is written (acquired, renewed, re-acquired), so the daemon's
+   * copy (readiness, metrics) carries the current expiry.
+   */
+  readonly onOwnLease?: (lease: Lease) => void;
   /** Start timing one etcd request (`grant`, `txn`, `range`, …); call the result when done. */
   readonly timeRequest?: (op: string) => () => void;
   readonly log?: Logger;
   /** Tests only: the TTL of the etcd leases we grant (default 86 400 s, as flannel). */
   readonly leaseTtlSeconds?: number;
-  /** Tests only: the wait after a failed renewal (default 1 min, as flannel). */
+  /**
+   * The longest wait after a failed renewal (default 1 min, flannel's fixed retry period; never
+   * more than a tenth of the renew margin).
+   */
   readonly renewRetryMs?: number;
+  /**
+   * Claim the public IP before acquiring, so a second daemon with the same IP refuses to start
+   * (etcd_owner.ts; the daemon sets it). `ttlSeconds` and `machine` are for tests.
+   */
+  readonly publicIPClaim?: { readonly ttlSeconds?: number; readonly machine?: string };
 }
 
 /** Our lease as held in etcd. */
@@ -162,7 +180,11 @@ export class EtcdSubnetManager implements SubnetManager {
   readonly #ttlSeconds: number;
   readonly #renewMarginMs: number;
   readonly #renewRetryMs: number;
+  readonly #claimOptions?: EtcdManagerOptions["publicIPClaim"];
+  readonly #ownersDir: string;
+  #ipClaim?: PublicIPClaim;
   readonly #timeRequest?: (op: string) => () => void;
+  readonly #onOwnLease?: (lease: Lease) => void;
   readonly #malformedLogged = new Set<string>();
   /** Aborted by close(): ends every loop still running. */
   readonly #closed = new AbortController();
@@ -173,6 +195,8 @@ export class EtcdSubnetManager implements SubnetManager {
     const prefix = options.prefix ?? DEFAULT_ETCD_PREFIX;
     this.#configKey = joinKey(prefix, "config");
     this.#subnetsDir = `${joinKey(prefix, "subnets")}/`;
+    this.#ownersDir = `${joinKey(prefix, "tartan", "owners")}/`;
+    this.#claimOptions = options.publicIPClaim;
     this.#subnetFile = options.subnetFile ?? DEFAULT_SUBNET_FILE;
     this.#ttlSeconds = options.leaseTtlSeconds ?? LEASE_TTL_SECONDS;
     this.#renewMarginMs = (options.renewMarginMinutes ?? 60) * 60_000;
@@ -184,6 +208,7 @@ export class EtcdSubnetManager implements SubnetManager {
     }
     this.stats = options.counters ?? newLeaseStoreCounters();
     this.#timeRequest = options.timeRequest;
+    this.#onOwnLease = options.onOwnLease;
     this.#log = options.log ?? logger("etcd");
     this.#client = createEtcdClient(options);
   }
@@ -237,6 +262,7 @@ export class EtcdSubnetManager implements SubnetManager {
     const signal = this.#until(callerSignal);
     encodeLeaseAttrs(attrs); // invalid attributes fail here, not after a grant
     const config = this.#config ?? await this.getNetworkConfig(signal);
+    await this.#claimPublicIP(config, attrs, signal);
     const previous = await readPreviousSubnets(this.#subnetFile);
     const backoff = new Backoff(100, 5000);
     let attempts = 0;
@@ -257,6 +283,7 @@ export class EtcdSubnetManager implements SubnetManager {
       }
       if (own) {
         this.#own = own;
+        this.#onOwnLease?.(toLease(own));
         this.#log.info("lease acquired", {
           subnet: describe(own.subnets),
           reserved: own.leaseId === undefined,
@@ -278,6 +305,7 @@ export class EtcdSubnetManager implements SubnetManager {
     }
     const next = await this.#refresh(own, lease.attrs);
     this.#own = next;
+    this.#onOwnLease?.(toLease(next));
     this.stats.renewals++;
     return toLease(next);
   }
@@ -299,8 +327,17 @@ export class EtcdSubnetManager implements SubnetManager {
     }, stop.signal)[Symbol.asyncIterator]();
     let pending = watch.next();
     let retryAt: number | undefined;
+    // At least ~10 retries fit in the margin (flannel: one a minute, so one in a 1 min margin).
+    const retryCap = Math.min(this.#renewRetryMs, this.#renewMarginMs / 10);
+    const retry = new Backoff(Math.min(1000, retryCap), retryCap);
+    // Another daemon took our public IP over: stop serving the lease (the daemon exits 1).
+    let claimLost: string | undefined;
+    this.#ipClaim?.lost.then((reason) => {
+      claimLost = reason;
+      stop.abort();
+    });
     try {
-      while (!signal.aborted) {
+      while (!signal.aborted && !stop.signal.aborted) {
         const due = retryAt ?? this.#renewTime();
         const timer = new AbortController();
         const item = await Promise.race([
@@ -319,14 +356,16 @@ export class EtcdSubnetManager implements SubnetManager {
         try {
           await this.renewLease(this.ownLease ?? lease, signal);
           retryAt = undefined;
+          retry.reset();
         } catch (error) {
           if (error instanceof LeaseLostError) throw error;
           if (signal.aborted) break;
           this.stats.renewFailures++;
-          retryAt = Date.now() + this.#renewRetryMs;
+          const wait = retry.next();
+          retryAt = Date.now() + wait;
           this.#log.warn("lease renewal failed; will retry", {
             error: errorText(error),
-            retryInSeconds: this.#renewRetryMs / 1000,
+            retryInSeconds: wait / 1000,
           });
         }
       }
@@ -335,6 +374,7 @@ export class EtcdSubnetManager implements SubnetManager {
       signal.removeEventListener("abort", onAbort);
       await watch.return(undefined);
     }
+    if (claimLost !== undefined) throw new LeaseLostError(key, claimLost);
   }
 
   async *watchLeases(callerSignal: AbortSignal): AsyncGenerator<LeaseWatchUpdate> {
@@ -375,13 +415,29 @@ export class EtcdSubnetManager implements SubnetManager {
     }
   }
 
-  close(): Promise<void> {
+  /** Ends every loop, revokes the public IP claim (bounded wait) and closes the client. */
+  async close(): Promise<void> {
     this.#closed.abort();
+    await this.#ipClaim?.release();
     this.#client.close();
-    return Promise.resolve();
   }
 
   // --- acquisition ---------------------------------------------------------------------------
+
+  /** With `publicIPClaim`: make sure no other live daemon serves our public IP (once). */
+  async #claimPublicIP(config: NetworkConfig, attrs: LeaseAttrs, signal: AbortSignal) {
+    if (!this.#claimOptions || this.#ipClaim) return;
+    const ip = config.ipv4 ? attrs.publicIP : attrs.publicIPv6;
+    if (!ip) return;
+    const publicIP = formatAddr(ip);
+    this.#ipClaim = await claimPublicIP({
+      client: this.#client,
+      key: this.#ownersDir + publicIP,
+      publicIP,
+      log: this.#log,
+      ...this.#claimOptions,
+    }, signal);
+  }
 
   /** One pass of spec §3.4 over a listing; undefined when another node won a race. */
   async #tryAcquire(

@@ -18,7 +18,10 @@ export type ListWatchItem =
 /** One failed list or watch attempt, reported before the retry. */
 export interface WatchFailure {
   readonly stage: "list" | "watch";
-  /** The watch fell behind the compaction horizon; a new snapshot follows. */
+  /**
+   * The history needed to resume is gone: compacted, or the store went back in time (etcd
+   * restored from a backup or an empty data dir). A new snapshot follows.
+   */
   readonly compacted: boolean;
   readonly error: string;
 }
@@ -67,7 +70,7 @@ export async function* listWatch(
       }
       continue;
     }
-    const stream = new WatchStream(client, {
+    const stream = new WatchStream(resume, client, {
       key: keyBytes(key),
       ...(prefix && { range_end: prefixEnd(key) }),
       start_revision: resume,
@@ -120,7 +123,11 @@ class WatchStream {
   #close: (() => void) | undefined;
   #closed = false;
 
-  constructor(client: Etcd3, request: IWatchCreateRequest) {
+  /** The first revision wanted: the store must already be at `#resume - 1`. */
+  readonly #resume: number;
+
+  constructor(resume: number, client: Etcd3, request: IWatchCreateRequest) {
+    this.#resume = resume;
     client.watchClient.watch().then((stream) => {
       // Ending before cancelling makes the client library see a closed stream, so our own
       // cancellation is not mistaken for a server failure.
@@ -145,8 +152,18 @@ class WatchStream {
       );
       return;
     }
-    // The creation response's revision runs ahead of the catch-up events: it is no resume point.
-    if (res.created) return;
+    if (res.created) {
+      // etcd accepts a watch from a future revision and waits for it, so a store restored from
+      // an older backup or an empty data dir would leave us waiting, blind, until its revision
+      // caught up: a store behind what we have seen is treated like compaction (re-list).
+      const current = Number(res.header.revision);
+      if (current < this.#resume - 1) {
+        this.#end(true, `etcd store revision went back from ${this.#resume - 1} to ${current}`);
+      }
+      // Otherwise the creation response's revision runs ahead of the catch-up events: it is no
+      // resume point.
+      return;
+    }
     const revision = Number(res.header.revision);
     const events = res.events ?? [];
     // An event batch is complete up to its last event; an empty (progress) response up to its

@@ -189,7 +189,11 @@ export class LeaseValueError extends Error {
 /** Go's encoding/json escapes these even inside strings; flannel's bytes carry the escapes. */
 const GO_ESCAPED = /[<>&\u2028\u2029]/g;
 
-function goJson(value: JsonValue): string {
+/**
+ * Compact JSON exactly as Go's `encoding/json` writes it (`<`, `>`, `&`, U+2028/9 escaped): the
+ * bytes flannel stores for BackendData, in etcd values and in node annotations alike.
+ */
+export function goJson(value: JsonValue): string {
   return JSON.stringify(value).replace(
     GO_ESCAPED,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,

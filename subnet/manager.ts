@@ -4,7 +4,8 @@
  * @module
  */
 import type { NetworkConfig } from "../config/network_config.ts";
-import type { Lease, LeaseAttrs, LeaseEvent } from "./lease.ts";
+import type { IPAddr } from "./ip/mod.ts";
+import type { JsonValue, Lease, LeaseAttrs, LeaseEvent } from "./lease.ts";
 
 /**
  * What a watch delivers: first a snapshot of every lease, later batches of events. A manager
@@ -34,6 +35,17 @@ export interface SubnetManager {
   watchLeases(signal: AbortSignal): AsyncIterable<LeaseWatchUpdate>;
   /** Release client resources (never deletes our lease: flannel keeps it until TTL). */
   close(): Promise<void>;
+  /**
+   * The backend data this node published before, for one family (kube: its own node's
+   * `backend-data` / `backend-v6-data` annotations), so a newly created vxlan device takes the
+   * VTEP MAC peers already know (spec §4.2). Optional: managers that cannot tell omit it.
+   */
+  previousBackendData?(family: 4 | 6, signal: AbortSignal): Promise<JsonValue | undefined>;
+  /**
+   * Public addresses an operator pinned on this node (kube: `node-public-ip(v6)` annotations);
+   * they override `--public-ip(v6)` and therefore interface selection (spec §10.1 step 6).
+   */
+  nodePublicIPs?(signal: AbortSignal): Promise<{ publicIP?: IPAddr; publicIPv6?: IPAddr }>;
 }
 
 /** Every candidate subnet of the network is taken. */

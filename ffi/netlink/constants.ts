@@ -107,6 +107,13 @@ export const IFLA_VXLAN_UDP_ZERO_CSUM6_TX = 19;
 export const IFLA_VXLAN_UDP_ZERO_CSUM6_RX = 20;
 export const IFLA_VXLAN_GBP = 23;
 
+// IFLA_IPTUN_* (inside IFLA_INFO_DATA of kind "ipip").
+export const IFLA_IPTUN_LINK = 1;
+export const IFLA_IPTUN_LOCAL = 2;
+export const IFLA_IPTUN_REMOTE = 3;
+export const IFLA_IPTUN_TTL = 4;
+export const IFLA_IPTUN_PMTUDISC = 10;
+
 // IFLA_TUN_* (inside IFLA_INFO_DATA of kind "tun").
 export const IFLA_TUN_TYPE = 3;
 export const IFLA_TUN_PI = 4;

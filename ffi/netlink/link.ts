@@ -1,7 +1,7 @@
 /**
- * Network interfaces (links): list, look up, create (vxlan, bridge, veth, dummy), delete, and
- * change state, MTU, MAC, master or namespace. Listing reads back the kind-specific data of
- * vxlan and tun devices.
+ * Network interfaces (links): list, look up, create (vxlan, ipip, bridge, veth, dummy,
+ * wireguard), delete, and change state, MTU, MAC, master or namespace. Listing reads back the
+ * kind-specific data of vxlan, ipip and tun devices.
  *
  * @module
  */
@@ -39,6 +39,11 @@ import {
   IFLA_IFNAME,
   IFLA_INFO_DATA,
   IFLA_INFO_KIND,
+  IFLA_IPTUN_LINK,
+  IFLA_IPTUN_LOCAL,
+  IFLA_IPTUN_PMTUDISC,
+  IFLA_IPTUN_REMOTE,
+  IFLA_IPTUN_TTL,
   IFLA_LINK,
   IFLA_LINK_NETNSID,
   IFLA_LINKINFO,
@@ -119,6 +124,26 @@ export interface VxlanOptions {
   tos?: number;
 }
 
+/** Kind-specific data of an ipip (IPv4-in-IPv4) tunnel; unset addresses mean "any". */
+export interface IpTunnelInfo {
+  local?: IPAddr;
+  remote?: IPAddr;
+  /** Index of the device the tunnel is bound to. */
+  underlayIndex?: number;
+  /** 0 means inherit the inner packet's TTL. */
+  ttl?: number;
+  pmtuDiscovery?: boolean;
+}
+
+/** How to create an ipip tunnel; unset fields are left to the kernel's defaults. */
+export interface IpTunnelOptions {
+  local?: IPAddr;
+  /** Unset: one-to-many (remote any), as flannel's ipip backend uses it. */
+  remote?: IPAddr;
+  underlayIndex?: number;
+  ttl?: number;
+}
+
 /** Kind-specific data of a tun/tap device (read only: create TUNs with `ffi/tun.ts`). */
 export interface TunInfo {
   type: "tun" | "tap";
@@ -150,6 +175,7 @@ export interface Link {
   /** Set when `parentIndex` refers to another namespace. */
   linkNetnsId?: number;
   vxlan?: VxlanInfo;
+  ipip?: IpTunnelInfo;
   tun?: TunInfo;
 }
 
@@ -167,6 +193,8 @@ interface LinkBase {
 /** What {@link addLink} creates. */
 export type LinkSpec =
   | LinkBase & { kind: "vxlan"; vxlan: VxlanOptions }
+  | LinkBase & { kind: "ipip"; ipip: IpTunnelOptions }
+  | LinkBase & { kind: "wireguard" }
   | LinkBase & { kind: "bridge" }
   | LinkBase & { kind: "dummy" }
   | LinkBase & { kind: "veth"; peer: VethPeer };
@@ -227,6 +255,32 @@ function decodeVxlan(data: Attr[]): VxlanInfo {
   return info;
 }
 
+function decodeIpTunnel(data: Attr[]): IpTunnelInfo {
+  const a = attrMap(data);
+  const info: IpTunnelInfo = {};
+  for (const [type, key] of [[IFLA_IPTUN_LOCAL, "local"], [IFLA_IPTUN_REMOTE, "remote"]] as const) {
+    const x = a.get(type);
+    // Four zero bytes is how the kernel reports "any".
+    if (x && x.data.length === 4 && x.data.some((b) => b !== 0)) info[key] = attrAddr(x);
+  }
+  const link = a.get(IFLA_IPTUN_LINK);
+  if (link && attrU32(link) !== 0) info.underlayIndex = attrU32(link);
+  const ttl = a.get(IFLA_IPTUN_TTL);
+  if (ttl) info.ttl = attrU8(ttl);
+  const pmtu = a.get(IFLA_IPTUN_PMTUDISC);
+  if (pmtu) info.pmtuDiscovery = attrU8(pmtu) !== 0;
+  return info;
+}
+
+function ipTunnelAttrs(o: IpTunnelOptions): Attr[] {
+  const out: Attr[] = [];
+  if (o.local) out.push(addrAttr(IFLA_IPTUN_LOCAL, o.local));
+  if (o.remote) out.push(addrAttr(IFLA_IPTUN_REMOTE, o.remote));
+  if (o.underlayIndex !== undefined) out.push(u32Attr(IFLA_IPTUN_LINK, o.underlayIndex));
+  if (o.ttl !== undefined) out.push(u8Attr(IFLA_IPTUN_TTL, o.ttl));
+  return out;
+}
+
 function decodeTun(data: Attr[]): TunInfo {
   const a = attrMap(data);
   const flag = (type: number) => {
@@ -281,6 +335,7 @@ export function linkFromMessage(m: NetlinkMessage): Link {
     const data = li.get(IFLA_INFO_DATA);
     if (kind) link.kind = attrString(kind);
     if (link.kind === "vxlan" && data) link.vxlan = decodeVxlan(decodeAttrs(data.data));
+    if (link.kind === "ipip" && data) link.ipip = decodeIpTunnel(decodeAttrs(data.data));
     if (link.kind === "tun" && data) link.tun = decodeTun(decodeAttrs(data.data));
   }
   return link;
@@ -349,6 +404,8 @@ function linkInfo(spec: LinkSpec, fds: number[]): Attr {
   switch (spec.kind) {
     case "vxlan":
       return nestAttr(IFLA_LINKINFO, [kind, nestAttr(IFLA_INFO_DATA, vxlanAttrs(spec.vxlan))]);
+    case "ipip":
+      return nestAttr(IFLA_LINKINFO, [kind, nestAttr(IFLA_INFO_DATA, ipTunnelAttrs(spec.ipip))]);
     case "veth": {
       const peer = encodeBody({
         kind: "link",

@@ -108,19 +108,23 @@ rootSuite("vxlan interop with a hand-made flannel node", async (t) => {
       }
     });
 
-    await t.step("the wire carries VXLAN to 8472, VNI 1, inner MAC = flannel's VtepMAC", async () => {
-      const capture = nsExec(
-        flannelNs,
-        ["timeout", "5", "tcpdump", "-l", "-n", "-e", "-c", "1", "-i", "ul0", "udp dst port 8472"],
-        { allowFail: true },
-      );
-      await new Promise((r) => setTimeout(r, 500)); // let tcpdump attach
-      const from = lab.pods[0];
-      for (let i = 0; i < 3 && !(await ping(from.ns, flannelPodIP)); i++);
-      const out = (await capture).stdout;
-      assert.match(out, /> 198\.18\.0\.50\.8472: VXLAN, flags \[I\] \(0x08\), vni 1/, out);
-      assert.match(out, new RegExp(`> ${FLANNEL_MAC}, ethertype IPv4`), out);
-    });
+    await t.step(
+      "the wire carries VXLAN to 8472, VNI 1, inner MAC = flannel's VtepMAC",
+      async () => {
+        let captured = false;
+        const capture = nsExec(flannelNs, [
+          "timeout",
+          "5",
+          "tcpdump",
+          ...["-l", "-n", "-e", "-T", "vxlan", "-c", "1", "-i", "ul0", "udp dst port 8472"],
+        ], { allowFail: true }).finally(() => captured = true);
+        // Ping until tcpdump (which needs a moment to attach) has its packet; bounded by its 5 s.
+        while (!captured) await ping(lab.pods[0].ns, flannelPodIP);
+        const out = (await capture).stdout;
+        assert.match(out, /> 198\.18\.0\.50\.8472: VXLAN, flags \[I\] \(0x08\), vni 1/, out);
+        assert.match(out, new RegExp(`> ${FLANNEL_MAC}, ethertype IPv4`), out);
+      },
+    );
   } finally {
     await lab.stop();
   }

@@ -75,7 +75,11 @@ export async function putRawLease(
   ttl = 86_400,
 ): Promise<void> {
   const { ID } = await client.leaseClient.leaseGrant({ TTL: ttl });
-  await client.kv.put({ key: Buffer.from(SUBNETS_DIR + name), value: Buffer.from(value), lease: ID });
+  await client.kv.put({
+    key: Buffer.from(SUBNETS_DIR + name),
+    value: Buffer.from(value),
+    lease: ID,
+  });
 }
 
 /** Delete a lease key. */
@@ -192,14 +196,20 @@ export async function runningNodes(lab: LabCluster) {
   const out = [];
   for (const [i, node] of lab.nodes.entries()) {
     if (!node.running()) continue;
-    out.push({ node, ns: node.ns, ip: nodeUnderlayIP(i + 1), lease: await ownLeaseName(node.subnetFile) });
+    out.push({
+      node,
+      ns: node.ns,
+      ip: nodeUnderlayIP(i + 1),
+      lease: await ownLeaseName(node.subnetFile),
+    });
   }
   return out;
 }
 
 /**
  * Wait until every running node holds exactly the entries `expected` derives from the leases in
- * etcd (minus its own); fails with a diff of the first node that does not. Returns the ms taken.
+ * etcd (minus its own); fails with a diff of the first node that does not. Returns the ms taken
+ * (whole).
  */
 export async function waitForExactState(
   lab: LabCluster,
@@ -216,7 +226,7 @@ export async function waitForExactState(
       wanted: expected(leases.filter((l) => l.name !== n.lease)),
     })));
     const wrong = views.find((v) => JSON.stringify(v.actual) !== JSON.stringify(v.wanted));
-    if (!wrong) return performance.now() - started;
+    if (!wrong) return Math.round(performance.now() - started);
     if (performance.now() - started > timeoutMs) {
       assert.deepEqual(wrong.actual, wrong.wanted, `kernel state of ${wrong.ns}`);
     }

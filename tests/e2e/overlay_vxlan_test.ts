@@ -1,5 +1,5 @@
 /**
- * The vxlan overlay end to end (issue 6, spec §6.2, §12 items 4, 13, 15, 16, 35; quirks 10, 12):
+ * The vxlan overlay end to end (issue 6, spec §6.2, §12 items 4, 13, 15, 16, 35; quirks 10–13):
  * three `tartan run` nodes in namespaces with two CNI pods each. Every pod pings every other pod;
  * each node's kernel holds exactly what the spec prescribes for the leases in etcd; joins and
  * departures propagate; drift, a deleted device and a crashed daemon are repaired.
@@ -56,7 +56,9 @@ async function assertDevice(ns: string, ip: string, lease: StoredLease): Promise
   assert.equal(data?.link, "ul0", `${ns}: underlay device`);
   assert.equal(dev.mtu, 1450, `${ns}: MTU`);
   assert.equal(dev.address, lease.vtepMac, `${ns}: device MAC is the published VtepMAC`);
-  const [addrs] = await ipJson<{ addr_info: { family: string; local: string; prefixlen: number }[] }[]>(
+  const [addrs] = await ipJson<
+    { addr_info: { family: string; local: string; prefixlen: number }[] }[]
+  >(
     ns,
     ["addr", "show", "dev", "flannel.1"],
   );
@@ -140,7 +142,9 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
         const started = performance.now();
         await deleteLease(client, lease.name);
         const at = await whenEachNode(handles, (h) => vxlanPeerObjects(h, lease) === 0, 5000);
-        console.log(`key deleted → gone after ${at.map((ms) => Math.round(ms - started))} ms`);
+        const gone = at.map((ms) => Math.round(ms - started));
+        console.log(`key deleted → gone on n1..n3 after ${gone.join(", ")} ms`);
+        for (const ms of gone) assert.ok(ms < 1000, `removed after ${ms} ms`);
       } finally {
         handles.forEach(closeNetlink);
       }
@@ -157,7 +161,10 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
         await putRawLease(client, name, value, 2);
         await whenEachNode(handles, (h) => vxlanPeerObjects(h, lease) === 3, 1500);
         const at = await whenEachNode(handles, (h) => vxlanPeerObjects(h, lease) === 0, 8000);
-        console.log(`2 s lease → gone after ${at.map((ms) => Math.round(ms - started))} ms`);
+        const gone = at.map((ms) => Math.round(ms - started));
+        console.log(`2 s lease → gone on n1..n3 after ${gone.join(", ")} ms`);
+        // etcd's lessor checks expiry every 500 ms; then one watch round trip.
+        for (const ms of gone) assert.ok(ms < 4000, `removed after ${ms} ms`);
       } finally {
         handles.forEach(closeNetlink);
       }
@@ -174,6 +181,20 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
       await deleteLease(client, other);
     });
 
+    await t.step(
+      "a peer's new VTEP MAC replaces its neighbour and FDB entry (quirk 11)",
+      async () => {
+        const name = freeSubnet(await readLeases(client));
+        await putRawLease(client, name, flannelVxlanValue("198.18.0.63", "0e:00:00:00:00:63"));
+        await waitForExactState(lab, expectedVxlanEntries, 3000);
+        await putRawLease(client, name, flannelVxlanValue("198.18.0.63", "0e:00:00:00:01:63"));
+        // Exact state: the old MAC's FDB entry must be gone, not merely the new one present.
+        await waitForExactState(lab, expectedVxlanEntries, 3000);
+        await deleteLease(client, name);
+        await waitForExactState(lab, expectedVxlanEntries, 3000);
+      },
+    );
+
     await t.step("hand-made drift is repaired within the resync period", async () => {
       const [n1, n2] = lab.nodes;
       const peer = await byName(await ownLeaseName(n2.subnetFile));
@@ -186,6 +207,7 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
       await run(["ip", "-n", ns, "route", "del", peer.subnet]);
       await run(["ip", "-n", ns, "neigh", "del", peer.base, "dev", "flannel.1"]);
       await run(["bridge", "-n", ns, "fdb", "del", peer.vtepMac!, "dev", "flannel.1"]);
+      await run(["ip", "-n", ns, "link", "set", "flannel.1", "mtu", "1400"]); // quirk 13
       await run([
         "ip",
         "-n",
@@ -200,9 +222,13 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
         "onlink",
       ]);
       const ms = await waitForExactState(lab, expectedVxlanEntries, RESYNC_MS + 2000);
-      console.log(`route, neighbour, FDB deleted and a stray route added → repaired in ${ms} ms`);
+      console.log(
+        `route, neighbour, FDB deleted, stray route added, MTU changed → repaired in ${ms} ms`,
+      );
       const after = await adminJson<{ driftRepaired: number }>(n1.adminUrl, "/v1/backend");
       assert.ok(after.driftRepaired >= before.driftRepaired + 4, "drift counted");
+      const lease = await byName(await ownLeaseName(n1.subnetFile));
+      await assertDevice(ns, nodeUnderlayIP(1), lease); // MTU back to 1450 (quirk 13)
     });
 
     await t.step("a deleted vxlan device is re-created and every peer replayed", async () => {
@@ -233,8 +259,9 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
       const started = performance.now();
       await n2.start();
       await lab.waitConverged();
-      const ms = await waitForExactState(lab, expectedVxlanEntries, 5000);
-      console.log(`restart → converged, stale peer removed after ${Math.round(performance.now() - started)} ms (+${ms} ms)`);
+      await waitForExactState(lab, expectedVxlanEntries, 5000);
+      const total = Math.round(performance.now() - started);
+      console.log(`restart → converged and stale peer removed after ${total} ms`);
       assert.equal(await Deno.readTextFile(n2.subnetFile), subnetEnv, "same subnet.env");
       const mine = (await readLeases(client)).filter((l) => l.publicIP === nodeUnderlayIP(2));
       assert.deepEqual(mine, [own], "same key, same VtepMAC, no second lease");

@@ -1,0 +1,93 @@
+/**
+ * Helpers the udp lab tests share: a lab prefix `deleteLabNetns` accepts, raw datagram
+ * sockets inside a namespace, the admin API's data-path view, and a minimal pcap reader.
+ *
+ * @module
+ */
+import { closeFd, pollFd, POLLIN } from "../../../ffi/libc.ts";
+import { inNetns } from "../../../ffi/netns.ts";
+import { createUdpReceiver, createUdpSender, openUdpSocket } from "../../../backends/udp/udp_io.ts";
+import type { DataPathCounters, PeerHealth } from "../../../state.ts";
+import { parseAddr } from "../../../subnet/ip/mod.ts";
+
+/** `tt-<6 lowercase alnum>-`, the form `deleteLabNetns` insists on. */
+export function labPrefix(): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  const tag = Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => alphabet[b % 36]);
+  return `tt-${tag.join("")}-`;
+}
+
+/** A datagram socket bound inside a namespace, sending and receiving raw payloads. */
+export interface RawPeer {
+  send(payload: Uint8Array, to: string, port?: number): void;
+  /** The next datagram within `timeoutMs`, or undefined. */
+  receive(timeoutMs: number): { payload: Uint8Array; from: string; port: number } | undefined;
+  close(): void;
+}
+
+/** Bind `address:port` in `netns`. */
+export function rawPeer(netns: string, address: string, port = 8285): RawPeer {
+  const fd = inNetns(
+    netns,
+    () => openUdpSocket({ address: Number(parseAddr(address).value), port, bufferBytes: 1 << 20 }),
+  );
+  const out = new Uint8Array(new ArrayBuffer(65_536));
+  const outAddress = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(out)));
+  const region = new Uint8Array(new ArrayBuffer(65_536));
+  const sender = createUdpSender(fd);
+  const receiver = createUdpReceiver(fd, region);
+  const dotted = (n: number) => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join(".");
+  return {
+    send(payload, to, toPort = 8285) {
+      out.set(payload);
+      const sent = sender.send(outAddress, payload.length, 0, Number(parseAddr(to).value), toPort);
+      if (sent !== payload.length) throw new Error(`send to ${to} failed: ${sent}`);
+    },
+    receive(timeoutMs) {
+      if (!(pollFd(fd, POLLIN, timeoutMs) & POLLIN)) return undefined;
+      const n = receiver.receive();
+      if (n < 0) return undefined;
+      return {
+        payload: region.slice(0, n),
+        from: dotted(receiver.sourceAddress),
+        port: receiver.sourcePort,
+      };
+    },
+    close: () => closeFd(fd),
+  };
+}
+
+/** What `/v1/backend` says about the data path and peers. */
+export interface BackendView {
+  readonly type: string;
+  readonly ready: boolean;
+  readonly peers: PeerHealth[];
+  readonly dataPath: DataPathCounters | null;
+}
+
+/** GET `/v1/backend` of a node. */
+export async function backendView(adminUrl: string): Promise<BackendView> {
+  const res = await fetch(`${adminUrl}/v1/backend`, { signal: AbortSignal.timeout(2000) });
+  if (!res.ok) throw new Error(`/v1/backend: ${res.status}`);
+  return await res.json() as BackendView;
+}
+
+/** The IPv4 subnet (`10.244.X.0/24`) a node's subnet.env names. */
+export async function subnetOf(subnetFile: string): Promise<string> {
+  const env = await Deno.readTextFile(subnetFile);
+  const m = env.match(/^FLANNEL_SUBNET=(\d+\.\d+\.\d+)\.\d+\/(\d+)$/m);
+  if (!m) throw new Error(`no FLANNEL_SUBNET in ${subnetFile}`);
+  return `${m[1]}.0/${m[2]}`;
+}
+
+/** The frames of a pcap file (Ethernet link type), each as its captured bytes. */
+export function pcapFrames(data: Uint8Array): Uint8Array[] {
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const frames: Uint8Array[] = [];
+  for (let at = 24; at + 16 <= data.length;) {
+    const captured = view.getUint32(at + 8, true);
+    frames.push(data.slice(at + 16, at + 16 + captured));
+    at += 16 + captured;
+  }
+  return frames;
+}

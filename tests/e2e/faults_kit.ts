@@ -1,0 +1,163 @@
+/**
+ * Shared by the fault tests: a lab with this run's namespace prefix, a background pinger that
+ * counts lost pings while faults happen, the nodes' admin API, and synthetic flannel leases
+ * seeded in bulk.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import type { Etcd3 } from "etcd3";
+import { type StatusBody, StatusSchema } from "../../api/schemas.ts";
+import { type LabCluster, type LabOptions, startLab } from "../../lab/cluster.ts";
+import type { NodeDaemon } from "../../lab/node.ts";
+import { type LabPod, ping } from "../../lab/pods.ts";
+import { removeLeftovers, RUN_PREFIX } from "../helpers/netns.ts";
+import { flannelVxlanValue, SUBNETS_DIR } from "./overlay_kernel.ts";
+
+/** Build a lab under this run's prefix, run `fn`, and always tear the lab down. */
+export async function withLab(
+  options: Omit<LabOptions, "prefix">,
+  fn: (lab: LabCluster) => Promise<void>,
+): Promise<void> {
+  await removeLeftovers();
+  const lab = await startLab({ prefix: RUN_PREFIX, ...options });
+  try {
+    await fn(lab);
+  } finally {
+    await lab.stop();
+  }
+}
+
+/** A node's `/v1/status`, validated. */
+export async function nodeStatus(node: NodeDaemon): Promise<StatusBody> {
+  const res = await fetch(`${node.adminUrl}/v1/status`, { signal: AbortSignal.timeout(2000) });
+  assert.equal(res.status, 200, `${node.ns}: /v1/status answered ${res.status}`);
+  return StatusSchema.parse(await res.json());
+}
+
+/** The HTTP status of `GET <node admin>/<path>` (0 when nothing answers). */
+export async function probe(node: NodeDaemon, path: string): Promise<number> {
+  try {
+    const res = await fetch(`${node.adminUrl}${path}`, { signal: AbortSignal.timeout(2000) });
+    await res.body?.cancel();
+    return res.status;
+  } catch {
+    return 0;
+  }
+}
+
+/** What a {@link Pinger} saw. */
+export interface PingReport {
+  readonly rounds: number;
+  readonly sent: number;
+  readonly lost: number;
+  /** `from → to` of every lost ping, with its time since the pinger started. */
+  readonly losses: readonly string[];
+}
+
+/** Pings between pods in the background while a test does harm. */
+export interface Pinger {
+  stop(): Promise<PingReport>;
+}
+
+/**
+ * Every `intervalMs`, each pod pings each other pod once (in parallel, one second timeout), until
+ * `stop()`; bounded by `maxRounds`.
+ */
+export function startPinger(pods: readonly LabPod[], intervalMs = 1000, maxRounds = 600): Pinger {
+  const started = performance.now();
+  const losses: string[] = [];
+  let rounds = 0;
+  let sent = 0;
+  let stopped = false;
+  const pairs = pods.flatMap((from) => pods.filter((to) => to !== from).map((to) => [from, to]));
+  const loop = (async () => {
+    while (!stopped && rounds < maxRounds) {
+      const due = performance.now() + intervalMs;
+      const results = await Promise.all(pairs.map(([from, to]) => ping(from.ns, to.ip)));
+      rounds++;
+      sent += pairs.length;
+      results.forEach((ok, i) => {
+        if (ok) return;
+        const [from, to] = pairs[i];
+        const at = ((performance.now() - started) / 1000).toFixed(1);
+        losses.push(`${from.ip} → ${to.ip} at ${at}s`);
+      });
+      await new Promise((r) => setTimeout(r, Math.max(0, due - performance.now())));
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return { rounds, sent, lost: losses.length, losses };
+    },
+  };
+}
+
+/** A synthetic vxlan peer: lease key name, public IP and VTEP MAC, derived from an index. */
+export interface SyntheticPeer {
+  readonly name: string;
+  readonly publicIP: string;
+  readonly mac: string;
+}
+
+const hex = (n: number) => n.toString(16).padStart(2, "0");
+
+/**
+ * Peer `i` (1..4095) of 10.244.0.0/16 cut into /28s: subnet `10.244.<i/16>.<(i%16)*16>/28`,
+ * public IP from 198.19.0.0/16, MAC `0e:00:00:<generation>:<i>`.
+ */
+export function syntheticPeer(i: number, generation = 0): SyntheticPeer {
+  if (!Number.isInteger(i) || i < 1 || i > 4095) throw new RangeError(`peer ${i} outside 1..4095`);
+  return {
+    name: `10.244.${i >> 4}.${(i & 15) * 16}-28`,
+    publicIP: `198.19.${i >> 8}.${i & 255}`,
+    mac: `0e:00:00:${hex(generation)}:${hex(i >> 8)}:${hex(i & 255)}`,
+  };
+}
+
+/** Write peers as flannel's vxlan backend would, all on one etcd lease, 500 at a time. */
+export async function seedPeers(client: Etcd3, peers: readonly SyntheticPeer[]): Promise<void> {
+  const { ID } = await client.leaseClient.leaseGrant({ TTL: 3600 });
+  for (let start = 0; start < peers.length; start += 500) {
+    await Promise.all(
+      peers.slice(start, start + 500).map((p) =>
+        client.kv.put({
+          key: Buffer.from(SUBNETS_DIR + p.name),
+          value: Buffer.from(flannelVxlanValue(p.publicIP, p.mac)),
+          lease: ID,
+        })
+      ),
+    );
+  }
+}
+
+/** Delete lease keys by name, 500 at a time. */
+export async function deletePeers(client: Etcd3, names: readonly string[]): Promise<void> {
+  for (let start = 0; start < names.length; start += 500) {
+    await Promise.all(
+      names.slice(start, start + 500).map((name) =>
+        client.kv.deleteRange({ key: Buffer.from(SUBNETS_DIR + name) })
+      ),
+    );
+  }
+}
+
+/** Poll `check` every `intervalMs` until true; returns the ms taken, fails after `timeoutMs`. */
+export async function within(
+  what: string,
+  timeoutMs: number,
+  check: () => boolean | Promise<boolean>,
+  intervalMs = 100,
+): Promise<number> {
+  const started = performance.now();
+  while (!(await check())) {
+    if (performance.now() - started > timeoutMs) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  return performance.now() - started;
+}
