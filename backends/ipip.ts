@@ -75,10 +75,10 @@ function onConnectedNetwork(h: NetlinkHandle, externalIndex: number, ip: IPAddr)
   }
 }
 
+/** Same endpoints as flannel's: local = our interface address, remote any. */
 function compatible(link: Link, local: IPAddr): boolean {
   const t = link.ipip;
-  return t !== undefined && t.remote === undefined &&
-    (t.local === undefined || addrEqual(t.local, local));
+  return t?.local !== undefined && addrEqual(t.local, local) && t.remote === undefined;
 }
 
 /**

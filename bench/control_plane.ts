@@ -10,8 +10,9 @@
  * - cold start: the daemon stopped, its device (and with it every peer entry) deleted, started
  *   again with N leases present → time from process spawn until all 3N objects are programmed;
  * - baseline: the same 3N entries written by `ip -batch`/`bridge -batch` into a fresh namespace
- *   (the kernel's own cost, which dominates at 10 000: IPv4 routes with distinct gateways cost
- *   O(routes) each to insert, so this grows quadratically for flanneld and `ip` alike);
+ *   (the kernel's own cost, which dominates at 10 000: inserting IPv4 routes that each have
+ *   their own gateway slows down as their number grows — measured ~4× the time for 2× the
+ *   routes — for flanneld and `ip` alike);
  * - removal: all N leases deleted → time until no peer entry is left;
  * - daemon RSS (VmRSS, VmHWM from /proc) with N peers, and etcd requests per second at steady
  *   state (the daemon's own request histogram, over one resync period).

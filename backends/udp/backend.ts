@@ -42,7 +42,7 @@ export interface UdpConfig {
 }
 
 /** flannel's default udp port. */
-export const DEFAULT_UDP_PORT = 8285;
+const DEFAULT_UDP_PORT = 8285;
 /** Socket buffers: the default 208 KiB overflow under load and cause most retransmits. */
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 

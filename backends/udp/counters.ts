@@ -8,7 +8,7 @@
 import type { DataPathCounters } from "../../state.ts";
 
 /** Why the data path drops a packet (the `reason` label of `tartan_udp_drops_total`). */
-export const DROP_REASONS = [
+const DROP_REASONS = [
   /** No lease covers the destination (an ICMP net-unreachable goes back). */
   "no_route",
   /** TTL would reach 0. */

@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { dropSlot, SLOT } from "./counters.ts";
+import { type DropReason, dropSlot, SLOT } from "./counters.ts";
 import {
   buildNetUnreachable,
   completeChecksum,
@@ -95,7 +95,7 @@ export interface ForwarderIo {
 }
 
 /** Why the kernel did not take a packet. */
-export type DropCause = "buffer_full" | "send_error";
+export type DropCause = Extract<DropReason, "buffer_full" | "send_error">;
 
 /** The per-packet half of the data path. */
 export interface Forwarder {
@@ -196,8 +196,9 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   /** Cut a TSO packet into segments and send them, at most one GSO send per 64 KiB. */
   function transmitSegmented(at: number, length: number, mss: number, to: number): void {
     sendQueue(); // the segments area is the queue's, and order per peer must hold
-    const segments = segmentTcp(arena, at, length, mss, arena, ARENA.segmentsOut);
-    if (!segments || segments.bytes > ARENA.segmentsOutBytes) {
+    const end = ARENA.segmentsOut + ARENA.segmentsOutBytes;
+    const segments = segmentTcp(arena, at, length, mss, arena, ARENA.segmentsOut, end);
+    if (!segments) {
       counters[MALFORMED]++;
       return;
     }

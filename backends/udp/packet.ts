@@ -13,7 +13,7 @@
 export const IPV4_MIN_HEADER = 20;
 export const PROTO_ICMP = 1;
 export const PROTO_TCP = 6;
-export const PROTO_UDP = 17;
+const PROTO_UDP = 17;
 /** The largest IPv4 packet (total length is 16 bits). */
 export const IPV4_MAX_PACKET = 65535;
 

@@ -17,11 +17,11 @@ import {
   setIpv4Checksum,
 } from "./packet.ts";
 
-/** TCP flag bits this module and the coalescer act on. */
-export const TCP_FIN = 0x01;
+/** TCP flag bits segmentation and coalescing act on. */
+const TCP_FIN = 0x01;
 export const TCP_PSH = 0x08;
 export const TCP_ACK = 0x10;
-export const TCP_CWR = 0x80;
+const TCP_CWR = 0x80;
 
 /** The outcome of {@link segmentTcp}: `count` segments of `segmentSize` bytes (the last may be shorter). */
 export interface Segments {
@@ -32,12 +32,12 @@ export interface Segments {
 }
 
 /** TCP header length of the TCP/IPv4 packet at `start` (data offset × 4). */
-export function tcpHeaderLength(buf: PacketBuffer, start: number): number {
+function tcpHeaderLength(buf: PacketBuffer, start: number): number {
   return (buf.bytes[start + ipv4HeaderLength(buf, start) + 12] >>> 4) * 4;
 }
 
 /** Bytes {@link segmentTcp} needs in `out` for a packet of `length` bytes and `headers` bytes of headers. */
-export function segmentedLength(length: number, headers: number, mss: number): number {
+function segmentedLength(length: number, headers: number, mss: number): number {
   const payload = length - headers;
   return payload + Math.ceil(payload / mss) * headers;
 }
@@ -47,7 +47,7 @@ export function segmentedLength(length: number, headers: number, mss: number): n
  * at most `mss` payload bytes, written back to back into `out` from `outStart`. As in Linux TSO:
  * IP IDs count up from the original, FIN and PSH stay on the last segment only, CWR on the first
  * only, and every checksum is computed in full. Returns undefined for anything that is not a
- * segmentable TCP/IPv4 packet or does not fit `out`.
+ * segmentable TCP/IPv4 packet or would not fit `out` before `outEnd`.
  */
 export function segmentTcp(
   buf: PacketBuffer,
@@ -56,6 +56,7 @@ export function segmentTcp(
   mss: number,
   out: PacketBuffer,
   outStart: number,
+  outEnd = out.bytes.length,
 ): Segments | undefined {
   if (ipv4HeaderProblem(buf, start, length) || buf.bytes[start + 9] !== PROTO_TCP) return undefined;
   const ipLength = ipv4HeaderLength(buf, start);
@@ -64,7 +65,8 @@ export function segmentTcp(
   const headers = ipLength + tcpLength;
   const payload = length - headers;
   if (tcpLength < 20 || payload <= 0 || !(mss > 0)) return undefined;
-  if (outStart + segmentedLength(length, headers, mss) > out.bytes.length) return undefined;
+  const end = Math.min(outEnd, out.bytes.length);
+  if (outStart + segmentedLength(length, headers, mss) > end) return undefined;
   const count = Math.ceil(payload / mss);
   const segmentSize = headers + mss;
   const v = buf.view;

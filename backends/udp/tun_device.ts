@@ -39,11 +39,22 @@ export interface TunnelDevice {
 /** The name flannel asks for: the kernel picks the first free number. */
 const NAME_TEMPLATE = "flannel%d";
 
-function disableIpv6(name: string): void {
-  // No router solicitations or MLD reports into the tunnel: it carries IPv4 only.
+/** Write a per-device sysctl; a missing knob (no IPv6 in this kernel) is nothing to set. */
+function setDeviceSysctl(path: string, value: string): void {
   try {
-    Deno.writeTextFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, "1");
-  } catch { /* IPv6 disabled in this kernel or namespace: nothing to stop */ }
+    Deno.writeTextFileSync(path, value);
+  } catch { /* not present here */ }
+}
+
+/**
+ * The device's sysctls. `accept_local`: our ICMP net-unreachable comes from the device's own
+ * address (the subnet base, as flannel sends it), which the kernel otherwise drops as a martian
+ * source, so flannel's never arrives. `disable_ipv6`: the tunnel carries IPv4 only, so no router
+ * solicitations or MLD reports go into it.
+ */
+function tuneDevice(name: string): void {
+  setDeviceSysctl(`/proc/sys/net/ipv4/conf/${name}/accept_local`, "1");
+  setDeviceSysctl(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, "1");
 }
 
 /**
@@ -86,7 +97,7 @@ export function openTunnelDevice(h: NetlinkHandle, spec: TunnelSpec): TunnelDevi
   try {
     const link = getLink(h, tun.name);
     if (!link) throw new BackendError("udp", `${tun.name} not found after creation`);
-    disableIpv6(tun.name);
+    tuneDevice(tun.name);
     const device = { tun, index: link.index };
     reconcileTunnelDevice(h, device, spec);
     return device;

@@ -30,7 +30,7 @@ export const MAX_GSO_SEGMENTS = 64;
 export const MAX_UDP_PAYLOAD = 65507;
 
 /** A `sockaddr_in` for `address` (unsigned 32-bit) and `port`. */
-export function sockaddrIn(address: number, port: number): Uint8Array<ArrayBuffer> {
+function sockaddrIn(address: number, port: number): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(16);
   const view = new DataView(bytes.buffer);
   view.setUint16(0, AF_INET, true);

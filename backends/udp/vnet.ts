@@ -19,7 +19,7 @@ export const VNET_GSO_TCPV4 = 1;
 /** Field offsets inside the header. */
 export const VNET_FLAGS = 0;
 export const VNET_GSO_TYPE = 1;
-export const VNET_HDR_LEN = 2;
+const VNET_HDR_LEN = 2;
 export const VNET_GSO_SIZE = 4;
 export const VNET_CSUM_START = 6;
 export const VNET_CSUM_OFFSET = 8;

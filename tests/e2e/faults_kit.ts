@@ -144,20 +144,3 @@ export async function deletePeers(client: Etcd3, names: readonly string[]): Prom
     );
   }
 }
-
-/** Poll `check` every `intervalMs` until true; returns the ms taken, fails after `timeoutMs`. */
-export async function within(
-  what: string,
-  timeoutMs: number,
-  check: () => boolean | Promise<boolean>,
-  intervalMs = 100,
-): Promise<number> {
-  const started = performance.now();
-  while (!(await check())) {
-    if (performance.now() - started > timeoutMs) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-  return performance.now() - started;
-}
