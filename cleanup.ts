@@ -45,6 +45,8 @@ function removeRoutes(h: NetlinkHandle, networks: IPNet[], own: IPNet[], say: (s
   }
 }
 
+export const CLEANUP_USAGE = "usage: tartan cleanup [--subnet-file PATH]";
+
 /** Run the clean-up; resolves to the exit status. */
 export async function cleanupCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({

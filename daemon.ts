@@ -7,7 +7,14 @@
  * @module
  */
 import type { ParsedRunFlags, RunOptions } from "./config/flags.ts";
-import { etcdTlsFiles, redactedOptions, unimplementedFlags } from "./config/flags.ts";
+import {
+  etcdTlsFiles,
+  FlagError,
+  parseRunFlags,
+  redactedOptions,
+  unimplementedFlags,
+  usage,
+} from "./config/flags.ts";
 import { errorText, logger, setLogLevel } from "./log.ts";
 import { createApp } from "./api/app.ts";
 import { createMetrics, type Metrics } from "./api/metrics.ts";
@@ -19,8 +26,6 @@ import { type ExternalInterface, selectExternalInterface } from "./backends/exte
 import { kernelInterfaceSource } from "./backends/interface_source.ts";
 import { closeNetlink, type NetlinkHandle, openNetlink } from "./ffi/netlink/socket.ts";
 import { EtcdSubnetManager } from "./subnet/etcd.ts";
-import { KubeSubnetManager } from "./subnet/kube.ts";
-import { createKubeClient, loadKubeConfig } from "./subnet/kube_client.ts";
 import { formatLeaseKey } from "./subnet/lease.ts";
 import type { LeaseWatchUpdate, SubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/manager.ts";
@@ -66,8 +71,15 @@ const IMPLEMENTED = new Set([
 /** flannel re-checks host-gw routes every 10 s; our reconcile runs at the same period. */
 const KERNEL_RESYNC_MS = 10_000;
 
-function createManager(options: RunOptions, state: DaemonState, metrics: Metrics): SubnetManager {
+async function createManager(
+  options: RunOptions,
+  state: DaemonState,
+  metrics: Metrics,
+): Promise<SubnetManager> {
   if (options.kubeSubnetMgr) {
+    // Loaded only in kube mode: the Kubernetes client alone costs about 76 MB of memory.
+    const { KubeSubnetManager } = await import("./subnet/kube.ts");
+    const { createKubeClient, loadKubeConfig } = await import("./subnet/kube_client.ts");
     const env = (name: string) => Deno.env.get(name) ?? "";
     return new KubeSubnetManager({
       client: createKubeClient(loadKubeConfig({
@@ -183,7 +195,7 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
   try {
     netlink = openNetlink();
     const metrics = createMetrics(state);
-    manager = createManager(options, state, metrics);
+    manager = await createManager(options, state, metrics);
     if (options.healthzPort > 0) {
       admin = serveAdmin(createApp(state, metrics, { log: logger("api") }), {
         hostname: options.healthzIp,
@@ -268,4 +280,28 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
     await admin?.finished;
     if (netlink) closeNetlink(netlink);
   }
+}
+
+/** `tartan run --help`: every flanneld flag. */
+export const RUN_USAGE = `usage: tartan run [flanneld flags…]\n\n${usage()}`;
+
+/** `tartan run ARGS`: parse flanneld's flags and environment, then run the daemon. */
+export async function runCommand(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseRunFlags(args, Deno.env.toObject());
+  } catch (err) {
+    if (!(err instanceof FlagError)) throw err;
+    console.error(`${err.message}\n\n${usage()}`);
+    return 2;
+  }
+  if (parsed.help) {
+    console.log(usage());
+    return 0;
+  }
+  if (parsed.options.version) {
+    console.error(VERSION); // flanneld prints its version to stderr
+    return 0;
+  }
+  return await runDaemon(parsed);
 }

@@ -7,99 +7,81 @@
  * @module
  */
 import { basename } from "node:path";
-import { CONFIG_CHECK_USAGE, configCheckCommand } from "./config/check.ts";
-import { FlagError, parseRunFlags, usage as runUsage } from "./config/flags.ts";
-import { STATUS_USAGE, statusCommand } from "./api/status_cli.ts";
-import { runCniPlugin } from "./cni/plugin.ts";
-import { cleanupCommand } from "./cleanup.ts";
-import { runDaemon } from "./daemon.ts";
-import { LAB_USAGE, labCommand } from "./lab/command.ts";
 import { VERSION } from "./version.ts";
 
-/** A subcommand: what it does and how it runs; resolves to the process exit status. */
-interface Command {
-  readonly summary: string;
+/** What running a subcommand needs; loaded on demand. */
+interface CommandModule {
   readonly usage: string;
   run(args: string[]): Promise<number>;
+}
+
+/**
+ * A subcommand. Its module is imported only when the subcommand runs, so the CNI plugin (run
+ * once per pod) does not load the daemon, the Kubernetes client or the lab.
+ */
+interface Command {
+  readonly summary: string;
+  load(): Promise<CommandModule>;
 }
 
 const COMMANDS: Record<string, Command> = {
   run: {
     summary: "run the node daemon (accepts every flanneld flag)",
-    usage: "tartan run [flanneld flags…]   (see `tartan run --help`)",
-    run: runCommand,
+    load: async () => {
+      const { RUN_USAGE, runCommand } = await import("./daemon.ts");
+      return { usage: RUN_USAGE, run: runCommand };
+    },
   },
   status: {
     summary: "show a node's lease, peers and backend health from its admin API",
-    usage: STATUS_USAGE,
-    run: statusCommand,
+    load: async () => {
+      const { STATUS_USAGE, statusCommand } = await import("./api/status_cli.ts");
+      return { usage: STATUS_USAGE, run: statusCommand };
+    },
   },
   cni: {
     summary: "the flannel CNI plugin (also used when the binary is named `flannel`)",
-    usage: "CNI_COMMAND=ADD|DEL|CHECK|VERSION|STATUS … tartan cni < config.json",
-    run: runCniPlugin,
+    load: async () => {
+      const { runCniPlugin } = await import("./cni/plugin.ts");
+      return {
+        usage: "CNI_COMMAND=ADD|DEL|CHECK|VERSION|STATUS … tartan cni < config.json",
+        run: runCniPlugin,
+      };
+    },
   },
   lab: {
     summary: "a multi-node cluster in network namespaces (the demo)",
-    usage: LAB_USAGE,
-    run: labCommand,
+    load: async () => {
+      const { LAB_USAGE, labCommand } = await import("./lab/command.ts");
+      return { usage: LAB_USAGE, run: labCommand };
+    },
   },
   config: {
     summary: "validate a net-conf file and print the effective config",
-    usage: "tartan config check FILE [--mode etcd|kube]",
-    run: runConfigCheck,
+    load: async () => {
+      const { CONFIG_CHECK_USAGE, configCommand } = await import("./config/check.ts");
+      return { usage: CONFIG_CHECK_USAGE, run: configCommand };
+    },
   },
   cleanup: {
     summary: "remove every device, route, rule and file Tartan created on this node",
-    usage: "tartan cleanup [--subnet-file PATH]",
-    run: cleanupCommand,
+    load: async () => {
+      const { CLEANUP_USAGE, cleanupCommand } = await import("./cleanup.ts");
+      return { usage: CLEANUP_USAGE, run: cleanupCommand };
+    },
   },
   version: {
     summary: "print the version",
-    usage: "tartan version",
-    run: () => {
-      console.log(`tartan ${VERSION}`);
-      return Promise.resolve(0);
-    },
+    load: () =>
+      Promise.resolve({
+        usage: "tartan version",
+        run: () => {
+          console.log(`tartan ${VERSION}`);
+          return Promise.resolve(0);
+        },
+      }),
   },
 };
-
-async function runCommand(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseRunFlags(args, Deno.env.toObject());
-  } catch (err) {
-    if (!(err instanceof FlagError)) throw err;
-    console.error(`${err.message}\n\n${runUsage()}`);
-    return 2;
-  }
-  if (parsed.help) {
-    console.log(runUsage());
-    return 0;
-  }
-  if (parsed.options.version) {
-    console.error(VERSION);
-    return 0;
-  }
-  return await runDaemon(parsed);
-}
-
-async function runConfigCheck(args: string[]): Promise<number> {
-  if (args[0] !== "check") {
-    console.error(CONFIG_CHECK_USAGE);
-    return 2;
-  }
-  try {
-    const result = await configCheckCommand(args.slice(1));
-    for (const warning of result.warnings) console.error(`warning: ${warning}`);
-    (result.ok ? console.log : console.error)(result.output);
-    return result.ok ? 0 : 1;
-  } catch (err) {
-    if (!(err instanceof FlagError)) throw err;
-    console.error(`${err.message}\n${CONFIG_CHECK_USAGE}`);
-    return 2;
-  }
-}
 
 function helpText(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
@@ -137,11 +119,12 @@ export async function main(programName: string, args: string[]): Promise<number>
     console.error(`tartan: unknown command ${JSON.stringify(name)}\n\n${helpText()}`);
     return 2;
   }
+  const module = await command.load();
   if (name !== "run" && (rest[0] === "--help" || rest[0] === "-h")) {
-    console.log(`usage: ${command.usage}\n\n${command.summary}`);
+    console.log(`${module.usage}\n\n${command.summary}`);
     return 0;
   }
-  return await command.run(rest);
+  return await module.run(rest);
 }
 
 /**

@@ -82,3 +82,21 @@ export async function configCheckCommand(args: readonly string[]): Promise<Confi
   }
   return await configCheck(files[0], mode);
 }
+
+/** `tartan config check FILE [--mode etcd|kube]`: print the effective config or the error. */
+export async function configCommand(args: string[]): Promise<number> {
+  if (args[0] !== "check") {
+    console.error(CONFIG_CHECK_USAGE);
+    return 2;
+  }
+  try {
+    const result = await configCheckCommand(args.slice(1));
+    for (const warning of result.warnings) console.error(`warning: ${warning}`);
+    (result.ok ? console.log : console.error)(result.output);
+    return result.ok ? 0 : 1;
+  } catch (err) {
+    if (!(err instanceof FlagError)) throw err;
+    console.error(`${err.message}\n${CONFIG_CHECK_USAGE}`);
+    return 2;
+  }
+}
