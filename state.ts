@@ -91,14 +91,19 @@ export function newDaemonState(
     mode,
     leases: new Map(),
     subnetEnvWritten: false,
-    store: {
-      renewals: 0,
-      renewFailures: 0,
-      reacquisitions: 0,
-      watchEvents: 0,
-      relists: 0,
-      watchErrors: 0,
-      malformedSkipped: 0,
-    },
+    store: newLeaseStoreCounters(),
+  };
+}
+
+/** Zeroed lease store counters. */
+export function newLeaseStoreCounters(): LeaseStoreCounters {
+  return {
+    renewals: 0,
+    renewFailures: 0,
+    reacquisitions: 0,
+    watchEvents: 0,
+    relists: 0,
+    watchErrors: 0,
+    malformedSkipped: 0,
   };
 }

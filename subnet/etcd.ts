@@ -21,7 +21,7 @@ import type { Etcd3, ICompare, IKeyValue } from "etcd3";
 import { ConfigError, parseNetConfig } from "../config/netconf.ts";
 import type { NetworkConfig } from "../config/network_config.ts";
 import { errorText, type Logger, logger } from "../log.ts";
-import type { LeaseStoreCounters } from "../state.ts";
+import { type LeaseStoreCounters, newLeaseStoreCounters } from "../state.ts";
 import { fitsConfig, fitsFamily, isFree, pickFreeSubnet } from "./allocate.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import {
@@ -117,19 +117,6 @@ interface ListedKey {
   readonly lease?: Lease;
   /** Ranges the key occupies, read out of its name even when malformed (quirk 2). */
   readonly ranges: IPNet[];
-}
-
-/** Fresh zeroed counters. */
-export function newLeaseStoreCounters(): LeaseStoreCounters {
-  return {
-    renewals: 0,
-    renewFailures: 0,
-    reacquisitions: 0,
-    watchEvents: 0,
-    relists: 0,
-    watchErrors: 0,
-    malformedSkipped: 0,
-  };
 }
 
 /** `path.Join` for etcd keys: parts joined by `/`, runs of slashes collapsed. */

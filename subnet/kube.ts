@@ -26,7 +26,7 @@
 import { ConfigError, parseNetConfig } from "../config/netconf.ts";
 import type { NetworkConfig } from "../config/network_config.ts";
 import { errorText, type Logger, logger } from "../log.ts";
-import type { LeaseStoreCounters } from "../state.ts";
+import { type LeaseStoreCounters, newLeaseStoreCounters } from "../state.ts";
 import { Backoff, sleep } from "./backoff.ts";
 import { formatNet, type IPAddr, type IPNet, netContainsNet, netEqual } from "./ip/mod.ts";
 import {
@@ -125,18 +125,6 @@ interface OwnLease {
   readonly attrs: LeaseAttrs;
 }
 
-function freshCounters(): LeaseStoreCounters {
-  return {
-    renewals: 0,
-    renewFailures: 0,
-    reacquisitions: 0,
-    watchEvents: 0,
-    relists: 0,
-    watchErrors: 0,
-    malformedSkipped: 0,
-  };
-}
-
 function describe(lease: Lease): string {
   const nets = [lease.subnet, lease.ipv6Subnet].filter((n): n is IPNet => n !== undefined);
   return nets.map(formatNet).join(",");
@@ -197,7 +185,7 @@ export class KubeSubnetManager implements SubnetManager {
     this.#setNetworkUnavailable = options.setNodeNetworkUnavailable ?? true;
     this.#onNodeName = options.onNodeName;
     this.#timing = { ...DEFAULT_TIMING, ...options.timing };
-    this.stats = options.counters ?? freshCounters();
+    this.stats = options.counters ?? newLeaseStoreCounters();
     this.#log = options.log ?? logger("kube");
     if (this.#nodeName) this.#onNodeName?.(this.#nodeName);
   }
