@@ -1,3 +1,4 @@
+import { networkConfig } from "./helpers/network_config.ts";
 import assert from "node:assert/strict";
 import type { NetworkConfig } from "../config/network_config.ts";
 import { parseAddr, parseNet } from "../subnet/ip/mod.ts";
@@ -47,16 +48,7 @@ Deno.test("quirk 37: without iptables/nft binaries there is nothing to clean, bu
     await removeAllTrafficState(run);
     assert.equal(await iptables.reconcile(EMPTY_RULE_SET), false);
     const rules = buildRuleSet(
-      {
-        ipv4: {
-          network: parseNet("10.244.0.0/16"),
-          subnetLen: 24,
-          subnetMin: parseAddr("10.244.1.0"),
-          subnetMax: parseAddr("10.244.255.0"),
-        },
-        enableNFTables: false,
-        backend: { type: "vxlan", options: {} },
-      },
+      networkConfig("vxlan"),
       { subnet: parseNet("10.244.1.0/24"), attrs: { publicIP: parseAddr("198.18.0.1") } },
       { ipMasq: true, forwardRules: true, fullyRandom: false },
     );

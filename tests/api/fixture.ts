@@ -2,6 +2,7 @@
  * A hand-built daemon state for the admin API tests: a vxlan node in etcd mode holding
  * 10.244.1.0/24 with three peers, one of them dual-stack and one out of sync.
  */
+import { networkConfig } from "../helpers/network_config.ts";
 import type { NetworkConfig } from "../../config/network_config.ts";
 import type { BackendHealth, DaemonState } from "../../state.ts";
 import { newDaemonState } from "../../state.ts";
@@ -26,16 +27,7 @@ export function vxlanLease(cidr: string, publicIP: string, ttlMs?: number): Leas
   };
 }
 
-export const CONFIG: NetworkConfig = {
-  ipv4: {
-    network: parseNet("10.244.0.0/16"),
-    subnetLen: 24,
-    subnetMin: parseAddr("10.244.1.0"),
-    subnetMax: parseAddr("10.244.255.0"),
-  },
-  enableNFTables: false,
-  backend: { type: "vxlan", options: { vni: 1, psk: "do-not-leak" } },
-};
+export const CONFIG: NetworkConfig = networkConfig("vxlan", { vni: 1, psk: "do-not-leak" });
 
 /** Backend health of the sample node: 10.244.2.0/24 in sync, 10.244.3.0/24 not. */
 export function sampleBackend(overrides: Partial<BackendHealth> = {}): BackendHealth {

@@ -18,19 +18,7 @@ import { captureLog } from "../helpers/leases.ts";
 /** The own lease every test manager hands out. */
 export const OWN_SUBNET = "10.244.7.0/24";
 
-/** An IPv4 net-conf with the given backend. */
-export function networkConfig(type: string, options: Record<string, unknown> = {}): NetworkConfig {
-  return {
-    ipv4: {
-      network: parseNet("10.244.0.0/16"),
-      subnetLen: 24,
-      subnetMin: parseAddr("10.244.1.0"),
-      subnetMax: parseAddr("10.244.255.0"),
-    },
-    enableNFTables: false,
-    backend: { type, options },
-  };
-}
+export { networkConfig } from "../helpers/network_config.ts";
 
 /** A manager that only acquires (and remembers what it was asked to publish). */
 export function fixedLeaseManager(): SubnetManager & { published: LeaseAttrs[] } {
