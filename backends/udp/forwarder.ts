@@ -5,15 +5,16 @@
  * Encapsulation: a packet read from the TUN is looked up by destination (no lease ⇒ ICMP net
  * unreachable back into the TUN), its TTL is decremented (reaching 0 ⇒ dropped), a partial
  * checksum is completed, and a TSO super-packet is cut into MTU-sized segments sent with one
- * GSO send per 64 KiB. Single packets to the same peer are queued back to back and leave
- * together in one GSO send when they have the same size (a run of MTU-sized packets, ACKs);
- * the queue is sent when the TUN is drained, so nothing waits. Every datagram carries exactly
- * one inner IPv4 packet ≤ TUN MTU.
+ * GSO send per 64 KiB. Full-sized single packets to the same peer are queued back to back and
+ * leave together in one GSO send (a run the kernel did not hand over as TSO); the queue is sent
+ * when the TUN is drained, and small packets go at once, so nothing interactive waits. Every
+ * datagram carries exactly one inner IPv4 packet ≤ TUN MTU.
  *
  * Decapsulation: each datagram must be ≤ TUN MTU (quirk 22: flannel truncates), a well-formed
  * IPv4 packet whose outer source is the public IP of the lease owning its inner source, with a
  * TTL left after decrementing; consecutive segments of one TCP flow are merged into one TUN
- * write. Nothing here throws on garbage: every rejected packet is a counted drop.
+ * write (a packet nothing can join is written at once). Nothing here throws on garbage: every
+ * rejected packet is a counted drop.
  *
  * @module
  */
@@ -123,6 +124,9 @@ export interface ForwarderOptions {
   /** This node's subnet base (unsigned 32-bit): the source of ICMP errors. */
   readonly ownAddress: number;
 }
+
+/** Single packets shorter than this are sent without waiting for the TUN to be drained. */
+const SEND_AT_ONCE_BELOW = 512;
 
 const NO_ROUTE = dropSlot("no_route");
 const TTL = dropSlot("ttl");
@@ -262,6 +266,9 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       return;
     }
     enqueue(at, length, to);
+    // Small packets are interactive (pings, ACKs, DNS): they leave now rather than after one more
+    // read; runs worth batching are MTU-sized. A closed run has nothing left to wait for either.
+    if (length < SEND_AT_ONCE_BELOW || !queueOpen) sendQueue();
   }
 
   function writeMerged(): void {
@@ -300,6 +307,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     }
     pendingPackets++;
     pendingBytes += length;
+    // Nothing can join it any more: write it now, not after the next receive (latency).
+    if (!coalescer.open) writeMerged();
   }
 
   return {

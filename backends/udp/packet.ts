@@ -9,33 +9,32 @@
  *
  * @module
  */
+import { summingMemory, type WordSum } from "./wasm_sum.ts";
 
 export const IPV4_MIN_HEADER = 20;
-export const PROTO_ICMP = 1;
+const PROTO_ICMP = 1;
 export const PROTO_TCP = 6;
 const PROTO_UDP = 17;
 /** The largest IPv4 packet (total length is 16 bits). */
 export const IPV4_MAX_PACKET = 65535;
 
 /**
- * One memory area seen as bytes, little-endian 32-bit words and a DataView, all from byte 0.
- * Summing aligned words is ~2.5× faster than summing byte pairs, so checksums take this; the
- * words are signed so that the sums stay in V8's fast 32-bit integer arithmetic.
+ * One memory area seen as bytes and a DataView, with a fast word sum for checksums. It is a
+ * non-growable WebAssembly memory: the SIMD sum runs on it directly, and its addresses never
+ * move, so the kernel can be given pointers into it.
  */
 export interface PacketBuffer {
   readonly bytes: Uint8Array<ArrayBuffer>;
-  readonly words: Int32Array<ArrayBuffer>;
   readonly view: DataView<ArrayBuffer>;
+  /** Folded sum of the little-endian 32-bit words in `[start, end)`, start 4-aligned. */
+  readonly sumWords: WordSum;
 }
 
-/** A zeroed {@link PacketBuffer} of at least `size` bytes (rounded up to whole words). */
+/** A zeroed {@link PacketBuffer} of at least `size` bytes (whole 64 KiB pages). */
 export function packetBuffer(size: number): PacketBuffer {
-  const buffer = new ArrayBuffer(Math.ceil(size / 4) * 4);
-  return {
-    bytes: new Uint8Array(buffer),
-    words: new Int32Array(buffer),
-    view: new DataView(buffer),
-  };
+  const { memory, sum } = summingMemory(size);
+  const buffer = memory.buffer as ArrayBuffer;
+  return { bytes: new Uint8Array(buffer), view: new DataView(buffer), sumWords: sum };
 }
 
 /** A {@link PacketBuffer} holding a copy of `data` at offset 0. */
@@ -73,35 +72,17 @@ function fold(sum: number): number {
  * ```
  */
 export function onesSum(buf: PacketBuffer, start: number, end: number, initial = 0): number {
-  const { bytes, words } = buf;
+  const { bytes } = buf;
   start = Math.max(0, start);
   end = Math.min(end, bytes.length);
   let sum = initial;
   let i = start;
   if ((start & 3) === 0 && end - start >= 4) {
-    // Little-endian words sum to the byte-swapped network-order sum (RFC 1071 §2(B)). Their low
-    // and high halves are summed apart in int32: ≤ 16384 words (64 KiB) cannot overflow.
-    let le = 0;
-    let w = start >>> 2;
-    const last = w + ((end - start) >>> 2);
-    while (w < last) {
-      const stop = Math.min(last, w + 16384);
-      let lo = 0;
-      let hi = 0;
-      for (; w + 4 <= stop; w += 4) {
-        const a = words[w], b = words[w + 1], c = words[w + 2], d = words[w + 3];
-        lo = (lo + (a & 0xffff) + (b & 0xffff) + (c & 0xffff) + (d & 0xffff)) | 0;
-        hi = (hi + (a >>> 16) + (b >>> 16) + (c >>> 16) + (d >>> 16)) | 0;
-      }
-      for (; w < stop; w++) {
-        lo = (lo + (words[w] & 0xffff)) | 0;
-        hi = (hi + (words[w] >>> 16)) | 0;
-      }
-      le += lo + hi;
-    }
-    le = fold(le);
+    // Little-endian words sum to the byte-swapped network-order sum (RFC 1071 §2(B)).
+    const wordsEnd = start + ((end - start) & ~3);
+    const le = buf.sumWords(start, wordsEnd);
     sum += ((le & 0xff) << 8) | (le >>> 8);
-    i = last << 2;
+    i = wordsEnd;
   }
   for (; i + 1 < end; i += 2) sum += (bytes[i] << 8) | bytes[i + 1];
   if (i < end) sum += bytes[i] << 8;
@@ -230,7 +211,7 @@ export function completeChecksum(
 }
 
 /** Length of the ICMP message {@link buildNetUnreachable} writes for `offenderLength` bytes. */
-export function netUnreachableLength(headerLength: number, offenderLength: number): number {
+function netUnreachableLength(headerLength: number, offenderLength: number): number {
   return IPV4_MIN_HEADER + 8 + Math.min(offenderLength, headerLength + 8);
 }
 

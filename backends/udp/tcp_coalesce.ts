@@ -42,8 +42,8 @@ export interface Coalescer {
   append(buf: PacketBuffer, start: number, length: number): boolean;
   /** Close the pending packet; returns its length in `out` from `outStart`, virtio header included. */
   finish(): number;
-  /** How many segments the pending packet holds. */
-  readonly segments: number;
+  /** Whether another segment may still join the pending packet. */
+  readonly open: boolean;
 }
 
 /** TCP header length of a packet that may be merged at all, else 0. */
@@ -111,8 +111,8 @@ export function createCoalescer(out: PacketBuffer, outStart: number): Coalescer 
     get pending() {
       return pending;
     },
-    get segments() {
-      return segments;
+    get open() {
+      return pending && open;
     },
     begin(buf, start, packetLength) {
       copyBytes(buf, start, out, ip, packetLength);

@@ -79,7 +79,7 @@ Deno.test("segmentation: valid packets, contiguous sequence, TSO flag and ID rul
 Deno.test("segmentation refuses what is not a TCP/IPv4 packet with payload", () => {
   const out = packetBuffer(10_000);
   const refuse = (p: Uint8Array, mss = 100) =>
-    assert.equal(segmentTcp(packetBufferOf(p), 0, p.length, mss, out, 0), undefined);
+    assert.equal(segmentTcp(packetBufferOf(p), 0, p.length, mss, out, 0, 10_000), undefined);
   refuse(tcp({}, { payload: new Uint8Array(0) }));
   refuse(tcp({}, { payload: new Uint8Array(10) }), 0);
   refuse(new Uint8Array(30));
@@ -87,7 +87,9 @@ Deno.test("segmentation refuses what is not a TCP/IPv4 packet with payload", () 
   udpLike[9] = 17;
   refuse(udpLike);
   const tooBig = tcp({}, { payload: new Uint8Array(9_000) });
-  refuse(tooBig, 10); // 900 segments of headers do not fit the output
+  refuse(tooBig, 10); // 900 segments of headers do not fit before the end given
+  const fits = segmentTcp(packetBufferOf(tooBig), 0, tooBig.length, 10, out, 0, 60_000);
+  assert.equal(fits?.count, 900);
 });
 
 /** Run packets through a coalescer the way the forwarder does; returns the TUN writes. */
