@@ -15,7 +15,8 @@ if (!denort) {
 }
 const output = Deno.args[0] ?? "tartan";
 const { code } = await new Deno.Command(Deno.execPath(), {
-  args: ["compile", "-A", "--output", output, "main.ts"],
+  // The udp data path runs in a Worker loaded by URL: it must be named to be embedded.
+  args: ["compile", "-A", "--include", "backends/udp/worker.ts", "--output", output, "main.ts"],
   env: { DENORT_BIN: denort },
   stdout: "inherit",
   stderr: "inherit",
