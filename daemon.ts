@@ -66,6 +66,7 @@ const IMPLEMENTED = new Set([
   "healthz-port",
   "v",
   "log-level",
+  "admin-token-file",
 ]);
 
 /** flannel re-checks host-gw routes every 10 s; our reconcile runs at the same period. */
@@ -197,7 +198,13 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
     const metrics = createMetrics(state);
     manager = await createManager(options, state, metrics);
     if (options.healthzPort > 0) {
-      admin = serveAdmin(createApp(state, metrics, { log: logger("api") }), {
+      const token = options.adminTokenFile
+        ? (await Deno.readTextFile(options.adminTokenFile)).trim()
+        : undefined;
+      if (options.adminTokenFile && !token) {
+        throw new Error(`--admin-token-file ${options.adminTokenFile} is empty`);
+      }
+      admin = serveAdmin(createApp(state, metrics, { log: logger("api"), token }), {
         hostname: options.healthzIp,
         port: options.healthzPort,
         signal,

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { timingSafeEqual } from "node:crypto";
 import { type Context, Hono } from "hono";
 import type { DaemonState } from "../state.ts";
 import type { IPNet } from "../subnet/ip/mod.ts";
@@ -32,6 +33,11 @@ import { backendView, leaseListView, leaseView, readinessView, statusView } from
 export interface AppOptions {
   /** Where request failures are logged (default: the `api` component logger). */
   readonly log?: Logger;
+  /**
+   * When set, `/v1/*` and `/metrics` require `Authorization: Bearer <token>`; the probes stay
+   * open so that kubelet needs no secret.
+   */
+  readonly token?: string;
 }
 
 /** Paths that answer GET and HEAD only (the probes answer any method, as flannel's do). */
@@ -43,7 +49,7 @@ const GET_ONLY_PATHS = [
   "/metrics",
 ];
 
-function fail(c: Context, status: 400 | 404 | 405 | 500 | 503, error: string): Response {
+function fail(c: Context, status: 400 | 401 | 404 | 405 | 500 | 503, error: string): Response {
   const body: ErrorBody = { error };
   return c.json(body, status);
 }
@@ -76,6 +82,20 @@ export function createApp(state: DaemonState, metrics: Metrics, options: AppOpti
   const app = new Hono();
 
   app.all("/healthz", (c) => c.text(ALIVE_TEXT));
+
+  const token = options.token;
+  if (token) {
+    const expected = new TextEncoder().encode(`Bearer ${token}`);
+    const guard = async (c: Context, next: () => Promise<void>) => {
+      const given = new TextEncoder().encode(c.req.header("authorization") ?? "");
+      // Constant-time comparison: the token must not leak through response timing.
+      if (given.length === expected.length && timingSafeEqual(given, expected)) return await next();
+      c.header("www-authenticate", 'Bearer realm="tartan"');
+      return fail(c, 401, "missing or wrong bearer token");
+    };
+    app.use("/v1/*", guard);
+    app.use("/metrics", guard);
+  }
 
   app.all("/readyz", (c) => {
     const readiness = evaluateReadiness(state);

@@ -18,7 +18,8 @@ import { DEFAULT_ADMIN_HOSTNAME } from "./server.ts";
 const REQUEST_TIMEOUT_MS = 5000;
 
 export const STATUS_USAGE =
-  "tartan status [--url http://127.0.0.1:PORT | --healthz-ip IP --healthz-port PORT] [--json]";
+  "tartan status [--url http://127.0.0.1:PORT | --healthz-ip IP --healthz-port PORT] " +
+  "[--admin-token-file FILE] [--json]";
 
 /** Where `tartan status` writes and what environment it sees (tests substitute these). */
 export interface StatusIO {
@@ -54,9 +55,11 @@ export interface StatusArgs {
   /** Base URL without trailing slash. */
   readonly url: string;
   readonly json: boolean;
+  /** The daemon's `--admin-token-file`, when it requires a bearer token. */
+  readonly tokenFile?: string;
 }
 
-const VALUE_FLAGS = new Set(["url", "healthz-ip", "healthz-port"]);
+const VALUE_FLAGS = new Set(["url", "healthz-ip", "healthz-port", "admin-token-file"]);
 
 /** Go-flag style: `-x`/`--x`, `--x=v` or `--x v`; `--json` is a boolean. */
 function readFlags(args: readonly string[]): Map<string, string> {
@@ -113,19 +116,22 @@ export function parseStatusArgs(
 ): StatusArgs {
   const flags = readFlags(args);
   const json = flags.get("json") === "true";
+  const tokenFile = flags.get("admin-token-file") || env("FLANNELD_ADMIN_TOKEN_FILE") ||
+    undefined;
   const url = flags.get("url");
-  if (url !== undefined) return { url: checkedUrl(url, "--url"), json };
+  if (url !== undefined) return { url: checkedUrl(url, "--url"), json, tokenFile };
   const port = flags.get("healthz-port");
   if (port !== undefined) {
-    return { url: urlFromBind(flags.get("healthz-ip"), port, "--healthz-port"), json };
+    const bound = urlFromBind(flags.get("healthz-ip"), port, "--healthz-port");
+    return { url: bound, json, tokenFile };
   }
   if (flags.has("healthz-ip")) throw new StatusUsageError("--healthz-ip needs --healthz-port");
   const envUrl = env("TARTAN_ADMIN_URL");
-  if (envUrl) return { url: checkedUrl(envUrl, "TARTAN_ADMIN_URL"), json };
+  if (envUrl) return { url: checkedUrl(envUrl, "TARTAN_ADMIN_URL"), json, tokenFile };
   const envPort = env("FLANNELD_HEALTHZ_PORT");
   if (envPort && envPort !== "0") {
     const url = urlFromBind(env("FLANNELD_HEALTHZ_IP"), envPort, "FLANNELD_HEALTHZ_PORT");
-    return { url, json };
+    return { url, json, tokenFile };
   }
   throw new StatusUsageError(
     "admin API address unknown: pass --url or --healthz-port, or set TARTAN_ADMIN_URL " +
@@ -150,6 +156,7 @@ async function getJson<T extends z.ZodType>(
   base: string,
   path: string,
   schema: T,
+  token: string | undefined,
 ): Promise<Fetched<z.infer<T>>> {
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), REQUEST_TIMEOUT_MS);
@@ -157,7 +164,10 @@ async function getJson<T extends z.ZodType>(
     let response: Response;
     try {
       response = await fetch(`${base}${path}`, {
-        headers: { accept: "application/json" },
+        headers: {
+          accept: "application/json",
+          ...(token && { authorization: `Bearer ${token}` }),
+        },
         signal: abort.signal,
       });
     } catch (err) {
@@ -199,11 +209,11 @@ function required<T>(fetched: Fetched<T>, path: string): T {
 }
 
 /** Fetch status, backend and leases from the admin API at `base`. */
-export async function fetchStatusReport(base: string): Promise<StatusReport> {
+export async function fetchStatusReport(base: string, token?: string): Promise<StatusReport> {
   const [status, backend, leases] = await Promise.all([
-    getJson(base, "/v1/status", StatusSchema),
-    getJson(base, "/v1/backend", BackendSchema),
-    getJson(base, "/v1/leases", LeaseListSchema),
+    getJson(base, "/v1/status", StatusSchema, token),
+    getJson(base, "/v1/backend", BackendSchema, token),
+    getJson(base, "/v1/leases", LeaseListSchema, token),
   ]);
   return {
     status: required(status, "/v1/status"),
@@ -232,8 +242,15 @@ export async function statusCommand(
     io.err(`tartan status: ${err.message}\nusage: ${STATUS_USAGE}`);
     return 2;
   }
+  let token: string | undefined;
   try {
-    const report = await fetchStatusReport(parsed.url);
+    token = parsed.tokenFile && (await Deno.readTextFile(parsed.tokenFile)).trim() || undefined;
+  } catch (err) {
+    io.err(`tartan status: cannot read ${parsed.tokenFile}: ${(err as Error).message}`);
+    return 1;
+  }
+  try {
+    const report = await fetchStatusReport(parsed.url, token);
     io.out(parsed.json ? JSON.stringify(report, null, 2) : renderStatus(report));
     return 0;
   } catch (err) {

@@ -344,6 +344,11 @@ const FLAGS = {
     "info",
     "minimum level of log messages (Tartan)",
   ),
+  adminTokenFile: text(
+    "admin-token-file",
+    "",
+    "file holding a bearer token that /v1/* and /metrics then require (Tartan)",
+  ),
 } as const;
 
 type Flags = typeof FLAGS;

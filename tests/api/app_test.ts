@@ -351,3 +351,26 @@ Deno.test("a 2000-lease state is listed quickly", async () => {
   assert.equal(list.leases.length, 2004);
   assert.ok(elapsed < 1000, `took ${elapsed} ms`);
 });
+
+Deno.test("with a token, /v1/* and /metrics answer 401 without it; probes stay open", async () => {
+  const state = readyState();
+  const app = createApp(state, createMetrics(state, { defaultMetrics: false }), {
+    token: "s3cret",
+  });
+  for (const path of ["/v1/status", "/v1/leases", "/v1/backend", "/metrics"]) {
+    for (const authorization of [undefined, "Bearer wrong", "Bearer s3cret2", "s3cret"]) {
+      const res = await app.request(path, authorization ? { headers: { authorization } } : {});
+      assert.equal(res.status, 401, `${path} with ${authorization}`);
+      assert.equal(res.headers.get("www-authenticate"), 'Bearer realm="tartan"');
+      assert.deepEqual(await res.json(), { error: "missing or wrong bearer token" });
+    }
+    const ok = await app.request(path, { headers: { authorization: "Bearer s3cret" } });
+    assert.equal(ok.status, 200, path);
+    await ok.body?.cancel();
+  }
+  for (const path of ["/healthz", "/readyz"]) {
+    const res = await app.request(path);
+    assert.equal(res.status, 200, path);
+    await res.body?.cancel();
+  }
+});

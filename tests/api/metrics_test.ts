@@ -3,57 +3,7 @@ import { createApp } from "../../api/app.ts";
 import { createMetrics } from "../../api/metrics.ts";
 import { newDaemonState } from "../../state.ts";
 import { readyState, sampleBackend } from "./fixture.ts";
-
-interface Family {
-  type: string;
-  samples: Array<{ name: string; labels: Record<string, string>; value: number }>;
-}
-
-const NAME = "[a-zA-Z_:][a-zA-Z0-9_:]*";
-const SAMPLE = new RegExp(`^(${NAME})(?:\\{(.*)\\})? (\\S+)$`);
-const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
-
-/** A strict reader of the Prometheus text format (0.0.4): every line must be understood. */
-function parseExposition(text: string): Map<string, Family> {
-  const families = new Map<string, Family>();
-  let current: Family | undefined;
-  let currentName = "";
-  for (const line of text.split("\n")) {
-    if (line === "") continue;
-    const meta = new RegExp(`^# (HELP|TYPE) (${NAME}) (.*)$`).exec(line);
-    if (meta) {
-      if (meta[1] === "TYPE") {
-        assert.match(meta[3], /^(counter|gauge|histogram|summary|untyped)$/, line);
-        assert.ok(!families.has(meta[2]), `duplicate family ${meta[2]}`);
-        currentName = meta[2];
-        current = { type: meta[3], samples: [] };
-        families.set(currentName, current);
-      }
-      continue;
-    }
-    const sample = SAMPLE.exec(line);
-    assert.ok(sample, `not a sample line: ${line}`);
-    assert.ok(current && sample[1].startsWith(currentName), `sample outside its family: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const [, key, value] of (sample[2] ?? "").matchAll(LABEL)) labels[key] = value;
-    // Go's ParseFloat (what Prometheus uses) reads NaN in any case; prom-client writes "Nan".
-    const isNaNText = /^nan$/i.test(sample[3]);
-    const value = Number(sample[3].replace(/^\+?Inf$/, "Infinity").replace("-Inf", "-Infinity"));
-    assert.ok(!Number.isNaN(value) || isNaNText, `bad value: ${line}`);
-    current.samples.push({ name: sample[1], labels, value });
-  }
-  return families;
-}
-
-/** The value of one sample (histogram samples `_bucket`/`_sum`/`_count` included). */
-function value(families: Map<string, Family>, name: string, labels: Record<string, string> = {}) {
-  const samples = [...families.values()].flatMap((family) => family.samples);
-  const found = samples.find((s) =>
-    s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)
-  );
-  assert.ok(found, `no sample ${name}${JSON.stringify(labels)}`);
-  return found.value;
-}
+import { parseExposition, sampleValue as value } from "../helpers/prometheus.ts";
 
 async function scrape(state = readyState(), defaultMetrics = false) {
   const metrics = createMetrics(state, { defaultMetrics });

@@ -153,3 +153,33 @@ Deno.test("tartan status exits 1 when the URL is not a tartan admin API", async 
     assert.match(io.err_.join("\n"), /\/v1\/status answered 404: 404 Not Found/);
   });
 });
+
+Deno.test("tartan status sends the bearer token from --admin-token-file", async () => {
+  const state = readyState();
+  const app = createApp(state, createMetrics(state, { defaultMetrics: false }), {
+    token: "tok-123",
+  });
+  const tokenFile = await Deno.makeTempFile({ prefix: "tt-token-" });
+  try {
+    await Deno.writeTextFile(tokenFile, "tok-123\n");
+    await withServer(app, async (url) => {
+      const denied = capture();
+      assert.equal(await statusCommand(["--url", url], denied), 1);
+      assert.match(denied.err_.join("\n"), /answered 401: missing or wrong bearer token/);
+      const allowed = capture();
+      assert.equal(
+        await statusCommand(["--url", url, "--admin-token-file", tokenFile], allowed),
+        0,
+      );
+      assert.match(allowed.out_.join("\n"), /^lease {6}10\.244\.1\.0\/24/m);
+      const missing = capture();
+      assert.equal(
+        await statusCommand(["--url", url, "--admin-token-file=/nonexistent"], missing),
+        1,
+      );
+      assert.match(missing.err_.join("\n"), /cannot read \/nonexistent/);
+    });
+  } finally {
+    await Deno.remove(tokenFile);
+  }
+});

@@ -46,6 +46,7 @@ const SPEC_DEFAULTS: Record<string, unknown> = {
   "vmodule": "",
   "log_backtrace_at": "",
   "log-level": "info",
+  "admin-token-file": "",
 };
 
 /** `etcd-endpoints` → `etcdEndpoints`, `log_backtrace_at` → `logBacktraceAt`. */
@@ -69,7 +70,7 @@ function flagErrorOf(fn: () => unknown): FlagError {
 
 Deno.test("flags: the table has exactly flanneld's 31 flags plus log-level", () => {
   assert.deepEqual(new Set(flagNames()), new Set(Object.keys(SPEC_DEFAULTS)));
-  assert.equal(flagNames().length, 32);
+  assert.equal(flagNames().length, 33); // flanneld's 31, plus --log-level and --admin-token-file
 });
 
 Deno.test("flags: every default matches the spec", () => {
