@@ -82,7 +82,7 @@ rootSuite("e2e: admin API readiness and metrics follow the cluster", async (t) =
         await lab.waitConverged();
         await timeUntil("n1 sees n3", async () => await metric(n1, "tartan_leases") === 3, 10_000);
         assert.ok(await metric(n1, "tartan_watch_events_total") > eventsBefore);
-        assert.equal(await metric(n1, "tartan_backend_peers"), 2);
+        assert.equal(await metric(n1, "tartan_backend_peers", { state: "in_sync" }), 2);
         await n3.stop();
         await deleteLease(lab.etcd.client(), await ownLeaseName(n3.subnetFile));
         await timeUntil(
