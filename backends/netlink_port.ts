@@ -20,7 +20,7 @@ import {
   type NetlinkRequest,
 } from "../ffi/netlink/socket.ts";
 import { type IPNet, netContainsNet, netEqual } from "../subnet/ip/mod.ts";
-import type { KernelObjects } from "./kernel_objects.ts";
+import type { KernelObjects, RouteObject } from "./kernel_objects.ts";
 import { keyOf } from "./kernel_objects.ts";
 import type { KernelPort, ObjectFailure } from "./route_sync.ts";
 
@@ -44,22 +44,31 @@ function isOurRoute(scope: PortScope, dst: IPNet): boolean {
     !scope.ownSubnets.some((own) => netEqual(own, dst));
 }
 
+/**
+ * Objects written per {@link executeBatch} call (as many as one `sendto` carries): only one
+ * chunk's request objects and buffers are alive at a time, so writing 30 000 objects does not
+ * grow the heap by their full size.
+ */
+const CHUNK = 2048;
+
 /** A netlink {@link KernelPort} limited to `scope`. */
 export function netlinkPort(h: NetlinkHandle, scope: PortScope): KernelPort {
-  function run(
+  function run<T>(
     kind: ObjectFailure["kind"],
-    keys: string[],
-    requests: NetlinkRequest[],
+    objects: readonly T[],
+    request: (object: T) => NetlinkRequest,
+    key: (object: T) => string,
     deleting: boolean,
   ): ObjectFailure[] {
-    if (requests.length === 0) return [];
-    const results = executeBatch(h, requests);
     const failures: ObjectFailure[] = [];
-    results.forEach((err: NetlinkError | undefined, i) => {
-      if (err && !(deleting && ABSENT.has(err.code))) {
-        failures.push({ kind, key: keys[i], error: err.message });
-      }
-    });
+    for (let first = 0; first < objects.length; first += CHUNK) {
+      const chunk = objects.slice(first, first + CHUNK);
+      executeBatch(h, chunk.map(request)).forEach((err: NetlinkError | undefined, i) => {
+        if (err && !(deleting && ABSENT.has(err.code))) {
+          failures.push({ kind, key: key(chunk[i]), error: err.message });
+        }
+      });
+    }
     return failures;
   }
 
@@ -85,46 +94,18 @@ export function netlinkPort(h: NetlinkHandle, scope: PortScope): KernelPort {
     },
     replace(objects: KernelObjects) {
       return Promise.resolve([
-        ...run(
-          "neigh",
-          objects.neighs.map(keyOf.neigh),
-          objects.neighs.map((n) => neighRequest("replace", n)),
-          false,
-        ),
-        ...run(
-          "fdb",
-          objects.fdb.map(keyOf.fdb),
-          objects.fdb.map((f) => fdbRequest("replace", f)),
-          false,
-        ),
-        ...run(
-          "route",
-          objects.routes.map(keyOf.route),
-          objects.routes.map((r) => routeRequest("replace", r)),
-          false,
-        ),
+        ...run("neigh", objects.neighs, (n) => neighRequest("replace", n), keyOf.neigh, false),
+        ...run("fdb", objects.fdb, (f) => fdbRequest("replace", f), keyOf.fdb, false),
+        ...run("route", objects.routes, (r) => routeRequest("replace", r), keyOf.route, false),
       ]);
     },
     remove(objects: KernelObjects) {
+      const deleteRoute = (r: RouteObject) =>
+        routeRequest("delete", { ...r, table: RT_TABLE_MAIN });
       return Promise.resolve([
-        ...run(
-          "route",
-          objects.routes.map(keyOf.route),
-          objects.routes.map((r) => routeRequest("delete", { ...r, table: RT_TABLE_MAIN })),
-          true,
-        ),
-        ...run(
-          "neigh",
-          objects.neighs.map(keyOf.neigh),
-          objects.neighs.map((n) => neighRequest("delete", n)),
-          true,
-        ),
-        ...run(
-          "fdb",
-          objects.fdb.map(keyOf.fdb),
-          objects.fdb.map((f) => fdbRequest("delete", f)),
-          true,
-        ),
+        ...run("route", objects.routes, deleteRoute, keyOf.route, true),
+        ...run("neigh", objects.neighs, (n) => neighRequest("delete", n), keyOf.neigh, true),
+        ...run("fdb", objects.fdb, (f) => fdbRequest("delete", f), keyOf.fdb, true),
       ]);
     },
   };

@@ -5,10 +5,11 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { DAEMON_V8_FLAGS } from "../v8_flags.ts";
 
 /** The argv that runs `tartan <args>`. */
 export function tartanArgv(args: readonly string[]): string[] {
   if (Deno.build.standalone) return [Deno.execPath(), ...args];
   const main = fileURLToPath(new URL("../main.ts", import.meta.url));
-  return [Deno.execPath(), "run", "-A", main, ...args];
+  return [Deno.execPath(), "run", "-A", `--v8-flags=${DAEMON_V8_FLAGS}`, main, ...args];
 }

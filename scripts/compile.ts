@@ -5,6 +5,8 @@
  * environment cannot do, so the path of a local denort must be given in DENORT_BIN. Without
  * it we stop with a clear message rather than produce anything that is not the real binary.
  */
+import { DAEMON_V8_FLAGS } from "../v8_flags.ts";
+
 const denort = Deno.env.get("DENORT_BIN");
 if (!denort) {
   console.error(
@@ -16,7 +18,16 @@ if (!denort) {
 const output = Deno.args[0] ?? "tartan";
 const { code } = await new Deno.Command(Deno.execPath(), {
   // The udp data path runs in a Worker loaded by URL: it must be named to be embedded.
-  args: ["compile", "-A", "--include", "backends/udp/worker.ts", "--output", output, "main.ts"],
+  args: [
+    "compile",
+    "-A",
+    `--v8-flags=${DAEMON_V8_FLAGS}`,
+    "--include",
+    "backends/udp/worker.ts",
+    "--output",
+    output,
+    "main.ts",
+  ],
   env: { DENORT_BIN: denort },
   stdout: "inherit",
   stderr: "inherit",

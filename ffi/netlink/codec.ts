@@ -1,6 +1,9 @@
 /**
- * Strict encoder and decoder for rtnetlink messages: `nlmsghdr`, the four family headers
- * (`ifinfomsg`, `ifaddrmsg`, `rtmsg`, `ndmsg`), `nlmsgerr` and `rtattr` lists.
+ * Strict encoder and decoder for rtnetlink and generic netlink messages: `nlmsghdr`, the four
+ * rtnetlink family headers (`ifinfomsg`, `ifaddrmsg`, `rtmsg`, `ndmsg`), `genlmsghdr`,
+ * `nlmsgerr` and `rtattr` lists. Message types mean different bodies per protocol (type 16 is
+ * RTM_NEWLINK on NETLINK_ROUTE but the nlctrl family on NETLINK_GENERIC), so encoding and
+ * decoding take the socket's protocol (default NETLINK_ROUTE).
  *
  * Attributes stay raw (`type`, `nested` flag, bytes): the kernel does not always mark nests
  * with NLA_F_NESTED, so only the object modules know which attribute holds a nest, and
@@ -14,6 +17,8 @@
  */
 import { addrFromBytes, addrToBytes, type IPAddr } from "../../subnet/ip/mod.ts";
 import {
+  NETLINK_GENERIC,
+  NETLINK_ROUTE,
   NLA_F_NESTED,
   NLA_TYPE_MASK,
   NLM_F_ACK_TLVS,
@@ -86,16 +91,24 @@ export interface NdMsg {
   type: number;
 }
 
+/** `struct genlmsghdr` (the reserved u16 is written as 0 and ignored when read). */
+export interface GenlMsgHdr {
+  cmd: number;
+  version: number;
+}
+
 /**
- * A message body. The kind follows from the header type: 16-19 link, 20-23 addr, 24-27
- * route, 28-31 neigh, NLMSG_ERROR error (errno 0 is an ACK), NLMSG_DONE done, anything else
- * raw. `errno` values are positive (the kernel sends them negated).
+ * A message body. The kind follows from the header type and the protocol: NLMSG_ERROR error
+ * (errno 0 is an ACK), NLMSG_DONE done; on NETLINK_ROUTE 16-19 link, 20-23 addr, 24-27 route,
+ * 28-31 neigh; on NETLINK_GENERIC every type from 16 (a family id) genl; anything else raw.
+ * `errno` values are positive (the kernel sends them negated).
  */
 export type NetlinkBody =
   | { kind: "link"; msg: IfInfoMsg; attrs: Attr[] }
   | { kind: "addr"; msg: IfAddrMsg; attrs: Attr[] }
   | { kind: "route"; msg: RtMsg; attrs: Attr[] }
   | { kind: "neigh"; msg: NdMsg; attrs: Attr[] }
+  | { kind: "genl"; msg: GenlMsgHdr; attrs: Attr[] }
   | { kind: "error"; errno: number; request: NlHeader; extAck?: string }
   | { kind: "done"; errno: number }
   | { kind: "raw"; payload: Uint8Array };
@@ -110,14 +123,17 @@ type BodyKind = NetlinkBody["kind"];
 
 const HEADER_LEN = 16;
 const ATTR_HEADER_LEN = 4;
-const FAMILY_HEADER_LEN = { link: 16, addr: 8, route: 12, neigh: 12 } as const;
+const FAMILY_HEADER_LEN = { link: 16, addr: 8, route: 12, neigh: 12, genl: 4 } as const;
+/** NLMSG_MIN_TYPE: types below it are netlink's own control messages. */
+const MIN_TYPE = 16;
 
-/** The body kind a message type carries. */
-export function bodyKindOf(type: number): BodyKind {
+/** The body kind a message type carries on a socket of `protocol` (NETLINK_ROUTE by default). */
+export function bodyKindOf(type: number, protocol: number = NETLINK_ROUTE): BodyKind {
   if (type === NLMSG_ERROR) return "error";
   if (type === NLMSG_DONE) return "done";
-  if (type >= 16 && type < 32) {
-    return (["link", "addr", "route", "neigh"] as const)[(type - 16) >> 2];
+  if (protocol === NETLINK_GENERIC && type >= MIN_TYPE) return "genl";
+  if (protocol === NETLINK_ROUTE && type >= MIN_TYPE && type < 32) {
+    return (["link", "addr", "route", "neigh"] as const)[(type - MIN_TYPE) >> 2];
   }
   return "raw";
 }
@@ -242,6 +258,11 @@ function writeBody(w: Writer, body: NetlinkBody): void {
       w.u8(m.type, "ndm_type");
       return writeAttrs(w, body.attrs);
     }
+    case "genl":
+      w.u8(body.msg.cmd, "genl cmd");
+      w.u8(body.msg.version, "genl version");
+      w.u16(0, "");
+      return writeAttrs(w, body.attrs);
     case "error":
       w.i32(-checkInt(body.errno, 0, 0x7fffffff, "errno"), "error");
       writeHeader(w, body.request);
@@ -255,8 +276,8 @@ function writeBody(w: Writer, body: NetlinkBody): void {
   }
 }
 
-function writeMessage(w: Writer, msg: NetlinkMessage): void {
-  const kind = bodyKindOf(msg.header.type);
+function writeMessage(w: Writer, msg: NetlinkMessage, protocol: number): void {
+  const kind = bodyKindOf(msg.header.type, protocol);
   if (kind !== msg.body.kind) {
     throw new RangeError(
       `netlink encode: message type ${msg.header.type} carries a ${kind} body, not ${msg.body.kind}`,
@@ -276,18 +297,25 @@ function writeMessage(w: Writer, msg: NetlinkMessage): void {
 }
 
 /**
- * Encode messages back to back into one buffer (one `sendto` can carry them all).
- * For an error body the header flags NLM_F_CAPPED / NLM_F_ACK_TLVS are derived from the body.
+ * Encode messages back to back into one buffer (one `sendto` can carry them all), for a socket
+ * of `protocol`. For an error body the header flags NLM_F_CAPPED / NLM_F_ACK_TLVS are derived
+ * from the body.
  */
-export function encodeMessages(msgs: readonly NetlinkMessage[]): Uint8Array<ArrayBuffer> {
+export function encodeMessages(
+  msgs: readonly NetlinkMessage[],
+  protocol: number = NETLINK_ROUTE,
+): Uint8Array<ArrayBuffer> {
   const w = new Writer();
-  for (const m of msgs) writeMessage(w, m);
+  for (const m of msgs) writeMessage(w, m, protocol);
   return w.result();
 }
 
-/** Encode one message. */
-export function encodeMessage(msg: NetlinkMessage): Uint8Array<ArrayBuffer> {
-  return encodeMessages([msg]);
+/** Encode one message for a socket of `protocol`. */
+export function encodeMessage(
+  msg: NetlinkMessage,
+  protocol: number = NETLINK_ROUTE,
+): Uint8Array<ArrayBuffer> {
+  return encodeMessages([msg], protocol);
 }
 
 /** Encode a body without its nlmsghdr (a veth peer is an `ifinfomsg` plus attributes). */
@@ -360,7 +388,11 @@ function decodeError(header: NlHeader, payload: Uint8Array, base: number): Netli
   return body;
 }
 
-function decodeFamilyBody(kind: "link" | "addr" | "route" | "neigh", p: Uint8Array, base: number) {
+function decodeFamilyBody(
+  kind: "link" | "addr" | "route" | "neigh" | "genl",
+  p: Uint8Array,
+  base: number,
+) {
   const need = FAMILY_HEADER_LEN[kind];
   if (p.length < need) throw new NetlinkDecodeError(`truncated ${kind} header`, base);
   const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
@@ -418,11 +450,18 @@ function decodeFamilyBody(kind: "link" | "addr" | "route" | "neigh", p: Uint8Arr
         },
         attrs,
       } as const;
+    case "genl":
+      return { kind, msg: { cmd: v.getUint8(0), version: v.getUint8(1) }, attrs } as const;
   }
 }
 
-function decodeBody(header: NlHeader, payload: Uint8Array, base: number): NetlinkBody {
-  const kind = bodyKindOf(header.type);
+function decodeBody(
+  header: NlHeader,
+  payload: Uint8Array,
+  base: number,
+  protocol: number,
+): NetlinkBody {
+  const kind = bodyKindOf(header.type, protocol);
   switch (kind) {
     case "error":
       return decodeError(header, payload, base);
@@ -440,14 +479,17 @@ function decodeBody(header: NlHeader, payload: Uint8Array, base: number): Netlin
 }
 
 /**
- * Decode every message in a datagram.
+ * Decode every message in a datagram read from a socket of `protocol`.
  *
  * @example
  * ```ts
  * const [ack] = decodeMessages(encodeMessage(msg));
  * ```
  */
-export function decodeMessages(data: Uint8Array): NetlinkMessage[] {
+export function decodeMessages(
+  data: Uint8Array,
+  protocol: number = NETLINK_ROUTE,
+): NetlinkMessage[] {
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const out: NetlinkMessage[] = [];
   let pos = 0;
@@ -460,7 +502,7 @@ export function decodeMessages(data: Uint8Array): NetlinkMessage[] {
       throw new NetlinkDecodeError(`message length ${len} out of bounds`, pos);
     }
     const payload = data.subarray(pos + HEADER_LEN, pos + len);
-    out.push({ header, body: decodeBody(header, payload, pos + HEADER_LEN) });
+    out.push({ header, body: decodeBody(header, payload, pos + HEADER_LEN, protocol) });
     pos = Math.min(align4(pos + len), data.length);
   }
   return out;

@@ -12,6 +12,10 @@ export const AF_BRIDGE = 7;
 export const AF_INET6 = 10;
 export const AF_NETLINK = 16;
 
+// Netlink protocols (socket(AF_NETLINK, SOCK_RAW, protocol)).
+export const NETLINK_ROUTE = 0;
+export const NETLINK_GENERIC = 16;
+
 // nlmsghdr types and flags.
 export const NLMSG_NOOP = 1;
 export const NLMSG_ERROR = 2;

@@ -160,26 +160,32 @@ export function fdbFromMessage(m: NetlinkMessage): FdbEntry {
   return out;
 }
 
-function dumpNeigh(h: NetlinkHandle, family: number): NetlinkMessage[] {
+/** Dump one family's neighbour table, turning each wanted entry into a `T` while reading. */
+function dumpNeigh<T extends { index: number }>(
+  h: NetlinkHandle,
+  family: number,
+  index: number | undefined,
+  decode: (m: NetlinkMessage) => T,
+): T[] {
   return dump(h, {
     type: RTM_GETNEIGH,
     body: { kind: "neigh", msg: { family, index: 0, state: 0, flags: 0, type: 0 }, attrs: [] },
-  }).filter((m) => m.body.kind === "neigh" && m.body.msg.family === family);
+  }, (m) => {
+    if (m.body.kind !== "neigh" || m.body.msg.family !== family) return undefined;
+    const entry = decode(m);
+    return index === undefined || entry.index === index ? entry : undefined;
+  });
 }
 
 /** List IPv4 and/or IPv6 neighbours. */
 export function listNeighs(h: NetlinkHandle, filter: NeighFilter = {}): Neigh[] {
   const families = filter.family ? [filter.family] : [4, 6] as const;
-  return families
-    .flatMap((f) => dumpNeigh(h, familyOf(f)).map(neighFromMessage))
-    .filter((n) => filter.index === undefined || n.index === filter.index);
+  return families.flatMap((f) => dumpNeigh(h, familyOf(f), filter.index, neighFromMessage));
 }
 
 /** List bridge FDB entries, optionally of one device. */
 export function listFdb(h: NetlinkHandle, filter: { index?: number } = {}): FdbEntry[] {
-  return dumpNeigh(h, AF_BRIDGE)
-    .map(fdbFromMessage)
-    .filter((e) => filter.index === undefined || e.index === filter.index);
+  return dumpNeigh(h, AF_BRIDGE, filter.index, fdbFromMessage);
 }
 
 const OPS = {

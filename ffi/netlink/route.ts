@@ -159,18 +159,18 @@ export function listRoutes(h: NetlinkHandle, filter: RouteFilter = {}): Route[] 
   return dump(h, {
     type: RTM_GETROUTE,
     body: { kind: "route", msg: emptyRtMsg(family), attrs: [] },
-  })
-    .filter((m) =>
-      m.body.kind === "route" &&
-      (m.body.msg.family === AF_INET || m.body.msg.family === AF_INET6) &&
-      !(m.body.msg.flags & RTM_F_CLONED)
-    )
-    .map(routeFromMessage)
-    .filter((r) =>
-      (filter.family === undefined || r.family === filter.family) &&
+  }, (m) => {
+    if (
+      m.body.kind !== "route" ||
+      (m.body.msg.family !== AF_INET && m.body.msg.family !== AF_INET6) ||
+      (m.body.msg.flags & RTM_F_CLONED)
+    ) return undefined;
+    const r = routeFromMessage(m);
+    const wanted = (filter.family === undefined || r.family === filter.family) &&
       (filter.table === undefined || r.table === filter.table) &&
-      (filter.oif === undefined || r.oif === filter.oif)
-    );
+      (filter.oif === undefined || r.oif === filter.oif);
+    return wanted ? r : undefined;
+  });
 }
 
 const OPS = {

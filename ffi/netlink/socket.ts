@@ -1,7 +1,8 @@
 /**
- * An rtnetlink socket, optionally bound to a named network namespace.
+ * A netlink socket (rtnetlink by default, or generic netlink), optionally bound to a named
+ * network namespace.
  *
- * Calls are synchronous: rtnetlink handles a request inside the `sendto` that carries it, so the
+ * Calls are synchronous: the kernel handles a request inside the `sendto` that carries it, so the
  * answer is already queued when we read it, and a dump is produced inside our `recv`. Every read
  * still waits through `poll` with the handle's timeout, so nothing can hang.
  *
@@ -30,6 +31,8 @@ import {
   NETLINK_ADD_MEMBERSHIP,
   NETLINK_CAP_ACK,
   NETLINK_EXT_ACK,
+  NETLINK_GENERIC,
+  NETLINK_ROUTE,
   NLM_F_ACK,
   NLM_F_DUMP,
   NLM_F_DUMP_INTR,
@@ -45,7 +48,6 @@ import {
 
 const SOCK_RAW = 3;
 const SOCK_CLOEXEC = 0x80000;
-const NETLINK_ROUTE = 0;
 const MSG_DONTWAIT = 0x40;
 const MSG_TRUNC = 0x20;
 const EINTR = 4;
@@ -69,6 +71,14 @@ const MESSAGE_TYPE_NAMES: Record<number, string> = {
   30: "RTM_GETNEIGH",
 };
 
+function operationName(messageType: number, protocol: number): string {
+  if (protocol === NETLINK_GENERIC && messageType >= 16) {
+    return `generic netlink family ${messageType}`;
+  }
+  const name = protocol === NETLINK_ROUTE ? MESSAGE_TYPE_NAMES[messageType] : undefined;
+  return name ?? `netlink message ${messageType}`;
+}
+
 /** A request the kernel refused (or could not answer in time): `code` is the errno name. */
 export class NetlinkError extends Error {
   /** The errno name, e.g. `"EEXIST"`. */
@@ -78,8 +88,10 @@ export class NetlinkError extends Error {
     readonly errno: number,
     readonly messageType: number,
     readonly extAck?: string,
+    /** The socket's protocol: it decides what `messageType` names (NETLINK_ROUTE by default). */
+    protocol: number = NETLINK_ROUTE,
   ) {
-    const op = MESSAGE_TYPE_NAMES[messageType] ?? `netlink message ${messageType}`;
+    const op = operationName(messageType, protocol);
     super(`${op}: ${errnoName(errno)} (${errnoText(errno)})${extAck ? `: ${extAck}` : ""}`);
     this.name = "NetlinkError";
     this.code = errnoName(errno);
@@ -88,18 +100,22 @@ export class NetlinkError extends Error {
 
 /** Options of {@link openNetlink}. */
 export interface NetlinkOptions {
+  /** NETLINK_ROUTE (default) or NETLINK_GENERIC. */
+  protocol?: typeof NETLINK_ROUTE | typeof NETLINK_GENERIC;
   /** Network namespace (name under /run/netns, or a path) the socket lives in. */
   netns?: string;
   /** Upper bound for every wait on the kernel, in ms (default 5000). */
   timeoutMs?: number;
-  /** RTNLGRP_* multicast groups to join (for monitors). */
+  /** Multicast groups to join (for monitors), e.g. RTNLGRP_*. */
   groups?: readonly number[];
 }
 
-/** An open rtnetlink socket. Use it from the isolate (thread) that opened it. */
+/** An open netlink socket. Use it from the isolate (thread) that opened it. */
 export interface NetlinkHandle {
   readonly fd: number;
   readonly netns: string | undefined;
+  /** NETLINK_ROUTE or NETLINK_GENERIC: decides how message types are decoded. */
+  readonly protocol: number;
   /** The port id the kernel assigned (replies carry it as nlmsg_pid). */
   readonly portId: number;
   /** Upper bound for every wait on the kernel, in ms; may be changed between calls. */
@@ -171,8 +187,8 @@ function sizeBuffers(fd: number): boolean {
 }
 
 /**
- * Open an rtnetlink socket, in `opts.netns` if given (the thread enters the namespace only
- * for the `socket` call).
+ * Open a netlink socket of `opts.protocol` (rtnetlink by default), in `opts.netns` if given (the
+ * thread enters the namespace only for the `socket` call).
  *
  * @example
  * ```ts
@@ -181,9 +197,10 @@ function sizeBuffers(fd: number): boolean {
  * ```
  */
 export function openNetlink(opts: NetlinkOptions = {}): NetlinkHandle {
+  const protocol = opts.protocol ?? NETLINK_ROUTE;
   const fd = inNetns(
     opts.netns,
-    () => check("socket", libc().socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)),
+    () => check("socket", libc().socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol)),
   );
   try {
     const forced = sizeBuffers(fd);
@@ -202,6 +219,7 @@ export function openNetlink(opts: NetlinkOptions = {}): NetlinkHandle {
     const handle: NetlinkHandle = {
       fd,
       netns: opts.netns,
+      protocol,
       portId: new DataView(addr.buffer).getUint32(4, true),
       timeoutMs: opts.timeoutMs ?? 5000,
     };
@@ -264,7 +282,7 @@ function send(h: NetlinkHandle, bytes: Uint8Array<ArrayBuffer>): void {
 function waitReadable(h: NetlinkHandle, deadline: number, messageType: number): void {
   const left = deadline - performance.now();
   if (left <= 0 || pollFd(h.fd, POLLIN, left) === 0) {
-    throw new NetlinkError(ETIMEDOUT, messageType);
+    throw new NetlinkError(ETIMEDOUT, messageType, undefined, h.protocol);
   }
 }
 
@@ -277,12 +295,14 @@ function receive(h: NetlinkHandle, st: SocketState, deadline: number, type: numb
     waitReadable(h, deadline, type);
     const buf = st.recvBuffer;
     const n = libc().recvfrom(h.fd, buf, BigInt(buf.length), MSG_DONTWAIT | MSG_TRUNC, null, null);
-    if (n > buf.length) throw new NetlinkError(EMSGSIZE, type, `datagram of ${n} bytes`);
+    if (n > buf.length) {
+      throw new NetlinkError(EMSGSIZE, type, `datagram of ${n} bytes`, h.protocol);
+    }
     if (n >= 0) return buf.slice(0, n);
     const errno = lastErrno();
     if (errno === EAGAIN || errno === EINTR) continue;
     // ENOBUFS: the kernel dropped messages for us; whatever was in flight is lost.
-    throw new NetlinkError(errno, type);
+    throw new NetlinkError(errno, type, undefined, h.protocol);
   }
 }
 
@@ -307,8 +327,9 @@ function begin(h: NetlinkHandle): SocketState {
 }
 
 /**
- * Read every message of sequence `seq` until `isLast` says stop; other sequences are stale
- * replies of abandoned calls and are skipped.
+ * Read every message of sequence `seq` until `isLast` says stop, handing each other one to
+ * `take` as soon as its datagram is decoded; other sequences are stale replies of abandoned
+ * calls and are skipped.
  */
 function collect(
   h: NetlinkHandle,
@@ -316,24 +337,24 @@ function collect(
   req: NetlinkRequest,
   seq: number,
   isLast: (m: NetlinkMessage) => boolean,
-): NetlinkMessage[] {
+  take: (m: NetlinkMessage) => void,
+): void {
   const deadline = performance.now() + h.timeoutMs;
-  const out: NetlinkMessage[] = [];
   st.dirty = true;
   for (;;) {
-    for (const m of decodeMessages(receive(h, st, deadline, req.type))) {
+    for (const m of decodeMessages(receive(h, st, deadline, req.type), h.protocol)) {
       if (m.header.seq !== seq) continue;
       if (m.body.kind === "error" && m.body.errno !== 0) {
-        throw new NetlinkError(m.body.errno, req.type, m.body.extAck);
+        throw new NetlinkError(m.body.errno, req.type, m.body.extAck, h.protocol);
       }
       if (m.body.kind === "done" && m.body.errno !== 0) {
-        throw new NetlinkError(m.body.errno, req.type);
+        throw new NetlinkError(m.body.errno, req.type, undefined, h.protocol);
       }
       if (isLast(m)) {
         st.dirty = false;
-        return out;
+        return;
       }
-      out.push(m);
+      take(m);
     }
   }
 }
@@ -362,27 +383,55 @@ function requestMessage(
 export function execute(h: NetlinkHandle, req: NetlinkRequest): NetlinkMessage[] {
   const st = begin(h);
   const seq = takeSeq(st);
-  send(h, encodeMessage(requestMessage(h, req, seq, NLM_F_ACK)));
-  return collect(h, st, req, seq, (m) => m.body.kind === "error");
+  send(h, encodeMessage(requestMessage(h, req, seq, NLM_F_ACK), h.protocol));
+  const replies: NetlinkMessage[] = [];
+  collect(h, st, req, seq, (m) => m.body.kind === "error", (m) => replies.push(m));
+  return replies;
 }
 
 /**
- * Dump a table (NLM_F_DUMP) and return every object message. An interrupted dump (the table
- * changed meanwhile, NLM_F_DUMP_INTR) is retried a few times before failing with EINTR.
+ * Dump a table (NLM_F_DUMP) and return what `pick` makes of each object message (undefined
+ * drops it); without `pick`, the messages themselves. Picking while reading keeps only the
+ * results alive, not every decoded message of a 10 000-entry table. An interrupted dump (the
+ * table changed meanwhile, NLM_F_DUMP_INTR) is retried a few times before failing with EINTR.
+ *
+ * @example
+ * ```ts
+ * const names = dump(h, req, (m) => m.body.kind === "link" ? linkFromMessage(m).name : undefined);
+ * ```
  */
-export function dump(h: NetlinkHandle, req: NetlinkRequest): NetlinkMessage[] {
+export function dump(h: NetlinkHandle, req: NetlinkRequest): NetlinkMessage[];
+export function dump<T>(
+  h: NetlinkHandle,
+  req: NetlinkRequest,
+  pick: (m: NetlinkMessage) => T | undefined,
+): T[];
+export function dump<T>(
+  h: NetlinkHandle,
+  req: NetlinkRequest,
+  pick: (m: NetlinkMessage) => T | undefined = (m) => m as T,
+): T[] {
   for (let attempt = 0; attempt < DUMP_ATTEMPTS; attempt++) {
     const st = begin(h);
     const seq = takeSeq(st);
-    send(h, encodeMessage(requestMessage(h, req, seq, NLM_F_DUMP)));
+    send(h, encodeMessage(requestMessage(h, req, seq, NLM_F_DUMP), h.protocol));
     let interrupted = false;
-    const messages = collect(h, st, req, seq, (m) => {
+    const picked: T[] = [];
+    collect(h, st, req, seq, (m) => {
       if (m.header.flags & NLM_F_DUMP_INTR) interrupted = true;
       return m.body.kind === "done" || m.body.kind === "error";
+    }, (m) => {
+      const result = pick(m);
+      if (result !== undefined) picked.push(result);
     });
-    if (!interrupted) return messages;
+    if (!interrupted) return picked;
   }
-  throw new NetlinkError(EINTR, req.type, `dump interrupted ${DUMP_ATTEMPTS} times`);
+  throw new NetlinkError(
+    EINTR,
+    req.type,
+    `dump interrupted ${DUMP_ATTEMPTS} times`,
+    h.protocol,
+  );
 }
 
 function makeRing(count: number, slotBytes: number): AckRing {
@@ -457,7 +506,7 @@ function encodeChunk(
   for (let i = 0; i < count; i++) {
     msgs[i] = requestMessage(h, reqs[first + i], (firstSeq + i) >>> 0, NLM_F_ACK);
   }
-  return encodeMessages(msgs);
+  return encodeMessages(msgs, h.protocol);
 }
 
 /**
@@ -483,11 +532,11 @@ function collectAcks(
     if (n < 0) {
       const errno = lastErrno();
       if (errno === EAGAIN || errno === EINTR) continue;
-      throw new NetlinkError(errno, type, "while collecting batch ACKs");
+      throw new NetlinkError(errno, type, "while collecting batch ACKs", h.protocol);
     }
     for (let i = 0; i < n; i++) {
       if (headerView.getInt32(i * 64 + 48, true) & MSG_TRUNC) {
-        throw new NetlinkError(EMSGSIZE, type, "batch reply truncated");
+        throw new NetlinkError(EMSGSIZE, type, "batch reply truncated", h.protocol);
       }
       const end = i * slotBytes + headerView.getUint32(i * 64 + 56, true);
       for (let at = i * slotBytes; at + HEADER_BYTES <= end;) {
@@ -505,6 +554,7 @@ function collectAcks(
                 m.body.errno,
                 reqs[first + offset].type,
                 m.body.extAck,
+                h.protocol,
               );
             }
           }
@@ -533,7 +583,7 @@ export function readEvents(h: NetlinkHandle, timeoutMs: number): NetlinkMessage[
       throw new NetlinkError(errno, 0, "while reading events");
     }
     if (n > buf.length) throw new NetlinkError(EMSGSIZE, 0, `event of ${n} bytes`);
-    out.push(...decodeMessages(buf.slice(0, n)));
+    out.push(...decodeMessages(buf.slice(0, n), h.protocol));
   }
   return out;
 }

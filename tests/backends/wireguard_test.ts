@@ -1,27 +1,36 @@
 /**
- * The wireguard backend (spec §6.6, §12 item 24; quirk 21). This kernel has no wireguard module,
- * and peer programming (generic netlink) is not implemented: what is tested is option parsing,
- * device layout per Mode, the published lease data, the keys (RFC 7748 test vector, key file),
- * the peer report, and the start-up error on a kernel without the module.
+ * The wireguard backend (spec §6.6, §12 item 24; quirk 21). This kernel has no wireguard module:
+ * what is tested is option parsing, device layout per Mode, the published lease data, the keys
+ * (RFC 7748 test vector, key file), the peers derived from leases per Mode, the network's peer
+ * programming against a recording kernel seam (not WireGuard itself), and the start-up error on
+ * a kernel without the module.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import fc from "fast-check";
 import { BackendError } from "../../backends/backend.ts";
 import {
+  type DevicePeer,
   loadOrCreateKeys,
-  PEERS_UNSUPPORTED,
+  type PeerPlan,
   publicKeyOf,
   publishedData,
   readWireguardConfig,
   wireguardBackend,
   type WireguardConfig,
   wireguardDevices,
+  type WireguardKernel,
   wireguardNetwork,
+  wireguardPeers,
 } from "../../backends/wireguard.ts";
 import { withNetlink } from "../../ffi/netlink/socket.ts";
-import { parseAddr, parseNet } from "../../subnet/ip/mod.ts";
-import { encodeLeaseAttrs, type Lease } from "../../subnet/lease.ts";
+import { formatAddr, formatNet, parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import {
+  encodeLeaseAttrs,
+  type JsonValue,
+  type Lease,
+  type LeaseAttrs,
+} from "../../subnet/lease.ts";
 import type { LeaseWatchUpdate } from "../../subnet/manager.ts";
 import { ipJson, rootTest, withNetns } from "../helpers/netns.ts";
 import { backendContext, networkConfig } from "./backend_context.ts";
@@ -154,28 +163,174 @@ Deno.test("wireguard keys: generated once into the key file (0400, dir 0755), th
   }
 });
 
-function lease(subnet: string, publicIP: string, backendType: string): Lease {
-  return { subnet: parseNet(subnet), attrs: { publicIP: parseAddr(publicIP), backendType } };
+const keyOf = (byte: number) => Buffer.alloc(32, byte).toString("base64");
+
+function wgLease(
+  subnets: { v4?: string; v6?: string },
+  attrs: Partial<LeaseAttrs>,
+  backendType = "wireguard",
+): Lease {
+  return {
+    ...(subnets.v4 && { subnet: parseNet(subnets.v4) }),
+    ...(subnets.v6 && { ipv6Subnet: parseNet(subnets.v6) }),
+    attrs: { publicIP: parseAddr("0.0.0.0"), backendType, ...attrs },
+  };
 }
 
-Deno.test("wireguard peers: each wireguard peer is reported out of sync with the reason", async () => {
-  const own = lease("10.244.7.0/24", "198.18.0.11", "wireguard");
+/** `device key=<first byte> endpoint allowed-ips [remove]` for compact assertions. */
+function summary({ device, peer }: DevicePeer): string {
+  const endpoint = peer.endpoint &&
+    (peer.endpoint.address.family === 4
+      ? `${formatAddr(peer.endpoint.address)}:${peer.endpoint.port}`
+      : `[${formatAddr(peer.endpoint.address)}]:${peer.endpoint.port}`);
+  return [
+    device,
+    `key=${peer.publicKey[0]}`,
+    ...(peer.remove
+      ? ["remove"]
+      : [endpoint ?? "no-endpoint", ...(peer.allowedIps ?? []).map(formatNet)]),
+  ].join(" ");
+}
+
+const OWN = wgLease({ v4: "10.244.7.0/24", v6: "fd00:7::/64" }, {
+  publicIP: parseAddr("198.18.0.11"),
+  publicIPv6: parseAddr("2001:db8::11"),
+});
+
+function dualPeer(publicIP: string, publicIPv6: string | undefined, v6Port = 4001): Lease {
+  return wgLease({ v4: "10.244.8.0/24", v6: "fd00:8::/64" }, {
+    publicIP: parseAddr(publicIP),
+    ...(publicIPv6 && { publicIPv6: parseAddr(publicIPv6) }),
+    backendData: { PublicKey: keyOf(8), Port: 0 },
+    backendV6Data: { PublicKey: keyOf(8), Port: v6Port },
+  });
+}
+
+Deno.test("wireguard peers: separate mode, one peer per family; port 0 is our own port", () => {
+  const psk = new Uint8Array(32).fill(5);
+  const peers = wireguardPeers(
+    dualPeer("198.18.0.12", "2001:db8::12"),
+    OWN,
+    "separate",
+    wireguardDevices(DEFAULTS, [4, 6]),
+    { presharedKey: psk, persistentKeepaliveInterval: 25 },
+  );
+  assert.deepEqual(peers.map(summary), [
+    "flannel-wg key=8 198.18.0.12:51820 10.244.8.0/24",
+    "flannel-wg-v6 key=8 [2001:db8::12]:4001 fd00:8::/64",
+  ]);
+  for (const { peer } of peers) {
+    assert.deepEqual(peer.presharedKey, psk);
+    assert.equal(peer.persistentKeepaliveInterval, 25);
+    assert.equal(peer.replaceAllowedIps, true, "allowed IPs are replaced, not appended");
+  }
+  assert.deepEqual(
+    wireguardPeers(
+      dualPeer("198.18.0.12", undefined),
+      OWN,
+      "separate",
+      wireguardDevices(DEFAULTS, [4, 6]),
+      { persistentKeepaliveInterval: 0 },
+    ).map(summary),
+    [
+      "flannel-wg key=8 198.18.0.12:51820 10.244.8.0/24",
+      "flannel-wg-v6 key=8 no-endpoint fd00:8::/64",
+    ],
+    "no public IPv6: the peer has no endpoint and waits for the other side",
+  );
+});
+
+Deno.test("wireguard peers: single-device modes carry both subnets; auto picks the endpoint", () => {
+  const devices = wireguardDevices({ ...DEFAULTS, mode: "auto" }, [4, 6]);
+  const endpoint = (mode: "auto" | "ipv4" | "ipv6", peer: Lease, own = OWN) => {
+    const [one, ...more] = wireguardPeers(peer, own, mode, devices, {
+      persistentKeepaliveInterval: 0,
+    });
+    assert.equal(more.length, 0);
+    assert.match(summary(one), / 10\.244\.8\.0\/24 fd00:8::\/64$/);
+    return summary(one).split(" ")[2];
+  };
+  const v4 = "198.18.0.12:51820";
+  const v6 = "[2001:db8::12]:4001";
+  assert.equal(endpoint("auto", dualPeer("198.18.0.12", "2001:db8::12")), v4, "public IPv4");
+  assert.equal(endpoint("auto", dualPeer("10.1.0.12", "2001:db8::12")), v6, "RFC 1918 IPv4");
+  assert.equal(endpoint("auto", dualPeer("172.16.0.12", "fd00::12")), "172.16.0.12:51820", "ULA");
+  assert.equal(endpoint("auto", dualPeer("10.1.0.12", undefined)), "10.1.0.12:51820", "no IPv6");
+  const ownV6Only = wgLease({ v4: "10.244.7.0/24" }, { publicIPv6: parseAddr("2001:db8::11") });
+  assert.equal(endpoint("auto", dualPeer("198.18.0.12", "2001:db8::12"), ownV6Only), v6);
+  const ownUla = wgLease({ v4: "10.244.7.0/24" }, { publicIPv6: parseAddr("fd00::11") });
+  assert.equal(endpoint("auto", dualPeer("10.1.0.12", "2001:db8::12"), ownUla), "10.1.0.12:51820");
+  assert.equal(endpoint("ipv6", dualPeer("198.18.0.12", "2001:db8::12")), v6);
+  assert.equal(endpoint("ipv4", dualPeer("10.1.0.12", "2001:db8::12")), "10.1.0.12:51820");
+});
+
+Deno.test("wireguard peers: other backends need none; malformed data is a BackendError", () => {
+  const devices = wireguardDevices(DEFAULTS, [4]);
+  const none = { persistentKeepaliveInterval: 0 };
+  const vxlan = wgLease({ v4: "10.244.9.0/24" }, { backendData: { VNI: 1 } }, "vxlan");
+  assert.deepEqual(wireguardPeers(vxlan, OWN, "separate", devices, none), []);
+  const malformed: JsonValue[] = [
+    { Port: 1 },
+    { PublicKey: "c2hvcnQ=", Port: 1 },
+    { PublicKey: keyOf(1), Port: 70000 },
+    "text",
+  ];
+  for (const backendData of malformed) {
+    const bad = wgLease({ v4: "10.244.9.0/24" }, { backendData });
+    assert.throws(() => wireguardPeers(bad, OWN, "separate", devices, none), BackendError);
+  }
+});
+
+/** A kernel seam that records every change and refuses peers whose key starts with `refuse`. */
+function recordingKernel(refuse: number) {
+  const calls: string[][] = [];
+  let refreshes = 0;
   let closed = false;
-  const network = wireguardNetwork(own, 1420, () => closed = true);
+  const kernel: WireguardKernel = {
+    apply(changes) {
+      calls.push(changes.map(summary));
+      return changes.map((c) =>
+        c.peer.publicKey[0] === refuse && !c.peer.remove ? new Error("EINVAL (refused)") : undefined
+      );
+    },
+    refreshRoutes: () => void refreshes++,
+    close: () => void (closed = true),
+  };
+  return { kernel, calls, refreshes: () => refreshes, closed: () => closed };
+}
+
+function v4Peer(subnet: string, ip: string, key: number, backendType = "wireguard"): Lease {
+  return wgLease({ v4: subnet }, {
+    publicIP: parseAddr(ip),
+    backendData: { PublicKey: keyOf(key), Port: 51820 },
+  }, backendType);
+}
+
+Deno.test("wireguard network: peers added, re-keyed and removed by key; health per peer", async () => {
+  const own = v4Peer("10.244.7.0/24", "198.18.0.11", 7);
+  const rec = recordingKernel(3);
+  const plan: PeerPlan = {
+    mode: "separate",
+    devices: wireguardDevices(DEFAULTS, [4]),
+    persistentKeepaliveInterval: 0,
+  };
+  const network = wireguardNetwork(own, 1420, plan, rec.kernel);
   const updates: LeaseWatchUpdate[] = [
     {
       type: "snapshot",
       leases: [
         own,
-        lease("10.244.8.0/24", "198.18.0.12", "wireguard"),
-        lease("10.244.9.0/24", "198.18.0.13", "vxlan"),
+        v4Peer("10.244.8.0/24", "198.18.0.12", 1),
+        v4Peer("10.244.9.0/24", "198.18.0.13", 9, "vxlan"),
+        v4Peer("10.244.10.0/24", "198.18.0.14", 3),
       ],
     },
     {
       type: "events",
       events: [
-        { type: "added", lease: lease("10.244.10.0/24", "198.18.0.14", "wireguard") },
-        { type: "removed", lease: lease("10.244.8.0/24", "198.18.0.12", "wireguard") },
+        { type: "added", lease: v4Peer("10.244.8.0/24", "198.18.0.12", 4) },
+        { type: "removed", lease: v4Peer("10.244.10.0/24", "198.18.0.14", 3) },
+        { type: "added", lease: wgLease({ v4: "10.244.11.0/24" }, { backendData: {} }) },
       ],
     },
   ];
@@ -185,14 +340,52 @@ Deno.test("wireguard peers: each wireguard peer is reported out of sync with the
     })(),
     new AbortController().signal,
   );
+  assert.deepEqual(rec.calls, [
+    ["flannel-wg key=1 198.18.0.12:51820 10.244.8.0/24"],
+    ["flannel-wg key=3 198.18.0.14:51820 10.244.10.0/24"],
+    ["flannel-wg key=1 remove", "flannel-wg key=4 198.18.0.12:51820 10.244.8.0/24"],
+    ["flannel-wg key=3 remove"],
+  ]);
+  assert.equal(rec.refreshes(), 3, "the Network route is re-replaced after each add");
   const health = network.health();
   assert.equal(health.type, "wireguard");
   assert.deepEqual(health.peers, [
-    { subnet: "10.244.10.0/24", publicIP: "198.18.0.14", inSync: false, error: PEERS_UNSUPPORTED },
+    { subnet: "10.244.8.0/24", publicIP: "198.18.0.12", inSync: true },
+    {
+      subnet: "10.244.11.0/24",
+      publicIP: "0.0.0.0",
+      inSync: false,
+      error: "wireguard: BackendData has no PublicKey",
+    },
   ]);
-  assert.equal(health.lastError, PEERS_UNSUPPORTED);
+  assert.equal(health.lastError, "wireguard: BackendData has no PublicKey");
   await network.close();
-  assert.ok(closed, "devices deleted on shutdown");
+  assert.ok(rec.closed(), "devices deleted on shutdown");
+});
+
+Deno.test("wireguard network: a refused peer is reported out of sync with the kernel's reason", async () => {
+  const rec = recordingKernel(3);
+  const plan: PeerPlan = {
+    mode: "separate",
+    devices: wireguardDevices(DEFAULTS, [4]),
+    persistentKeepaliveInterval: 0,
+  };
+  const network = wireguardNetwork(
+    v4Peer("10.244.7.0/24", "198.18.0.11", 7),
+    1420,
+    plan,
+    rec.kernel,
+  );
+  await network.run(
+    (async function* (): AsyncGenerator<LeaseWatchUpdate> {
+      yield { type: "snapshot", leases: [v4Peer("10.244.10.0/24", "198.18.0.14", 3)] };
+    })(),
+    new AbortController().signal,
+  );
+  assert.deepEqual(network.health().peers, [
+    { subnet: "10.244.10.0/24", publicIP: "198.18.0.14", inSync: false, error: "EINVAL (refused)" },
+  ]);
+  assert.equal(network.health().lastError, "EINVAL (refused)");
 });
 
 rootTest(
