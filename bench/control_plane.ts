@@ -46,6 +46,7 @@ import { listFdb, listNeighs } from "../ffi/netlink/neigh.ts";
 import { listRoutes, routeFromMessage } from "../ffi/netlink/route.ts";
 import { closeNetlink, type NetlinkHandle, openNetlink } from "../ffi/netlink/socket.ts";
 import { formatNet } from "../subnet/ip/mod.ts";
+import { percentile, round } from "./stats.ts";
 
 /** Figures for one N. */
 export interface SizeResult {
@@ -191,10 +192,6 @@ function routeMonitor(netns: string, signal: AbortSignal) {
   };
 }
 
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
 /** Event → route latency: `samples` leases written one at a time (after index `base`). */
 async function eventLatency(
   client: Etcd3,
@@ -224,17 +221,12 @@ async function eventLatency(
     await monitor.done.catch(() => {});
   }
   await deletePeers(client, base, base + samples);
-  const sorted = latencies.sort((a, b) => a - b);
   return {
     samples,
-    p50Ms: round(percentile(sorted, 50)),
-    p99Ms: round(percentile(sorted, 99)),
-    maxMs: round(sorted[sorted.length - 1]),
+    p50Ms: round(percentile(latencies, 50), 1),
+    p99Ms: round(percentile(latencies, 99), 1),
+    maxMs: round(Math.max(...latencies), 1),
   };
-}
-
-function round(x: number): number {
-  return Number(x.toFixed(1));
 }
 
 /** The daemon's pid: the process whose command line names this node's subnet file. */
@@ -254,7 +246,7 @@ async function memory(node: NodeDaemon): Promise<{ rss: number; peak: number }> 
   const status = await Deno.readTextFile(`/proc/${await daemonPid(node)}/status`);
   const kib = (field: string) =>
     Number(status.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"))?.[1]);
-  return { rss: round(kib("VmRSS") / 1024), peak: round(kib("VmHWM") / 1024) };
+  return { rss: round(kib("VmRSS") / 1024, 1), peak: round(kib("VmHWM") / 1024, 1) };
 }
 
 /** Sum of the daemon's etcd request counts from /metrics. */
@@ -364,7 +356,7 @@ export async function main(options: ControlPlaneOptions = {}): Promise<ControlPl
       await waitProgrammed(h, n, 0);
       const before = await etcdRequests(node);
       await new Promise((r) => setTimeout(r, 10_000)); // one full resync period
-      const etcdRequestsPerSecond = round((await etcdRequests(node) - before) / 10);
+      const etcdRequestsPerSecond = round((await etcdRequests(node) - before) / 10, 1);
       const mem = await memory(node);
 
       await node.stop();
@@ -382,14 +374,14 @@ export async function main(options: ControlPlaneOptions = {}): Promise<ControlPl
       const removalMs = await waitProgrammed(h, 0, removing);
       results.push({
         peers: n,
-        burstMs: round(burstMs),
-        burstAfterLastWriteMs: round(burstMs - (written - started)),
-        writeMs: round(written - started),
+        burstMs: round(burstMs, 1),
+        burstAfterLastWriteMs: round(burstMs - (written - started), 1),
+        writeMs: round(written - started, 1),
         eventToRoute,
-        coldStartMs: round(coldStartMs),
-        coldSubnetEnvMs: round(coldSubnetEnvMs),
-        ipBatchMs: round(ipBatchMs),
-        removalMs: round(removalMs),
+        coldStartMs: round(coldStartMs, 1),
+        coldSubnetEnvMs: round(coldSubnetEnvMs, 1),
+        ipBatchMs: round(ipBatchMs, 1),
+        removalMs: round(removalMs, 1),
         rssMiB: mem.rss,
         peakRssMiB: mem.peak,
         etcdRequestsPerSecond,

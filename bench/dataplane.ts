@@ -35,13 +35,8 @@ import {
   labNames,
   nodeUnderlayIP,
 } from "../lab/topology.ts";
-
-/** Two pods (namespaces) to measure between. */
-interface PodPair {
-  readonly client: string;
-  readonly server: string;
-  readonly serverIP: string;
-}
+import { median, quantile, round } from "./stats.ts";
+import { iperf3, pingRttMs, type TrafficPath } from "./traffic.ts";
 
 /** Samples of one path. */
 export interface PathSamples {
@@ -116,23 +111,11 @@ export interface DataplaneOptions {
 }
 
 const TARGET = 0.97;
-const PINGS = 100;
+/** 100 pings 5 ms apart: an average RTT under light load. */
+const PING = { count: 100, interval: 0.005 };
 
 function randomTag(): string {
   return crypto.randomUUID().replaceAll("-", "").slice(0, 6);
-}
-
-/** The q-quantile (0..1) by linear interpolation. */
-function quantile(xs: readonly number[], q: number): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const pos = (sorted.length - 1) * q;
-  const lo = Math.floor(pos);
-  return sorted[lo] + (sorted[Math.ceil(pos)] - sorted[lo]) * (pos - lo);
-}
-
-/** Median: one disturbed run on this shared 2-core machine must not decide a figure. */
-function median(xs: readonly number[]): number {
-  return quantile(xs, 0.5);
 }
 
 function ratioStat(ratios: readonly number[]): RatioStat {
@@ -143,62 +126,13 @@ function ratioStat(ratios: readonly number[]): RatioStat {
   };
 }
 
-function round(x: number, digits = 3): number {
-  return Number(x.toFixed(digits));
-}
-
-/** One iperf3 TCP run from `pair.client` to `pair.server`: received Gbit/s. */
-async function iperf(run: CommandRunner, pair: PodPair, streams: number, seconds: number) {
-  const server = new Deno.Command("ip", {
-    args: ["netns", "exec", pair.server, "iperf3", "-s", "-1", "-B", pair.serverIP],
-    stdout: "null",
-    stderr: "null",
-    signal: AbortSignal.timeout((seconds + 15) * 1000),
-  }).spawn();
-  try {
-    let out = "";
-    for (let attempt = 0; attempt < 20 && !out; attempt++) {
-      await new Promise((r) => setTimeout(r, 100)); // the server needs a moment to listen
-      out = await run([
-        "ip",
-        "netns",
-        "exec",
-        pair.client,
-        ...["iperf3", "-c", pair.serverIP, "-t", `${seconds}`, "-P", `${streams}`, "-J"],
-      ]).catch(() => "");
-    }
-    if (!out) throw new Error(`iperf3 to ${pair.serverIP} never connected`);
-    const json = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
-    return json.end.sum_received.bits_per_second / 1e9;
-  } finally {
-    try {
-      server.kill("SIGKILL");
-    } catch { /* exited after its one test */ }
-    await server.status;
-  }
-}
-
-/** Average RTT in ms over {@link PINGS} pings 5 ms apart. */
-async function rtt(run: CommandRunner, pair: PodPair): Promise<number> {
-  const out = await run([
-    "ip",
-    "netns",
-    "exec",
-    pair.client,
-    ...["ping", "-q", "-c", `${PINGS}`, "-i", "0.005", "-W", "1", pair.serverIP],
-  ]);
-  const m = out.match(/= [\d.]+\/([\d.]+)\//);
-  if (!m) throw new Error(`unexpected ping output: ${out}`);
-  return Number(m[1]);
-}
-
 /**
  * Measure several paths `rounds` times, each measurement of one round run back to back for all
  * paths (in alternating order, so neither side is always first).
  */
 async function measure(
   run: CommandRunner,
-  pairs: readonly PodPair[],
+  pairs: readonly TrafficPath[],
   seconds: number,
   rounds: number,
 ): Promise<PathSamples[]> {
@@ -207,12 +141,14 @@ async function measure(
     gbps4: [] as number[],
     rttMs: [] as number[],
   }));
+  const gbps = async (i: number, streams: number) =>
+    (await iperf3(run, pairs[i], { streams, seconds })).gbps;
   for (let r = 0; r < rounds; r++) {
     const order = [...pairs.keys()];
     if (r % 2) order.reverse();
-    for (const i of order) samples[i].gbps1.push(await iperf(run, pairs[i], 1, seconds));
-    for (const i of order) samples[i].gbps4.push(await iperf(run, pairs[i], 4, seconds));
-    for (const i of order) samples[i].rttMs.push(await rtt(run, pairs[i]));
+    for (const i of order) samples[i].gbps1.push(await gbps(i, 1));
+    for (const i of order) samples[i].gbps4.push(await gbps(i, 4));
+    for (const i of order) samples[i].rttMs.push(await pingRttMs(run, pairs[i], PING));
   }
   return samples;
 }
@@ -226,7 +162,7 @@ async function buildBaseline(
   run: CommandRunner,
   prefix: string,
   kind: "vxlan" | "routed",
-): Promise<PodPair> {
+): Promise<TrafficPath> {
   const names = labNames(prefix);
   await createUnderlay(run, names.underlay);
   const mtu = kind === "vxlan" ? 1450 : 1500;
@@ -280,7 +216,7 @@ async function buildBaseline(
 }
 
 /** A 2-node Tartan lab with one pod per node. */
-async function tartanPods(lab: LabCluster): Promise<PodPair> {
+async function tartanPods(lab: LabCluster): Promise<TrafficPath> {
   await lab.waitConverged();
   const [a] = await lab.addPods(0, 1);
   const [b] = await lab.addPods(1, 1);

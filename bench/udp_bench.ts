@@ -18,6 +18,8 @@ import { parseArgs } from "node:util";
 import { type CommandRunner, commandRunner } from "../exec.ts";
 import { defaultNetConf, type LabCluster, startLab } from "../lab/cluster.ts";
 import { labNames } from "../lab/topology.ts";
+import { median, round } from "./stats.ts";
+import { iperf3, pingRttMs, type TrafficPath } from "./traffic.ts";
 
 /** One iperf3 run with the CPU it cost. */
 export interface ThroughputSample {
@@ -74,27 +76,10 @@ export interface UdpBenchOptions {
 
 const RATIO_TARGET = 0.30;
 const RTT_TARGET_MICROS = 200;
-const IPERF_PORT = 5201;
-const PINGS = 50;
+/** 50 pings 20 ms apart: an idle path between pings. */
+const PING = { count: 50, interval: 0.02 };
 const VETH = { client: "198.19.255.1", server: "198.19.255.2" };
 const CLOCK_TICKS = 100; // USER_HZ: /proc times are in 1/100 s
-
-/** A path to measure: iperf3/ping from `client` (a namespace) to `serverIP` in `server`. */
-interface Path {
-  readonly client: string;
-  readonly server: string;
-  readonly serverIP: string;
-}
-
-function median(xs: readonly number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-function round(x: number, digits = 3): number {
-  return Number(x.toFixed(digits));
-}
 
 /** Busy jiffies of the whole machine (everything but idle and iowait). */
 async function machineBusy(): Promise<number> {
@@ -128,69 +113,39 @@ async function daemonPids(run: CommandRunner, lab: LabCluster): Promise<number[]
 }
 
 /** One iperf3 run from `path.client`, with the CPU the machine and the daemons spent. */
-async function iperf(
+async function iperfWithCpu(
   run: CommandRunner,
-  path: Path,
+  path: TrafficPath,
   streams: number,
   seconds: number,
   daemons: readonly number[],
 ): Promise<ThroughputSample> {
-  const server = new Deno.Command("ip", {
-    args: ["netns", "exec", path.server, "iperf3", "-s", "-1", "-B", path.serverIP],
-    stdout: "null",
-    stderr: "null",
-    signal: AbortSignal.timeout((seconds + 20) * 1000),
-  }).spawn();
-  try {
-    let out = "";
-    let machine = 0;
-    let daemon = 0;
-    let started = 0;
-    for (let attempt = 0; attempt < 20 && !out; attempt++) {
-      await new Promise((r) => setTimeout(r, 100)); // the server needs a moment to listen
-      machine = await machineBusy();
-      daemon = await processBusy(daemons);
-      started = performance.now();
-      out = await run([
-        ..."ip netns exec".split(" "),
-        path.client,
-        ...["iperf3", "-c", path.serverIP, "-p", `${IPERF_PORT}`, "-t", `${seconds}`],
-        ...["-P", `${streams}`, "-J", "--connect-timeout", "1000"],
-      ]).catch(() => "");
-    }
-    if (!out) throw new Error(`iperf3 to ${path.serverIP} never connected`);
-    const elapsed = (performance.now() - started) / 1000;
-    const json = JSON.parse(out) as {
-      end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits?: number } };
-    };
-    return {
-      gbps: round(json.end.sum_received.bits_per_second / 1e9),
-      retransmits: json.end.sum_sent.retransmits ?? 0,
-      machineCores: round((await machineBusy() - machine) / CLOCK_TICKS / elapsed),
-      daemonCores: round((await processBusy(daemons) - daemon) / CLOCK_TICKS / elapsed),
-    };
-  } finally {
-    try {
-      server.kill("SIGKILL");
-    } catch { /* exited after its one test */ }
-    await server.status;
-  }
+  let machine = 0;
+  let daemon = 0;
+  let started = 0;
+  // Counters restart with every client attempt: they cover exactly the run that succeeds.
+  const beforeAttempt = async () => {
+    machine = await machineBusy();
+    daemon = await processBusy(daemons);
+    started = performance.now();
+  };
+  const result = await iperf3(run, path, { streams, seconds, beforeAttempt });
+  const elapsed = (performance.now() - started) / 1000;
+  return {
+    gbps: round(result.gbps),
+    retransmits: result.retransmits,
+    machineCores: round((await machineBusy() - machine) / CLOCK_TICKS / elapsed),
+    daemonCores: round((await processBusy(daemons) - daemon) / CLOCK_TICKS / elapsed),
+  };
 }
 
-/** Average RTT in µs of {@link PINGS} pings 20 ms apart (an idle path between pings). */
-async function rttMicros(run: CommandRunner, path: Path): Promise<number> {
-  const out = await run([
-    ..."ip netns exec".split(" "),
-    path.client,
-    ...["ping", "-q", "-c", `${PINGS}`, "-i", "0.02", "-W", "1", path.serverIP],
-  ]);
-  const m = out.match(/= [\d.]+\/([\d.]+)\//);
-  if (!m) throw new Error(`unexpected ping output: ${out}`);
-  return round(Number(m[1]) * 1000, 1);
+/** Average RTT in µs of {@link PING}'s pings. */
+async function rttMicros(run: CommandRunner, path: TrafficPath): Promise<number> {
+  return round(await pingRttMs(run, path, PING) * 1000, 1);
 }
 
 /** Plain veth between the two node namespaces (the baseline path). */
-async function connectNodesByVeth(run: CommandRunner, prefix: string): Promise<Path> {
+async function connectNodesByVeth(run: CommandRunner, prefix: string): Promise<TrafficPath> {
   const names = labNames(prefix);
   const [a, b] = [names.node(1), names.node(2)];
   const ip = (args: string) => run(["ip", ...args.split(" ")]);
@@ -237,7 +192,7 @@ export async function main(options: UdpBenchOptions = {}): Promise<UdpBenchResul
     await lab.waitConverged();
     const [a] = await lab.addPods(0, 1);
     const [b] = await lab.addPods(1, 1);
-    const udpPath: Path = { client: a.ns, server: b.ns, serverIP: b.ip };
+    const udpPath: TrafficPath = { client: a.ns, server: b.ns, serverIP: b.ip };
     const vethPath = await connectNodesByVeth(run, prefix);
     const daemons = await daemonPids(run, lab);
     const results = [udpPath, vethPath].map(() => ({
@@ -249,8 +204,8 @@ export async function main(options: UdpBenchOptions = {}): Promise<UdpBenchResul
       for (const [i, path] of [udpPath, vethPath].entries()) {
         const pids = i === 0 ? daemons : [];
         results[i].rttMicros.push(await rttMicros(run, path));
-        results[i].streams1.push(await iperf(run, path, 1, seconds, pids));
-        results[i].streams4.push(await iperf(run, path, 4, seconds, pids));
+        results[i].streams1.push(await iperfWithCpu(run, path, 1, seconds, pids));
+        results[i].streams4.push(await iperfWithCpu(run, path, 4, seconds, pids));
       }
     }
     const [udp, veth] = results;
