@@ -47,6 +47,7 @@ import { listRoutes, routeFromMessage } from "../ffi/netlink/route.ts";
 import { closeNetlink, type NetlinkHandle, openNetlink } from "../ffi/netlink/socket.ts";
 import { formatNet } from "../subnet/ip/mod.ts";
 import { percentile, round } from "./stats.ts";
+import { saveResult } from "./results.ts";
 
 /** Figures for one N. */
 export interface SizeResult {
@@ -443,10 +444,5 @@ if (import.meta.main) {
     samples: args.values.samples ? Number(args.values.samples) : undefined,
   });
   printTable(result);
-  const dir = new URL("./results/", import.meta.url);
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(
-    new URL("control_plane.json", dir),
-    JSON.stringify(result, null, 2) + "\n",
-  );
+  await saveResult("control_plane", result);
 }

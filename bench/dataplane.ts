@@ -37,6 +37,7 @@ import {
 } from "../lab/topology.ts";
 import { median, quantile, round } from "./stats.ts";
 import { iperf3, pingRttMs, type TrafficPath } from "./traffic.ts";
+import { saveResult } from "./results.ts";
 
 /** Samples of one path. */
 export interface PathSamples {
@@ -382,7 +383,5 @@ if (import.meta.main) {
     rounds: args.values.rounds ? Number(args.values.rounds) : undefined,
   });
   printTable(result);
-  const dir = new URL("./results/", import.meta.url);
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(new URL("dataplane.json", dir), JSON.stringify(result, null, 2) + "\n");
+  await saveResult("dataplane", result);
 }

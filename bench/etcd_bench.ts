@@ -13,6 +13,7 @@ import { setLogLevel } from "../log.ts";
 import { EtcdSubnetManager } from "../subnet/etcd.ts";
 import { parseAddr } from "../subnet/ip/mod.ts";
 import { startEtcd } from "../tests/helpers/etcd.ts";
+import { saveResult } from "./results.ts";
 
 /** One acquisition measurement. */
 export interface AcquireResult {
@@ -199,11 +200,6 @@ if (import.meta.main) {
     "seconds": result.watch.seconds.toFixed(2),
     "events/s": result.watch.eventsPerSecond,
   }]);
-  const out = new URL("./results/etcd.json", import.meta.url);
-  await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });
-  await Deno.writeTextFile(
-    out,
-    JSON.stringify({ date: new Date().toISOString(), ...result }, null, 2) + "\n",
-  );
-  console.log(`wrote ${out.pathname}`);
+  const out = await saveResult("etcd", { date: new Date().toISOString(), ...result });
+  console.log(`wrote ${out}`);
 }

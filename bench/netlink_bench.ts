@@ -33,6 +33,7 @@ import {
 import { addrToBytes, formatNet, type IPNet, parseAddr } from "../subnet/ip/mod.ts";
 import { ipJson, run, withNetns } from "../tests/helpers/netns.ts";
 import { icmpEcho, udpPacket } from "../tests/helpers/packets.ts";
+import { saveResult } from "./results.ts";
 
 /** What {@link main} measures. */
 export interface NetlinkBenchResult {
@@ -356,10 +357,5 @@ function printTable(r: NetlinkBenchResult): void {
 if (import.meta.main) {
   const result = await main();
   printTable(result);
-  const dir = new URL("./results/", import.meta.url);
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(
-    new URL("netlink.json", dir),
-    JSON.stringify({ date: new Date().toISOString(), ...result }, null, 2) + "\n",
-  );
+  await saveResult("netlink", { date: new Date().toISOString(), ...result });
 }

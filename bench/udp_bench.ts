@@ -20,6 +20,7 @@ import { defaultNetConf, type LabCluster, startLab } from "../lab/cluster.ts";
 import { labNames } from "../lab/topology.ts";
 import { median, round } from "./stats.ts";
 import { iperf3, pingRttMs, type TrafficPath } from "./traffic.ts";
+import { saveResult } from "./results.ts";
 
 /** One iperf3 run with the CPU it cost. */
 export interface ThroughputSample {
@@ -266,7 +267,5 @@ if (import.meta.main) {
     rounds: args.values.rounds ? Number(args.values.rounds) : undefined,
   });
   printTable(result);
-  const dir = new URL("./results/", import.meta.url);
-  await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(new URL("udp.json", dir), JSON.stringify(result, null, 2) + "\n");
+  await saveResult("udp", result);
 }

@@ -3,13 +3,12 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { type EtcdManagerOptions, EtcdSubnetManager } from "../../subnet/etcd.ts";
 import { formatNet, netContainsNet, parseAddr, parseNet } from "../../subnet/ip/mod.ts";
 import { runAllocNode } from "../../subnet/alloc_node.ts";
 import { formatLeaseKey, type Lease, type LeaseAttrs, parseLeaseKey } from "../../subnet/lease.ts";
 import { OutOfSubnetsError } from "../../subnet/manager.ts";
 import { writeSubnetEnv } from "../../subnet/subnet_env.ts";
-import { type EtcdFixture, startEtcd } from "../helpers/etcd.ts";
+import { withEtcdEnv } from "../helpers/etcd_env.ts";
 import {
   allocValue,
   captureLog,
@@ -30,48 +29,8 @@ function alloc(ip: string): LeaseAttrs {
   return { publicIP: parseAddr(ip) };
 }
 
-interface Env {
-  readonly etcd: EtcdFixture;
-  readonly tmp: string;
-  readonly managers: EtcdSubnetManager[];
-  readonly signal: AbortSignal;
-  manager(prefix: string, options?: Partial<EtcdManagerOptions>): EtcdSubnetManager;
-}
-
-async function withEnv(t: Deno.TestContext, steps: Record<string, (env: Env) => Promise<void>>) {
-  const etcd = await startEtcd();
-  const tmp = await Deno.makeTempDir({ prefix: "tt-subnet-" });
-  const abort = new AbortController();
-  const managers: EtcdSubnetManager[] = [];
-  const env: Env = {
-    etcd,
-    tmp,
-    managers,
-    signal: abort.signal,
-    manager(prefix, options = {}) {
-      const manager = new EtcdSubnetManager({
-        endpoints: [etcd.endpoint],
-        prefix,
-        subnetFile: `${tmp}/${crypto.randomUUID()}.env`,
-        log: captureLog().log,
-        ...options,
-      });
-      managers.push(manager);
-      return manager;
-    },
-  };
-  try {
-    for (const [name, step] of Object.entries(steps)) await t.step(name, () => step(env));
-  } finally {
-    abort.abort();
-    await Promise.all(managers.map((m) => m.close()));
-    await etcd.stop();
-    await Deno.remove(tmp, { recursive: true });
-  }
-}
-
 Deno.test("etcd lease acquisition", async (t) => {
-  await withEnv(t, {
+  await withEtcdEnv(t, {
     "a new lease is a flannel key, value and 24 h lease (conformance 2, 5, 6, 8)": async (env) => {
       const prefix = uniquePrefix();
       const client = env.etcd.client();

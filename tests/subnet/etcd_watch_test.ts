@@ -4,12 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { type EtcdManagerOptions, EtcdSubnetManager } from "../../subnet/etcd.ts";
+import type { EtcdSubnetManager } from "../../subnet/etcd.ts";
 import { formatAddr, parseAddr } from "../../subnet/ip/mod.ts";
 import { formatLeaseKey, type Lease, type LeaseEvent } from "../../subnet/lease.ts";
 import { LeaseSet } from "../../subnet/lease_set.ts";
 import { LeaseLostError, type LeaseWatchUpdate } from "../../subnet/manager.ts";
-import { type EtcdFixture, startEtcd } from "../helpers/etcd.ts";
+import { withEtcdEnv } from "../helpers/etcd_env.ts";
 import {
   allocValue,
   captureLog,
@@ -60,40 +60,6 @@ function describe(events: LeaseEvent[]): string[] {
   );
 }
 
-interface Env {
-  readonly etcd: EtcdFixture;
-  readonly tmp: string;
-  manager(prefix: string, options?: Partial<EtcdManagerOptions>): EtcdSubnetManager;
-}
-
-async function withEnv(t: Deno.TestContext, steps: Record<string, (env: Env) => Promise<void>>) {
-  const etcd = await startEtcd();
-  const tmp = await Deno.makeTempDir({ prefix: "tt-subnet-" });
-  const managers: EtcdSubnetManager[] = [];
-  const env: Env = {
-    etcd,
-    tmp,
-    manager(prefix, options = {}) {
-      const manager = new EtcdSubnetManager({
-        endpoints: [etcd.endpoint],
-        prefix,
-        subnetFile: `${tmp}/${crypto.randomUUID()}.env`,
-        log: captureLog().log,
-        ...options,
-      });
-      managers.push(manager);
-      return manager;
-    },
-  };
-  try {
-    for (const [name, step] of Object.entries(steps)) await t.step(name, () => step(env));
-  } finally {
-    await Promise.all(managers.map((m) => m.close()));
-    await etcd.stop();
-    await Deno.remove(tmp, { recursive: true });
-  }
-}
-
 /** Run `body` with an abort signal that is always aborted afterwards, then await `tasks`. */
 async function scoped(body: (signal: AbortSignal, tasks: Promise<unknown>[]) => Promise<void>) {
   const abort = new AbortController();
@@ -107,7 +73,7 @@ async function scoped(body: (signal: AbortSignal, tasks: Promise<unknown>[]) => 
 }
 
 Deno.test("etcd lease watch and upkeep", async (t) => {
-  await withEnv(t, {
+  await withEtcdEnv(t, {
     "snapshot, then adds, deletes and expiries carrying the lease (spec §3.5)": (env) =>
       scoped(async (signal, tasks) => {
         const prefix = uniquePrefix();
