@@ -24,7 +24,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { type CommandRunner, commandRunner } from "../exec.ts";
 import { defaultNetConf, type LabCluster, startLab } from "../lab/cluster.ts";
 import {
@@ -36,7 +35,7 @@ import {
   nodeUnderlayIP,
 } from "../lab/topology.ts";
 import { median, quantile, round } from "./stats.ts";
-import { iperf3, pingRttMs, type TrafficPath } from "./traffic.ts";
+import { iperf3, pingRttMs, runLengthArgs, type TrafficPath } from "./traffic.ts";
 import { saveResult } from "./results.ts";
 
 /** Samples of one path. */
@@ -374,14 +373,7 @@ function printTable(r: DataplaneResult): void {
 }
 
 if (import.meta.main) {
-  const args = parseArgs({
-    args: Deno.args,
-    options: { seconds: { type: "string" }, rounds: { type: "string" } },
-  });
-  const result = await main({
-    seconds: args.values.seconds ? Number(args.values.seconds) : undefined,
-    rounds: args.values.rounds ? Number(args.values.rounds) : undefined,
-  });
+  const result = await main(runLengthArgs(Deno.args));
   printTable(result);
   await saveResult("dataplane", result);
 }

@@ -4,7 +4,20 @@
  *
  * @module
  */
+import { parseArgs } from "node:util";
 import type { CommandRunner } from "../exec.ts";
+
+/** `--seconds S --rounds N` of the data-path benchmark scripts (absent: their defaults). */
+export function runLengthArgs(args: string[]): { seconds?: number; rounds?: number } {
+  const { values } = parseArgs({
+    args,
+    options: { seconds: { type: "string" }, rounds: { type: "string" } },
+  });
+  return {
+    seconds: values.seconds ? Number(values.seconds) : undefined,
+    rounds: values.rounds ? Number(values.rounds) : undefined,
+  };
+}
 
 /** A path to measure: from namespace `client` to `serverIP`, an address in namespace `server`. */
 export interface TrafficPath {

@@ -14,12 +14,11 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { type CommandRunner, commandRunner } from "../exec.ts";
 import { defaultNetConf, type LabCluster, startLab } from "../lab/cluster.ts";
 import { labNames } from "../lab/topology.ts";
 import { median, round } from "./stats.ts";
-import { iperf3, pingRttMs, type TrafficPath } from "./traffic.ts";
+import { iperf3, pingRttMs, runLengthArgs, type TrafficPath } from "./traffic.ts";
 import { saveResult } from "./results.ts";
 
 /** One iperf3 run with the CPU it cost. */
@@ -258,14 +257,7 @@ function printTable(r: UdpBenchResult): void {
 }
 
 if (import.meta.main) {
-  const args = parseArgs({
-    args: Deno.args,
-    options: { seconds: { type: "string" }, rounds: { type: "string" } },
-  });
-  const result = await main({
-    seconds: args.values.seconds ? Number(args.values.seconds) : undefined,
-    rounds: args.values.rounds ? Number(args.values.rounds) : undefined,
-  });
+  const result = await main(runLengthArgs(Deno.args));
   printTable(result);
   await saveResult("udp", result);
 }
