@@ -27,8 +27,8 @@
 import { type CommandRunner, commandRunner } from "../exec.ts";
 import { defaultNetConf, type LabCluster, startLab } from "../lab/cluster.ts";
 import {
+  addNetns,
   createNode,
-  createPodNetns,
   createUnderlay,
   deleteLabNetns,
   labNames,
@@ -171,7 +171,7 @@ async function buildBaseline(
     const ns = names.node(i);
     const pod = names.pod(i, 1);
     await createNode(run, names.underlay, ns, i);
-    await createPodNetns(run, pod);
+    await addNetns(run, pod);
     await ip(`-n ${ns} link add cni0 mtu ${mtu} type bridge`);
     await ip(`-n ${ns} addr add 10.244.${i}.1/24 dev cni0`);
     await ip(`-n ${ns} link set cni0 up`);

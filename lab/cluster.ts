@@ -12,13 +12,7 @@ import { formatNet, nthSubnet } from "../subnet/ip/mod.ts";
 import { type FakeKubeApi, fakeNode, startFakeKubeApi } from "./kube_api.ts";
 import { type NodeDaemon, type NodeStoreOptions, startNodeDaemon } from "./node.ts";
 import { cniConfig, invokeCni, type LabPod, resultAddress } from "./pods.ts";
-import {
-  createNode,
-  createPodNetns,
-  createUnderlay,
-  deleteLabNetns,
-  labNames,
-} from "./topology.ts";
+import { addNetns, createNode, createUnderlay, deleteLabNetns, labNames } from "./topology.ts";
 
 /** flannel's default etcd prefix; the lab writes its config there. */
 export const LAB_ETCD_PREFIX = "/coreos.com/network";
@@ -189,7 +183,7 @@ async function buildLab(
         const made: LabPod[] = [];
         for (let j = 0; j < count; j++) {
           const ns = names.pod(index + 1, pods.filter((p) => p.node === node.ns).length + 1);
-          await createPodNetns(run, ns);
+          await addNetns(run, ns);
           const result = await invokeCni("ADD", node.ns, ns, cniConfig(node.subnetFile, node.dir));
           const pod = { ns, node: node.ns, ip: resultAddress(result) };
           pods.push(pod);

@@ -30,10 +30,15 @@ export function labNames(prefix: string) {
   };
 }
 
-/** Create the underlay namespace with its bridge and router address. */
-export async function createUnderlay(run: CommandRunner, ns: string): Promise<void> {
+/** Create a namespace with its loopback up (pods start so; the CNI plugin wires the rest). */
+export async function addNetns(run: CommandRunner, ns: string): Promise<void> {
   await run(["ip", "netns", "add", ns]);
   await run(["ip", "-n", ns, "link", "set", "lo", "up"]);
+}
+
+/** Create the underlay namespace with its bridge and router address. */
+export async function createUnderlay(run: CommandRunner, ns: string): Promise<void> {
+  await addNetns(run, ns);
   await run(["ip", "-n", ns, "link", "add", "br0", "type", "bridge"]);
   await run([
     "ip",
@@ -61,8 +66,7 @@ export async function createNode(
   i: number,
 ): Promise<void> {
   const port = `n${i}`;
-  await run(["ip", "netns", "add", ns]);
-  await run(["ip", "-n", ns, "link", "set", "lo", "up"]);
+  await addNetns(run, ns);
   await run([
     "ip",
     "-n",
@@ -92,12 +96,6 @@ export async function createNode(
   await run(["ip", "-n", ns, "link", "set", "ul0", "up"]);
   await run(["ip", "-n", ns, "route", "add", "default", "via", UNDERLAY_ROUTER]);
   await run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-}
-
-/** Create an empty pod namespace (the CNI plugin wires it). */
-export async function createPodNetns(run: CommandRunner, ns: string): Promise<void> {
-  await run(["ip", "netns", "add", ns]);
-  await run(["ip", "-n", ns, "link", "set", "lo", "up"]);
 }
 
 /** Every namespace whose name starts with `prefix`. */

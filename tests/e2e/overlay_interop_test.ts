@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { commandRunner } from "../../exec.ts";
 import { defaultNetConf, startLab } from "../../lab/cluster.ts";
 import { ping } from "../../lab/pods.ts";
-import { createNode, createPodNetns, labNames, nodeUnderlayIP } from "../../lab/topology.ts";
+import { addNetns, createNode, labNames, nodeUnderlayIP } from "../../lab/topology.ts";
 import { nsExec, removeLeftovers, run, RUN_PREFIX } from "../helpers/netns.ts";
 import {
   expectedVxlanEntries,
@@ -83,7 +83,7 @@ rootSuite("vxlan interop with a hand-made flannel node", async (t) => {
     const flannelPodNs = names.pod(FLANNEL_NODE, 1);
     const runner = commandRunner();
     await createNode(runner, names.underlay, flannelNs, FLANNEL_NODE);
-    await createPodNetns(runner, flannelPodNs);
+    await addNetns(runner, flannelPodNs);
     const tartanLeases = await readLeases(client);
     const subnetName = freeSubnet(tartanLeases);
     const subnet = subnetName.replace("-", "/");
