@@ -265,9 +265,13 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       counters[MALFORMED]++;
       return;
     }
-    enqueue(at, length, to);
     // Small packets are interactive (pings, ACKs, DNS): they leave now rather than after one more
     // read; runs worth batching are MTU-sized. A closed run has nothing left to wait for either.
+    if (length < SEND_AT_ONCE_BELOW && queueCount === 0) {
+      transmit(at, length, 0, 1, to); // nothing queued ahead of it: send it from where it was read
+      return;
+    }
+    enqueue(at, length, to);
     if (length < SEND_AT_ONCE_BELOW || !queueOpen) sendQueue();
   }
 

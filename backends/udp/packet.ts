@@ -56,6 +56,9 @@ export function copyBytes(
   else to.bytes.set(from.bytes.subarray(fromStart, fromStart + length), toStart);
 }
 
+/** Shorter ranges (IP headers, small packets) are summed here: the call into WebAssembly costs more. */
+const WASM_SUM_MIN_BYTES = 128;
+
 /** Fold a non-negative sum (below 2^53) to 16 bits with end-around carry. */
 function fold(sum: number): number {
   while (sum > 0xffff) sum = (sum % 0x10000) + Math.floor(sum / 0x10000);
@@ -77,7 +80,7 @@ export function onesSum(buf: PacketBuffer, start: number, end: number, initial =
   end = Math.min(end, bytes.length);
   let sum = initial;
   let i = start;
-  if ((start & 3) === 0 && end - start >= 4) {
+  if ((start & 3) === 0 && end - start >= WASM_SUM_MIN_BYTES) {
     // Little-endian words sum to the byte-swapped network-order sum (RFC 1071 §2(B)).
     const wordsEnd = start + ((end - start) & ~3);
     const le = buf.sumWords(start, wordsEnd);

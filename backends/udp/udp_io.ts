@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { addressOf, kernelMemory, setPointer, setSize } from "../../ffi/kernel_memory.ts";
 import { check, closeFd, lastErrno, libc } from "../../ffi/libc.ts";
 
 const AF_INET = 2;
@@ -82,23 +83,10 @@ export function openUdpSocket(options: UdpSocketOptions): number {
 /** Sends datagrams from memory the caller owns (addressed by raw pointer value). */
 export interface UdpSender {
   /**
-   * Send `length` bytes at pointer `base` to `address:port` as datagrams of `segmentSize` bytes
+   * Send `length` bytes at memory address `base` to `address:port` as datagrams of `segmentSize` bytes
    * (the last may be shorter; 0 or ≥ length: one datagram). Returns the bytes sent, or −errno.
    */
-  send(base: bigint, length: number, segmentSize: number, address: number, port: number): number;
-}
-
-/**
- * Memory the kernel reaches through raw pointers. It must be an explicit ArrayBuffer: V8 keeps
- * small typed arrays (≤ 64 bytes) on its moving heap, where a stored address goes stale.
- */
-function kernelMemory(size: number) {
-  const bytes = new Uint8Array(new ArrayBuffer(size));
-  return {
-    bytes,
-    view: new DataView(bytes.buffer),
-    address: BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes))),
-  };
+  send(base: number, length: number, segmentSize: number, address: number, port: number): number;
 }
 
 /** Offsets in the memory of a sender or receiver: `msghdr` 56, `sockaddr_in` 16, `iovec` 16, control. */
@@ -117,19 +105,19 @@ export function createUdpSender(fd: number): UdpSender {
   v.setUint32(CONTROL, 18, true);
   v.setInt32(CONTROL + 8, SOL_UDP, true);
   v.setInt32(CONTROL + 12, UDP_SEGMENT, true);
-  v.setBigUint64(MSG, mem.address + BigInt(NAME), true);
+  setPointer(v, MSG, mem.address + NAME);
   v.setUint32(MSG + 8, 16, true);
-  v.setBigUint64(MSG + 16, mem.address + BigInt(IOV), true);
+  setPointer(v, MSG + 16, mem.address + IOV);
   v.setUint32(MSG + 24, 1, true);
-  v.setBigUint64(MSG + 32, mem.address + BigInt(CONTROL), true);
+  setPointer(v, MSG + 32, mem.address + CONTROL);
   const msg = mem.bytes.subarray(MSG, MSG + 56);
   const sendmsg = libc().sendmsg;
   return {
     send(base, length, segmentSize, address, port) {
       v.setUint16(NAME + 2, port);
       v.setUint32(NAME + 4, address >>> 0);
-      v.setBigUint64(IOV, base, true);
-      v.setUint32(IOV + 8, length, true);
+      setPointer(v, IOV, base);
+      setSize(v, IOV + 8, length);
       const segmented = segmentSize > 0 && segmentSize < length;
       v.setUint32(MSG + 40, segmented ? controlSpace : 0, true);
       if (segmented) v.setUint16(CONTROL + 16, segmentSize, true);
@@ -163,14 +151,13 @@ export function createUdpReceiver(fd: number, region: Uint8Array<ArrayBuffer>): 
   const controlSpace = 64;
   const mem = kernelMemory(CONTROL + controlSpace);
   const v = mem.view;
-  v.setBigUint64(MSG, mem.address + BigInt(NAME), true);
-  v.setBigUint64(MSG + 16, mem.address + BigInt(IOV), true);
+  setPointer(v, MSG, mem.address + NAME);
+  setPointer(v, MSG + 16, mem.address + IOV);
   v.setUint32(MSG + 24, 1, true);
-  v.setBigUint64(MSG + 32, mem.address + BigInt(CONTROL), true);
-  v.setBigUint64(IOV, BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(region))), true);
-  v.setBigUint64(IOV + 8, BigInt(region.length), true);
+  setPointer(v, MSG + 32, mem.address + CONTROL);
+  setPointer(v, IOV, addressOf(region));
+  setSize(v, IOV + 8, region.length);
   const msg = mem.bytes.subarray(MSG, MSG + 56);
-  const controlLength = BigInt(controlSpace);
   const recvmsg = libc().recvmsg;
   const state = {
     segmentSize: 0,
@@ -200,7 +187,7 @@ export function createUdpReceiver(fd: number, region: Uint8Array<ArrayBuffer>): 
   return {
     receive() {
       v.setUint32(MSG + 8, 16, true);
-      v.setBigUint64(MSG + 40, controlLength, true);
+      setSize(v, MSG + 40, controlSpace);
       const n = recvmsg(fd, msg, 0);
       if (n < 0) return -lastErrno() || -1;
       state.segmentSize = 0;

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { addressOf, kernelMemory, setPointer, setSize } from "../../ffi/kernel_memory.ts";
 import { lastErrno, libc, SyscallError } from "../../ffi/libc.ts";
 import { drainControl } from "./control_fd.ts";
 import { dropSlot, SLOT } from "./counters.ts";
@@ -77,18 +78,13 @@ function pollSet(fds: number[], events = POLLIN): Uint8Array<ArrayBuffer> {
 /** The syscalls of the forwarder, with bounded retries on EINTR and a short wait for space. */
 function workerIo(setup: WorkerSetup, arena: Uint8Array<ArrayBuffer>): ForwarderIo {
   const lib = libc();
-  const base = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(arena)));
+  const base = addressOf(arena);
   const sender = createUdpSender(setup.udpFd);
   const writable = pollSet([setup.udpFd], POLLOUT);
-  const tunViews = new Map<number, Uint8Array<ArrayBuffer>>();
-  const tunView = (offset: number) => {
-    let view = tunViews.get(offset);
-    if (!view) tunViews.set(offset, view = arena.subarray(offset));
-    return view;
-  };
+  const tunIovec = kernelMemory(16);
   return {
     send(offset, length, segmentSize, address): DropCause | null {
-      const pointer = base + BigInt(offset);
+      const pointer = base + offset;
       for (let attempt = 0; attempt < 3; attempt++) {
         const result = sender.send(pointer, length, segmentSize, address, setup.port);
         if (result >= 0) return null;
@@ -99,9 +95,10 @@ function workerIo(setup: WorkerSetup, arena: Uint8Array<ArrayBuffer>): Forwarder
       return "buffer_full";
     },
     writeTun(offset, length): DropCause | null {
-      const view = tunView(offset);
+      setPointer(tunIovec.view, 0, base + offset);
+      setSize(tunIovec.view, 8, length);
       for (let attempt = 0; attempt < 3; attempt++) {
-        if (lib.write(setup.tunFd, view, BigInt(length)) >= 0) return null;
+        if (lib.writev(setup.tunFd, tunIovec.bytes, 1) >= 0) return null;
         const errno = lastErrno();
         if (errno === EINTR) continue;
         return errno === EAGAIN || errno === ENOBUFS ? "buffer_full" : "send_error";

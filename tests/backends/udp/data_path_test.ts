@@ -5,6 +5,7 @@ import { closeNetlink, openNetlink } from "../../../ffi/netlink/socket.ts";
 import { closeTun } from "../../../ffi/tun.ts";
 import { DataPathError, startDataPath } from "../../../backends/udp/data_path.ts";
 import { openTunnelDevice } from "../../../backends/udp/tun_device.ts";
+import { addressOf } from "../../../ffi/kernel_memory.ts";
 import { createUdpReceiver, createUdpSender, openUdpSocket } from "../../../backends/udp/udp_io.ts";
 import { parseNet } from "../../../subnet/ip/mod.ts";
 import { captureLog, waitFor } from "../../helpers/leases.ts";
@@ -103,7 +104,7 @@ rootTest(
         assert.ok(path.running);
 
         const mem = new Uint8Array(new ArrayBuffer(4096));
-        const address = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(mem)));
+        const address = addressOf(mem);
         const peer = createUdpSender(peerFd);
         const send = (packet: Uint8Array) => {
           mem.set(packet);

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { addressOf } from "../../../ffi/kernel_memory.ts";
 import { closeFd, pollFd, POLLIN } from "../../../ffi/libc.ts";
 import { inNetns } from "../../../ffi/netns.ts";
 import { createUdpReceiver, createUdpSender, openUdpSocket } from "../../../backends/udp/udp_io.ts";
@@ -32,7 +33,7 @@ export function rawPeer(netns: string, address: string, port = 8285): RawPeer {
     () => openUdpSocket({ address: Number(parseAddr(address).value), port, bufferBytes: 1 << 20 }),
   );
   const out = new Uint8Array(new ArrayBuffer(65_536));
-  const outAddress = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(out)));
+  const outAddress = addressOf(out);
   const region = new Uint8Array(new ArrayBuffer(65_536));
   const sender = createUdpSender(fd);
   const receiver = createUdpReceiver(fd, region);

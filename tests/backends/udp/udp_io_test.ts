@@ -1,3 +1,4 @@
+import { kernelMemory } from "../../../ffi/kernel_memory.ts";
 import assert from "node:assert/strict";
 import { closeFd, pollFd, POLLIN, SyscallError } from "../../../ffi/libc.ts";
 import { inNetns } from "../../../ffi/netns.ts";
@@ -6,12 +7,6 @@ import { rootTest, run, withNetns } from "../../helpers/netns.ts";
 
 const LOOPBACK = 0x7f000001;
 const MIB4 = 4 * 1024 * 1024;
-
-/** Memory the kernel may address: an explicit ArrayBuffer, with its raw address. */
-function memory(size: number) {
-  const bytes = new Uint8Array(new ArrayBuffer(size));
-  return { bytes, address: BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes))) };
-}
 
 /** Two sockets on loopback in a fresh namespace `ns`: `a` on port 8285, `b` on 8286. */
 async function withSockets(
@@ -35,7 +30,7 @@ async function withSockets(
 
 rootTest("udp io: one GSO send arrives as one GRO receive with its segment size", async () => {
   await withSockets((a, b) => {
-    const out = memory(8000);
+    const out = kernelMemory(8000);
     out.bytes.forEach((_, i) => out.bytes[i] = i & 255);
     const sender = createUdpSender(a);
     const region = new Uint8Array(new ArrayBuffer(65_536));
@@ -50,7 +45,7 @@ rootTest("udp io: one GSO send arrives as one GRO receive with its segment size"
     assert.equal(receiver.truncated, false);
     assert.deepStrictEqual(region.subarray(0, 5300), out.bytes.subarray(0, 5300));
 
-    assert.equal(sender.send(out.address + 7n, 200, 0, LOOPBACK, 8286), 200);
+    assert.equal(sender.send(out.address + 7, 200, 0, LOOPBACK, 8286), 200);
     assert.ok(pollFd(b, POLLIN, 1000) & POLLIN);
     assert.equal(receiver.receive(), 200);
     assert.equal(receiver.segmentSize, 0, "a single datagram");
@@ -61,7 +56,7 @@ rootTest("udp io: one GSO send arrives as one GRO receive with its segment size"
 
 rootTest("udp io: a datagram larger than the region is flagged truncated", async () => {
   await withSockets((a, b) => {
-    const out = memory(2000);
+    const out = kernelMemory(2000);
     const receiver = createUdpReceiver(b, new Uint8Array(new ArrayBuffer(100)));
     assert.equal(createUdpSender(a).send(out.address, 1500, 0, LOOPBACK, 8286), 1500);
     assert.ok(pollFd(b, POLLIN, 1000) & POLLIN);
@@ -74,7 +69,7 @@ rootTest(
   "udp io: datagrams dropped on a full receive buffer are counted by the kernel",
   async () => {
     await withSockets((a, b) => {
-      const out = memory(2000);
+      const out = kernelMemory(2000);
       const sender = createUdpSender(a);
       for (let i = 0; i < 200; i++) sender.send(out.address, 1400, 0, LOOPBACK, 8286);
       const receiver = createUdpReceiver(b, new Uint8Array(new ArrayBuffer(2000)));
