@@ -6,6 +6,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { isOurBlackhole } from "./backends/blackhole_route.ts";
 import { deleteLink, listLinks } from "./ffi/netlink/link.ts";
 import { RT_TABLE_MAIN, RTPROT_KERNEL } from "./ffi/netlink/constants.ts";
 import { deleteRoute, listRoutes } from "./ffi/netlink/route.ts";
@@ -34,11 +35,14 @@ async function networksOf(subnetFile: string): Promise<{ networks: IPNet[]; own:
   }
 }
 
-/** Routes into the cluster network that are ours: not the bridge's own subnet route. */
+/**
+ * Routes into the cluster network that are ours: peer routes and our blackhole routes, not the
+ * bridge's own subnet route.
+ */
 function removeRoutes(h: NetlinkHandle, networks: IPNet[], own: IPNet[], say: (s: string) => void) {
   for (const route of listRoutes(h, { table: RT_TABLE_MAIN })) {
     const inside = networks.some((n) => netContainsNet(n, route.dst) && !netEqual(n, route.dst));
-    const isOwn = own.some((o) => netEqual(o, route.dst));
+    const isOwn = own.some((o) => netEqual(o, route.dst)) && !isOurBlackhole(route);
     if (!inside || isOwn || route.protocol === RTPROT_KERNEL) continue;
     deleteRoute(h, { ...route, table: RT_TABLE_MAIN });
     say(`removed route ${formatNet(route.dst)}`);

@@ -31,6 +31,8 @@ import type { LeaseWatchUpdate, SubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/manager.ts";
 import { subnetEnvFor, writeSubnetEnv } from "./subnet/subnet_env.ts";
 import { createTrafficManager } from "./traffic/manager.ts";
+import { maintainBlackholeRoutes } from "./backends/blackhole_route.ts";
+import { notifySystemd } from "./systemd_notify.ts";
 import { VERSION } from "./version.ts";
 import { formatAddr, formatNet } from "./subnet/ip/mod.ts";
 
@@ -62,6 +64,7 @@ const IMPLEMENTED = new Set([
   "ip-masq-fully-random-disable",
   "iptables-resync",
   "iptables-forward-rules",
+  "ip-blackhole-route",
   "healthz-ip",
   "healthz-port",
   "v",
@@ -269,11 +272,16 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
     log.info("wrote subnet file", { path: options.subnetFile });
 
     const updates = recordInState(state, manager.watchLeases(signal));
-    await Promise.all([
+    const ownSubnets = [lease.subnet, lease.ipv6Subnet].filter((s) => s !== undefined);
+    const running = Promise.all([
       network.run(updates, signal),
       manager.maintainLease(lease, signal),
       traffic.startResync(signal),
+      options.ipBlackholeRoute &&
+      maintainBlackholeRoutes(netlink, ownSubnets, options.iptablesResync, log, signal),
     ]);
+    tellSystemdReady();
+    await running;
     return 0;
   } catch (err) {
     if (signal.aborted && !(err instanceof LeaseLostError)) return 0;
@@ -286,6 +294,15 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
     await manager?.close().catch(() => {});
     await admin?.finished;
     if (netlink) closeNetlink(netlink);
+  }
+}
+
+/** `READY=1` for a `Type=notify` unit, once the backend runs (as flanneld); never fatal. */
+function tellSystemdReady(): void {
+  try {
+    if (notifySystemd("READY=1")) log.info("told systemd we are ready");
+  } catch (err) {
+    log.warn("could not notify systemd", { error: errorText(err) });
   }
 }
 

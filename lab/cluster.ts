@@ -26,6 +26,8 @@ export interface LabOptions {
   readonly netConf: Readonly<Record<string, unknown>>;
   /** Extra `tartan run` flags for every node. */
   readonly flags?: readonly string[];
+  /** Extra environment for every node's daemon. */
+  readonly env?: Readonly<Record<string, string>>;
   /** Where node files go (subnet.env, logs, CNI state); a temp dir by default. */
   readonly workDir?: string;
 }
@@ -174,6 +176,7 @@ async function buildLab(
           dir: `${workDir}/n${i}`,
           ...leases.wire(i, ns),
           flags: options.flags,
+          env: options.env,
         });
         nodes.push(node);
         return node;

@@ -58,6 +58,8 @@ export type NodeDaemonOptions = NodeStoreOptions & {
   readonly dir: string;
   /** Extra `tartan run` flags (e.g. `--ip-masq`). */
   readonly flags?: readonly string[];
+  /** Extra environment of the daemon (e.g. `NOTIFY_SOCKET`). */
+  readonly env?: Readonly<Record<string, string>>;
 };
 
 /** The forwarder, flags and environment that connect a node to its lease store. */
@@ -149,7 +151,7 @@ export async function startNodeDaemon(options: NodeDaemonOptions): Promise<NodeD
         stdin: "null",
         stdout: "null",
         stderr: "piped",
-        env: { NO_COLOR: "1", ...store.env },
+        env: { NO_COLOR: "1", ...store.env, ...options.env },
       }).spawn();
       appendTo(log, child.stderr).catch(() => {});
       exited = child.status;

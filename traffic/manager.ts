@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { sleep } from "../subnet/backoff.ts";
 import type { NetworkConfig } from "../config/network_config.ts";
 import type { Lease } from "../subnet/lease.ts";
 import type { EngineName, RuleEngine } from "./engine.ts";
@@ -85,18 +86,6 @@ export async function removeAllTrafficState(run: CommandRunner = commandRunner()
 
 async function removeEach(engines: readonly RuleEngine[]): Promise<void> {
   for (const engine of engines) await engine.removeAll();
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 /**

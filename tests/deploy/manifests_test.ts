@@ -137,6 +137,7 @@ Deno.test("the systemd unit restarts on failure and its environment file holds r
   const unit = await Deno.readTextFile(`${DEPLOY}tartan.service`);
   for (
     const line of [
+      "Type=notify",
       "Restart=on-failure",
       "EnvironmentFile=-/etc/tartan/tartan.env",
       "ExecStart=/usr/local/bin/tartan run",

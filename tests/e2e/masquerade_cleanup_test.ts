@@ -18,11 +18,12 @@ interface JsonRoute {
 }
 
 rootTest("e2e: --ip-masq lets pods reach the outside; tartan cleanup leaves no trace", async () => {
+  // --ip-blackhole-route too: its route must not cut the pods off, and cleanup removes it.
   const lab = await startLab({
     prefix: RUN_PREFIX,
     nodes: 2,
     netConf: defaultNetConf("vxlan"),
-    flags: ["--ip-masq"],
+    flags: ["--ip-masq", "--ip-blackhole-route"],
   });
   try {
     await lab.waitConverged();
@@ -35,6 +36,9 @@ rootTest("e2e: --ip-masq lets pods reach the outside; tartan cleanup leaves no t
     const saved = (await nsExec(node.ns, ["iptables-save", "-t", "nat"])).stdout;
     assert.match(saved, /-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG/);
     assert.match(await Deno.readTextFile(node.subnetFile), /^FLANNEL_IPMASQ=true$/m);
+    const gateway = (await Deno.readTextFile(node.subnetFile)).match(/^FLANNEL_SUBNET=(.+)$/m)![1];
+    const blackholes = await ipJson<JsonRoute[]>(node.ns, ["route", "show", "type", "blackhole"]);
+    assert.deepEqual(blackholes.map((r) => r.dst), [gateway.replace(/\.\d+\/24$/, ".0/24")]);
 
     assert.equal(await node.stop(), 0, "SIGTERM stops the daemon cleanly");
     const cleanup = await nsExec(node.ns, [
