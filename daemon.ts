@@ -30,6 +30,7 @@ import { formatLeaseKey } from "./subnet/lease.ts";
 import type { LeaseWatchUpdate, SubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/manager.ts";
 import { subnetEnvFor, writeSubnetEnv } from "./subnet/subnet_env.ts";
+import { requireBridgeNetfilter } from "./traffic/bridge_netfilter.ts";
 import { createTrafficManager } from "./traffic/manager.ts";
 import { maintainBlackholeRoutes } from "./backends/blackhole_route.ts";
 import { notifySystemd } from "./systemd_notify.ts";
@@ -216,6 +217,11 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
     }
     const config = await manager.getNetworkConfig(signal);
     state.config = config;
+    await requireBridgeNetfilter({
+      nftables: config.enableNFTables,
+      ipv4: config.ipv4 !== undefined,
+      ipv6: config.ipv6 !== undefined,
+    });
     // In kube mode the node-public-ip(v6) annotations override the flags (spec §4.2).
     const pinned = await manager.nodePublicIPs?.(signal) ?? {};
     const ext = await selectExternalInterface(
