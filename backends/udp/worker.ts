@@ -28,7 +28,12 @@ const POLLOUT = 0x004;
 const POLLNVAL = 0x020;
 /** Reads per fd before looking at the others again. */
 const BUDGET = 64;
-/** A finite wait, so that `terminate()` takes effect even if the control fd were lost. */
+/**
+ * A finite wait, so that `terminate()` takes effect even if the control fd were lost. The loop
+ * always sleeps in poll: spinning before sleeping was measured to make the idle RTT worse on a
+ * 2-vCPU node (848 µs with a 300 µs spin against 512 µs without), as it takes the CPU the peer's
+ * Worker and the pods need.
+ */
 const POLL_TIMEOUT_MS = 500;
 /** How long to wait for socket buffer space before dropping. */
 const SEND_WAIT_MS = 10;
