@@ -56,7 +56,10 @@ export function copyBytes(
   else to.bytes.set(from.bytes.subarray(fromStart, fromStart + length), toStart);
 }
 
-/** Shorter ranges (IP headers, small packets) are summed here: the call into WebAssembly costs more. */
+/**
+ * Ranges shorter than this (IP headers, small packets) are summed in JavaScript: cheaper than a
+ * call into WebAssembly.
+ */
 const WASM_SUM_MIN_BYTES = 128;
 
 /** Fold a non-negative sum (below 2^53) to 16 bits with end-around carry. */

@@ -83,8 +83,9 @@ export function openUdpSocket(options: UdpSocketOptions): number {
 /** Sends datagrams from memory the caller owns (addressed by raw pointer value). */
 export interface UdpSender {
   /**
-   * Send `length` bytes at memory address `base` to `address:port` as datagrams of `segmentSize` bytes
-   * (the last may be shorter; 0 or ≥ length: one datagram). Returns the bytes sent, or −errno.
+   * Send `length` bytes at memory address `base` to `address:port` as datagrams of
+   * `segmentSize` bytes (the last may be shorter; 0 or ≥ length: one datagram). Returns the bytes
+   * sent, or −errno.
    */
   send(base: number, length: number, segmentSize: number, address: number, port: number): number;
 }
