@@ -4,8 +4,11 @@
  * node namespaces, measured in the same run and interleaved (udp, veth, udp, …) so that drift of
  * this shared 2-core machine hits both alike.
  *
- * When a C compiler is present, a third path is measured in the same run: a reference C proxy
- * that moves one packet per syscall as flannel's udp backend does (bench/reference_tunnel.ts).
+ * Two more paths are measured in the same run: Tartan udp from node to node (the first node's
+ * namespace to the second node's bridge address: the same data path without the pods' veth,
+ * bridge and bridge-netfilter hops, which plain veth does not cross either), and, when a C
+ * compiler is present, a reference C proxy that moves one packet per syscall as flannel's udp
+ * backend does (bench/reference_tunnel.ts).
  *
  * Targets (issue 12): single-stream throughput ≥ 0.30× veth (flannel's C proxy: ~0.06×), ping
  * RTT ≤ 200 µs on an idle path (pings 20 ms apart; 1 ms and 200 ms apart are reported too,
@@ -18,7 +21,9 @@
  *
  * @module
  */
+import { readSubnetEnv } from "../cni/subnet_env.ts";
 import { type CommandRunner, commandRunner } from "../exec.ts";
+import { formatAddr } from "../subnet/ip/mod.ts";
 import { defaultNetConf, type LabCluster, startLab } from "../lab/cluster.ts";
 import { labNames } from "../lab/topology.ts";
 import { median, round } from "./stats.ts";
@@ -61,6 +66,8 @@ export interface UdpBenchResult {
   readonly secondsPerRun: number;
   readonly rounds: number;
   readonly udp: PathResult;
+  /** Tartan udp between the node namespaces, without pods. */
+  readonly udpNodes: PathResult;
   readonly veth: PathResult;
   /** The reference C proxy; absent without a C compiler. */
   readonly reference?: PathResult;
@@ -71,6 +78,8 @@ export interface UdpBenchResult {
     readonly vethGbps4: number;
     readonly ratio1: number;
     readonly ratio4: number;
+    /** Node-to-node Tartan udp over veth, single stream. */
+    readonly nodesRatio1: number;
     /** Median RTT in µs by ping gap (ms). */
     readonly udpRtt: Record<PingGap, number>;
     readonly vethRtt: Record<PingGap, number>;
@@ -172,6 +181,13 @@ function medianRtt(result: PathResult): Record<PingGap, number> {
   return byGap((gap) => median(result.rttMicros[gap]));
 }
 
+/** The node's bridge address (its subnet's first address), from its subnet.env. */
+async function bridgeAddress(subnetFile: string): Promise<string> {
+  const { subnet } = await readSubnetEnv(subnetFile);
+  if (!subnet) throw new Error(`${subnetFile} has no IPv4 subnet`);
+  return formatAddr({ family: 4, value: subnet.base + 1n });
+}
+
 /** Plain veth between the two node namespaces (the baseline path). */
 async function connectNodesByVeth(run: CommandRunner, prefix: string): Promise<TrafficPath> {
   const names = labNames(prefix);
@@ -187,6 +203,7 @@ async function connectNodesByVeth(run: CommandRunner, prefix: string): Promise<T
 
 function summarize(
   udp: PathResult,
+  udpNodes: PathResult,
   veth: PathResult,
   reference: PathResult | undefined,
 ): UdpBenchResult["summary"] {
@@ -204,6 +221,7 @@ function summarize(
     vethGbps4: med(veth.streams4, (s) => s.gbps),
     ratio1,
     ratio4: round(med(udp.streams4, (s) => s.gbps) / med(veth.streams4, (s) => s.gbps)),
+    nodesRatio1: round(med(udpNodes.streams1, (s) => s.gbps) / vethGbps1),
     udpRtt,
     vethRtt: medianRtt(veth),
     referenceRtt: reference && medianRtt(reference),
@@ -248,14 +266,21 @@ export async function main(options: UdpBenchOptions = {}): Promise<UdpBenchResul
     const [a] = await lab.addPods(0, 1);
     const [b] = await lab.addPods(1, 1);
     const udpPath: TrafficPath = { client: a.ns, server: b.ns, serverIP: b.ip };
+    const udpNodesPath: TrafficPath = {
+      client: lab.nodes[0].ns,
+      server: lab.nodes[1].ns,
+      serverIP: await bridgeAddress(lab.nodes[1].subnetFile),
+    };
     const vethPath = await connectNodesByVeth(run, prefix);
     reference = await startReferenceTunnel(run, prefix);
     const daemons = await daemonPids(run, lab);
     const udp = emptyResult();
+    const udpNodes = emptyResult();
     const veth = emptyResult();
     const referenceResult = reference ? emptyResult() : undefined;
     for (let r = 0; r < rounds; r++) {
       await measureRound(run, udpPath, udp, seconds, daemons);
+      await measureRound(run, udpNodesPath, udpNodes, seconds, daemons);
       await measureRound(run, vethPath, veth, seconds, []);
       if (reference && referenceResult) {
         await measureRound(run, reference.path, referenceResult, seconds, []);
@@ -267,9 +292,10 @@ export async function main(options: UdpBenchOptions = {}): Promise<UdpBenchResul
       secondsPerRun: seconds,
       rounds,
       udp,
+      udpNodes,
       veth,
       reference: referenceResult,
-      summary: summarize(udp, veth, referenceResult),
+      summary: summarize(udp, udpNodes, veth, referenceResult),
     };
   } finally {
     await reference?.stop();
@@ -297,6 +323,13 @@ function printTable(r: UdpBenchResult): void {
       `${s.udpCoresPerGbps} (daemons ${s.udpDaemonCoresPerGbps})`,
     ],
     [
+      "tartan udp (node→node)",
+      median(r.udpNodes.streams1.map((x) => x.gbps)).toFixed(2),
+      median(r.udpNodes.streams4.map((x) => x.gbps)).toFixed(2),
+      ...rtt(medianRtt(r.udpNodes)),
+      `${round(median(r.udpNodes.streams1.map((x) => x.machineCores / x.gbps)))}`,
+    ],
+    [
       "plain veth (node→node)",
       s.vethGbps1.toFixed(2),
       s.vethGbps4.toFixed(2),
@@ -314,6 +347,13 @@ function printTable(r: UdpBenchResult): void {
     ]);
   }
   rows.push(["ratio udp / veth", `${s.ratio1}`, `${s.ratio4}`, ...PING_GAPS_MS.map(() => ""), ""]);
+  rows.push([
+    "ratio node→node udp / veth",
+    `${s.nodesRatio1}`,
+    "",
+    ...PING_GAPS_MS.map(() => ""),
+    "",
+  ]);
   if (s.overReference1 !== undefined) {
     rows.push(["udp / C proxy", `${s.overReference1}`, "", ...PING_GAPS_MS.map(() => ""), ""]);
   }
