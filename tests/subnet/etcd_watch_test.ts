@@ -4,11 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import type { EtcdSubnetManager } from "../../subnet/etcd.ts";
 import { formatAddr, parseAddr } from "../../subnet/ip/mod.ts";
-import { formatLeaseKey, type Lease, type LeaseEvent } from "../../subnet/lease.ts";
-import { LeaseSet } from "../../subnet/lease_set.ts";
-import { LeaseLostError, type LeaseWatchUpdate } from "../../subnet/manager.ts";
+import { formatLeaseKey, type Lease } from "../../subnet/lease.ts";
+import { LeaseLostError } from "../../subnet/manager.ts";
 import { withEtcdEnv } from "../helpers/etcd_env.ts";
 import {
   allocValue,
@@ -21,44 +19,10 @@ import {
   vxlanValue,
   waitFor,
 } from "../helpers/leases.ts";
+import { watchInBackground } from "../helpers/lease_watch.ts";
 import { startTcpProxy } from "../helpers/tcp_proxy.ts";
 
 const CONFIG = '{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan"}}';
-
-/** A running watch: every update, and the lease set they fold into. */
-interface Watching {
-  readonly updates: LeaseWatchUpdate[];
-  readonly peers: LeaseSet;
-  readonly events: LeaseEvent[];
-  /** Names of the leases the watcher knows now. */
-  names(): string[];
-  readonly done: Promise<void>;
-}
-
-function watch(manager: EtcdSubnetManager, signal: AbortSignal): Watching {
-  const updates: LeaseWatchUpdate[] = [];
-  const events: LeaseEvent[] = [];
-  const peers = new LeaseSet();
-  const done = (async () => {
-    for await (const update of manager.watchLeases(signal)) {
-      updates.push(update);
-      events.push(...peers.apply(update));
-    }
-  })();
-  return {
-    updates,
-    peers,
-    events,
-    names: () => peers.leases.map(formatLeaseKey).sort(),
-    done,
-  };
-}
-
-function describe(events: LeaseEvent[]): string[] {
-  return events.map((e) =>
-    `${e.type} ${formatLeaseKey(e.lease)} ${formatAddr(e.lease.attrs.publicIP)}`
-  );
-}
 
 /** Run `body` with an abort signal that is always aborted afterwards, then await `tasks`. */
 async function scoped(body: (signal: AbortSignal, tasks: Promise<unknown>[]) => Promise<void>) {
@@ -86,7 +50,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
           vxlanValue("198.18.0.2", "c6:d2:32:6f:8f:44"),
         );
         await putLease(client, prefix, "10.5.3.0-24", allocValue("198.18.0.3"), 0);
-        const w = watch(env.manager(prefix), signal);
+        const w = watchInBackground(env.manager(prefix), signal);
         tasks.push(w.done);
         await waitFor("snapshot", () => w.updates.length > 0);
         const first = w.updates[0];
@@ -103,7 +67,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
         // The removal carries what the lease published, not just its subnet.
         assert.deepEqual(removed.lease.attrs.backendData, { VNI: 1, VtepMAC: "c6:d2:32:6f:8f:44" });
         await waitFor("expired", () => !w.names().includes("10.5.4.0-24"), 8000);
-        assert.deepEqual(describe(w.events), [
+        assert.deepEqual(w.summary(), [
           "added 10.5.2.0-24 198.18.0.2",
           "added 10.5.3.0-24 198.18.0.3",
           "added 10.5.4.0-24 198.18.0.4",
@@ -127,7 +91,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
         await putLease(client, prefix, "10.5.2.0-24", allocValue("198.18.0.2"));
         await putLease(client, prefix, "10.5.66.0-24", "{bad"); // malformed from the start
         const manager = env.manager(prefix);
-        const w = watch(manager, signal);
+        const w = watchInBackground(manager, signal);
         tasks.push(w.done);
         await waitFor("snapshot", () => w.updates.length > 0);
         assert.equal(manager.stats.malformedSkipped, 1);
@@ -158,7 +122,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
         await using proxy = startTcpProxy(Number(new URL(env.etcd.endpoint).port));
         const { log, lines } = captureLog();
         const manager = env.manager(prefix, { endpoints: [`http://${proxy.address}`], log });
-        const w = watch(manager, signal);
+        const w = watchInBackground(manager, signal);
         tasks.push(w.done);
         await waitFor("snapshot", () => w.names().length === 1);
         proxy.cut();
@@ -170,7 +134,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
         assert.ok(manager.stats.relists >= 1);
         assert.ok(manager.stats.watchErrors >= 1);
         assert.ok(lines.some((l) => l.includes("compacted=true")), lines.join("\n"));
-        assert.deepEqual(describe(w.events), [
+        assert.deepEqual(w.summary(), [
           "added 10.5.2.0-24 198.18.0.2",
           "removed 10.5.2.0-24 198.18.0.2",
           "added 10.5.3.0-24 198.18.0.3",
@@ -188,7 +152,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
         const lease = await manager.acquireLease({ publicIP: parseAddr("198.18.0.1") }, signal);
         const keep = manager.maintainLease(lease, signal);
         tasks.push(keep);
-        const w = watch(manager, signal);
+        const w = watchInBackground(manager, signal);
         tasks.push(w.done);
         await waitFor("snapshot", () => w.updates.length > 0);
         const before = (await readSubnets(client, prefix)).get(formatLeaseKey(lease))!;
@@ -294,7 +258,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
         const manager = env.manager(prefix);
         const lease = await manager.acquireLease({ publicIP: parseAddr("198.18.0.1") }, signal);
         const keep = manager.maintainLease(lease, new AbortController().signal);
-        const w = watch(manager, new AbortController().signal);
+        const w = watchInBackground(manager, new AbortController().signal);
         tasks.push(keep, w.done);
         await waitFor("snapshot", () => w.updates.length > 0);
         await manager.close();

@@ -15,10 +15,10 @@ import { formatAddr, formatNet, parseAddr } from "../../subnet/ip/mod.ts";
 import { KubeLeaseError, type KubeManagerOptions, KubeSubnetManager } from "../../subnet/kube.ts";
 import { annotationNames, publication } from "../../subnet/kube_annotations.ts";
 import { createKubeClient, loadKubeConfig } from "../../subnet/kube_client.ts";
-import { formatLeaseKey, type LeaseAttrs, type LeaseEvent } from "../../subnet/lease.ts";
-import { LeaseSet } from "../../subnet/lease_set.ts";
-import { LeaseLostError, type LeaseWatchUpdate } from "../../subnet/manager.ts";
+import { formatLeaseKey, type LeaseAttrs } from "../../subnet/lease.ts";
+import { LeaseLostError } from "../../subnet/manager.ts";
 import { makeTestPki } from "../helpers/certs.ts";
+import { watchInBackground } from "../helpers/lease_watch.ts";
 import { captureLog, waitFor } from "../helpers/leases.ts";
 
 const AP = "flannel.alpha.coreos.com/";
@@ -98,30 +98,6 @@ async function withEnv(fn: (env: Env) => Promise<void>, token = "s3cret"): Promi
     await api.close();
     await Deno.remove(dir, { recursive: true });
   }
-}
-
-/** Run a watch in the background, folding updates into a LeaseSet as the daemon does. */
-function watch(manager: KubeSubnetManager, signal: AbortSignal) {
-  const updates: LeaseWatchUpdate[] = [];
-  const events: LeaseEvent[] = [];
-  const peers = new LeaseSet();
-  const done = (async () => {
-    for await (const update of manager.watchLeases(signal)) {
-      updates.push(update);
-      events.push(...peers.apply(update));
-    }
-  })();
-  const summary = (list: LeaseEvent[]) =>
-    list.map((e) => `${e.type} ${formatLeaseKey(e.lease)} ${formatAddr(e.lease.attrs.publicIP)}`);
-  return {
-    updates,
-    events,
-    peers,
-    done,
-    summary: () => summary(events),
-    known: () =>
-      peers.leases.map((l) => `${formatLeaseKey(l)} ${formatAddr(l.attrs.publicIP)}`).sort(),
-  };
 }
 
 function patchesOf(api: FakeKubeApi, node: string) {
@@ -341,7 +317,7 @@ Deno.test("maintainLease sets NetworkUnavailable=False and re-asserts it and our
     const stop = new AbortController();
     const signal = AbortSignal.any([stop.signal, AbortSignal.timeout(20_000)]);
     const lease = await m.acquireLease(vxlanAttrs("198.18.0.11", "12:c6:65:89:b4:e3"), signal);
-    const watching = watch(m, signal);
+    const watching = watchInBackground(m, signal);
     const maintaining = m.maintainLease(lease, signal);
     await waitFor(
       "the condition",
@@ -407,7 +383,7 @@ Deno.test("the watch follows node add, update and delete; malformed nodes are sk
     api.setNode(bad);
     const m = manager();
     const stop = new AbortController();
-    const w = watch(m, AbortSignal.any([stop.signal, AbortSignal.timeout(20_000)]));
+    const w = watchInBackground(m, AbortSignal.any([stop.signal, AbortSignal.timeout(20_000)]));
     await waitFor("the snapshot", () => w.updates.length > 0);
     assert.deepEqual(w.known(), ["10.244.1.0-24 198.18.0.11", "10.244.2.0-24 198.18.0.12"]);
     assert.equal(m.stats.malformedSkipped, 2);
@@ -468,7 +444,7 @@ Deno.test("dual stack: a change to the IPv6 annotations alone is an update (quir
     );
     const m = manager({ conf: DUAL_CONF });
     const stop = new AbortController();
-    const w = watch(m, AbortSignal.any([stop.signal, AbortSignal.timeout(10_000)]));
+    const w = watchInBackground(m, AbortSignal.any([stop.signal, AbortSignal.timeout(10_000)]));
     await waitFor("the snapshot", () => w.events.length === 1);
     api.updateNode("n2", (n) => {
       ((n.metadata as JsonObject).annotations as JsonObject)[`${AP}backend-v6-data`] =
@@ -490,7 +466,7 @@ for (const as of ["event", "http"] as const) {
       api.setNode(flannelNode("n2", "10.244.2.0/24", "198.18.0.12", "aa:00:00:00:00:02"));
       const m = manager();
       const stop = new AbortController();
-      const w = watch(m, AbortSignal.any([stop.signal, AbortSignal.timeout(10_000)]));
+      const w = watchInBackground(m, AbortSignal.any([stop.signal, AbortSignal.timeout(10_000)]));
       await waitFor("the watch", () => w.updates.length > 0 && api.openWatches() === 1);
       const lists = () =>
         api.requests.filter((r) => r.path === "/api/v1/nodes" && !r.query.watch).length;
@@ -525,7 +501,7 @@ Deno.test("a stream the server ends is resumed from the last resourceVersion, wi
     api.setNode(flannelNode("n1", "10.244.1.0/24", "198.18.0.11", "aa:00:00:00:00:01"));
     const m = manager();
     const stop = new AbortController();
-    const w = watch(m, AbortSignal.any([stop.signal, AbortSignal.timeout(10_000)]));
+    const w = watchInBackground(m, AbortSignal.any([stop.signal, AbortSignal.timeout(10_000)]));
     await waitFor("the watch", () => api.openWatches() === 1);
     api.setNode(flannelNode("n2", "10.244.2.0/24", "198.18.0.12", "aa:00:00:00:00:02"));
     await waitFor("n2", () => w.known().length === 2);
@@ -558,7 +534,7 @@ Deno.test("a watch that goes silent is resumed on a new connection, not left to 
     );
     const m = manager({ watchIdleMs: 300 });
     const stop = new AbortController();
-    const w = watch(m, AbortSignal.any([stop.signal, AbortSignal.timeout(10_000)]));
+    const w = watchInBackground(m, AbortSignal.any([stop.signal, AbortSignal.timeout(10_000)]));
     await waitFor("the silent watch", () => silenced === 1);
     api.setNode(flannelNode("n2", "10.244.2.0/24", "198.18.0.12", "aa:00:00:00:00:02"));
     await waitFor("n2 through the second connection", () => w.known().length === 2);
@@ -576,7 +552,7 @@ Deno.test("an API that is down at first only delays the watch", () =>
     api.intercept(() => refused++ < 4 ? new Response("down", { status: 503 }) : undefined);
     const m = manager();
     const stop = new AbortController();
-    const w = watch(m, AbortSignal.any([stop.signal, AbortSignal.timeout(10_000)]));
+    const w = watchInBackground(m, AbortSignal.any([stop.signal, AbortSignal.timeout(10_000)]));
     await waitFor("the snapshot", () => w.known().length === 1);
     assert.ok(m.stats.watchErrors >= 4);
     stop.abort();
@@ -587,7 +563,7 @@ Deno.test("close() ends a running watch", () =>
   withEnv(async ({ api, manager }) => {
     api.setNode(flannelNode("n1", "10.244.1.0/24", "198.18.0.11", "aa:00:00:00:00:01"));
     const m = manager();
-    const w = watch(m, AbortSignal.timeout(10_000));
+    const w = watchInBackground(m, AbortSignal.timeout(10_000));
     await waitFor("the watch", () => api.openWatches() === 1);
     await m.close();
     await w.done;
@@ -628,7 +604,7 @@ Deno.test("in-cluster: the service account token and CA are used over HTTPS", as
     });
     await m.acquireLease(vxlanAttrs("198.18.0.11", "12:c6:65:89:b4:e3"), AbortSignal.timeout(5000));
     const stop = new AbortController();
-    const w = watch(m, AbortSignal.any([stop.signal, AbortSignal.timeout(5000)]));
+    const w = watchInBackground(m, AbortSignal.any([stop.signal, AbortSignal.timeout(5000)]));
     await waitFor("the watch over HTTPS", () => api.openWatches() === 1);
     api.setNode(flannelNode("n2", "10.244.2.0/24", "198.18.0.12", "aa:00:00:00:00:02"));
     await waitFor("n2", () => w.known().length === 2);
