@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
+import { rulesFor } from "./family_rules.ts";
 import fc from "fast-check";
-import { parseNet } from "../../subnet/ip/mod.ts";
 import {
   desiredChainRules,
   FORWARD_CHAIN,
@@ -12,19 +12,10 @@ import {
   planIptablesRestore,
   type SavedTable,
 } from "../../traffic/iptables.ts";
-import { type FamilyRules, forwardRules, masqueradeRules } from "../../traffic/rules.ts";
+import type { FamilyRules } from "../../traffic/rules.ts";
 
 const C = "10.244.0.0/16";
 const S = "10.244.1.0/24";
-
-function rulesFor(cluster: string, own: string, fullyRandom: boolean): FamilyRules {
-  const c = parseNet(cluster);
-  return {
-    family: c.family,
-    masquerade: masqueradeRules(c, parseNet(own), fullyRandom),
-    forward: forwardRules(c),
-  };
-}
 
 /** Spec §7.1 rule lines, written out literally (conformance 25, 26). */
 function specMasq(c: string, s: string, multicast: string, rf: string): string[] {

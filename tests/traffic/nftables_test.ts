@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { rulesFor } from "./family_rules.ts";
 import fc from "fast-check";
 import { parseNet } from "../../subnet/ip/mod.ts";
 import {
@@ -10,21 +11,7 @@ import {
   renderNftRule,
   renderNftTransaction,
 } from "../../traffic/nftables.ts";
-import {
-  EMPTY_RULE_SET,
-  type FamilyRules,
-  forwardRules,
-  masqueradeRules,
-} from "../../traffic/rules.ts";
-
-function rulesFor(cluster: string, own: string, fullyRandom: boolean): FamilyRules {
-  const c = parseNet(cluster);
-  return {
-    family: c.family,
-    masquerade: masqueradeRules(c, parseNet(own), fullyRandom),
-    forward: forwardRules(c),
-  };
-}
+import { EMPTY_RULE_SET } from "../../traffic/rules.ts";
 
 const v4 = rulesFor("10.244.0.0/16", "10.244.1.0/24", true);
 const v6 = rulesFor("fd00:10:244::/56", "fd00:10:244:1::/64", false);
