@@ -17,8 +17,8 @@ const SOCK_CLOEXEC = 0o2000000;
 const SOCKADDR_UN_BYTES = 110;
 const PATH_AT = 2;
 
-/** A `sockaddr_un` for `name` and the length to pass with it. */
-function sockaddrUn(name: string): { address: Uint8Array<ArrayBuffer>; length: number } {
+/** A `sockaddr_un` for `name` (`@` first: abstract) and the length to pass with it. */
+export function sockaddrUn(name: string): { address: Uint8Array<ArrayBuffer>; length: number } {
   const abstract = name.startsWith("@");
   const path = new TextEncoder().encode(abstract ? name.slice(1) : name);
   // Either way one extra byte: a path's terminating NUL, or the NUL that starts an abstract name.
