@@ -12,7 +12,7 @@ import { RT_TABLE_MAIN, RTPROT_KERNEL } from "./ffi/netlink/constants.ts";
 import { deleteRoute, listRoutes } from "./ffi/netlink/route.ts";
 import { closeNetlink, type NetlinkHandle, openNetlink } from "./ffi/netlink/socket.ts";
 import { errorText } from "./log.ts";
-import { formatNet, type IPNet, netContainsNet, netEqual, tryParseNet } from "./subnet/ip/mod.ts";
+import { formatNet, type IPNet, netContainsNet, netEqual, tryParseNet } from "./ip/mod.ts";
 import { parseSubnetEnv } from "./subnet/subnet_env.ts";
 import { removeAllTrafficState } from "./traffic/manager.ts";
 

@@ -35,7 +35,7 @@ import { createTrafficManager } from "./traffic/manager.ts";
 import { maintainBlackholeRoutes } from "./backends/blackhole_route.ts";
 import { notifySystemd } from "./systemd_notify.ts";
 import { VERSION } from "./version.ts";
-import { formatAddr, formatNet } from "./subnet/ip/mod.ts";
+import { formatAddr, formatNet } from "./ip/mod.ts";
 
 const log = logger("daemon");
 

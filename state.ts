@@ -6,7 +6,7 @@
  */
 import type { NetworkConfig } from "./config/network_config.ts";
 import type { Lease } from "./subnet/lease.ts";
-import type { IPAddr } from "./subnet/ip/mod.ts";
+import type { IPAddr } from "./ip/mod.ts";
 import type { TrafficHealth } from "./traffic/manager.ts";
 
 export type { TrafficHealth };

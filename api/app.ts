@@ -16,7 +16,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { type Context, Hono } from "hono";
 import type { DaemonState } from "../state.ts";
-import type { IPNet } from "../subnet/ip/mod.ts";
+import type { IPNet } from "../ip/mod.ts";
 import { errorText, type Logger, logger } from "../log.ts";
 import type { Metrics } from "./metrics.ts";
 import { ALIVE_TEXT, evaluateReadiness, readinessText } from "./readiness.ts";

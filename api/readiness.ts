@@ -12,7 +12,7 @@
  * @module
  */
 import type { DaemonState } from "../state.ts";
-import { formatNet } from "../subnet/ip/mod.ts";
+import { formatNet } from "../ip/mod.ts";
 import type { Lease } from "../subnet/lease.ts";
 
 /** Flannel's `/healthz` body. */

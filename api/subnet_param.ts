@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type IPNet, netContainsNet, netEqual, parseNet } from "../subnet/ip/mod.ts";
+import { type IPNet, netContainsNet, netEqual, parseNet } from "../ip/mod.ts";
 import type { Lease } from "../subnet/lease.ts";
 
 /** Longer input cannot be a subnet; refusing it early bounds the work per request. */

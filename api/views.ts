@@ -8,7 +8,7 @@
  */
 import type { FamilyConfig, NetworkConfig } from "../config/network_config.ts";
 import type { BackendHealth, DaemonState, TrafficHealth } from "../state.ts";
-import { formatAddr, formatNet, type IPAddr, type IPNet } from "../subnet/ip/mod.ts";
+import { formatAddr, formatNet, type IPAddr, type IPNet } from "../ip/mod.ts";
 import { formatLeaseKey, type JsonValue, type Lease, sameSubnets } from "../subnet/lease.ts";
 import { evaluateReadiness, type Readiness, readinessHeadline } from "./readiness.ts";
 import type {

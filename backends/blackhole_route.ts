@@ -15,8 +15,8 @@ import { RTN_BLACKHOLE } from "../ffi/netlink/constants.ts";
 import { addRoute, type Route } from "../ffi/netlink/route.ts";
 import { NetlinkError, type NetlinkHandle } from "../ffi/netlink/socket.ts";
 import { errorText, type Logger } from "../log.ts";
-import { sleep } from "../subnet/backoff.ts";
-import { formatNet, type IPNet } from "../subnet/ip/mod.ts";
+import { sleep } from "../sleep.ts";
+import { formatNet, type IPNet } from "../ip/mod.ts";
 
 /** The lowest priority there is: the bridge's prefix route (metric 0) wins while it exists. */
 export const BLACKHOLE_METRIC = 0xffff_ffff;

@@ -7,7 +7,7 @@
  */
 import { deleteAddr, listAddrs, replaceAddr } from "../ffi/netlink/addr.ts";
 import type { NetlinkHandle } from "../ffi/netlink/socket.ts";
-import { addrEqual, bitsOf, type IPNet, netAddr, netContains } from "../subnet/ip/mod.ts";
+import { addrEqual, bitsOf, type IPNet, netAddr, netContains } from "../ip/mod.ts";
 
 /** Put `subnet`'s base address on the device and drop stale addresses of `network`. */
 export function assignTunnelAddress(

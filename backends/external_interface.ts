@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { addrEqual, type Family, formatAddr, type IPAddr, parseAddr } from "../subnet/ip/mod.ts";
+import { addrEqual, type Family, formatAddr, type IPAddr, parseAddr } from "../ip/mod.ts";
 
 /** One address on an interface, with the flags flannel sorts by. */
 export interface InterfaceAddress {

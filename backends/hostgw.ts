@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { addrEqual, type Family, formatAddr } from "../subnet/ip/mod.ts";
+import { addrEqual, type Family, formatAddr } from "../ip/mod.ts";
 import type { Lease } from "../subnet/lease.ts";
 import { leaseIdentity } from "../subnet/lease_set.ts";
 import { type Backend, BackendError, type Network } from "./backend.ts";

@@ -15,7 +15,7 @@ import { deleteLink, getLink, type Link, setLinkMtu, setLinkUp } from "../ffi/ne
 import { getRoute } from "../ffi/netlink/route.ts";
 import type { NetlinkHandle } from "../ffi/netlink/socket.ts";
 import type { Logger } from "../log.ts";
-import { addrEqual, type IPAddr } from "../subnet/ip/mod.ts";
+import { addrEqual, type IPAddr } from "../ip/mod.ts";
 import type { Lease } from "../subnet/lease.ts";
 import { leaseIdentity } from "../subnet/lease_set.ts";
 import { type Backend, BackendError, backendOption, type Network } from "./backend.ts";

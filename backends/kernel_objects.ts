@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { formatAddr, formatNet, type IPAddr, type IPNet } from "../subnet/ip/mod.ts";
+import { formatAddr, formatNet, type IPAddr, type IPNet } from "../ip/mod.ts";
 
 /** A route in the main table. */
 export interface RouteObject {

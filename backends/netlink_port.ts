@@ -19,7 +19,7 @@ import {
   type NetlinkHandle,
   type NetlinkRequest,
 } from "../ffi/netlink/socket.ts";
-import { type IPNet, netContainsNet, netEqual } from "../subnet/ip/mod.ts";
+import { type IPNet, netContainsNet, netEqual } from "../ip/mod.ts";
 import type { KernelObjects, RouteObject } from "./kernel_objects.ts";
 import { keyOf } from "./kernel_objects.ts";
 import type { KernelPort, ObjectFailure } from "./route_sync.ts";

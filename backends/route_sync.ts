@@ -11,7 +11,7 @@
  */
 import { errorText, type Logger } from "../log.ts";
 import type { PeerHealth } from "../state.ts";
-import { formatAddr, formatNet } from "../subnet/ip/mod.ts";
+import { formatAddr, formatNet } from "../ip/mod.ts";
 import type { Lease } from "../subnet/lease.ts";
 import type { LeaseWatchUpdate } from "../subnet/manager.ts";
 import {

@@ -28,7 +28,7 @@ import {
   makeNet,
   netAddr,
   netContains,
-} from "../subnet/ip/mod.ts";
+} from "../ip/mod.ts";
 import type { JsonValue, Lease, LeaseAttrs } from "../subnet/lease.ts";
 import { leaseIdentity } from "../subnet/lease_set.ts";
 import {

@@ -44,7 +44,7 @@ import {
   netAddr,
   netContains,
   parseNet,
-} from "../subnet/ip/mod.ts";
+} from "../ip/mod.ts";
 import type { JsonValue, Lease } from "../subnet/lease.ts";
 import { leaseIdentity, LeaseSet } from "../subnet/lease_set.ts";
 import { type Backend, BackendError, backendOption, type Network } from "./backend.ts";

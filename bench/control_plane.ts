@@ -45,7 +45,7 @@ import { watchEvents } from "../ffi/netlink/monitor.ts";
 import { listFdb, listNeighs } from "../ffi/netlink/neigh.ts";
 import { listRoutes, routeFromMessage } from "../ffi/netlink/route.ts";
 import { closeNetlink, type NetlinkHandle, openNetlink } from "../ffi/netlink/socket.ts";
-import { formatNet } from "../subnet/ip/mod.ts";
+import { formatNet } from "../ip/mod.ts";
 import { percentile, round } from "./stats.ts";
 import { saveResult } from "./results.ts";
 

@@ -11,7 +11,7 @@ import { Buffer } from "node:buffer";
 import type { Etcd3 } from "etcd3";
 import { setLogLevel } from "../log.ts";
 import { EtcdSubnetManager } from "../subnet/etcd.ts";
-import { parseAddr } from "../subnet/ip/mod.ts";
+import { parseAddr } from "../ip/mod.ts";
 import { startEtcd } from "../tests/helpers/etcd.ts";
 import { saveResult } from "./results.ts";
 

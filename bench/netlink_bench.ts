@@ -30,7 +30,7 @@ import {
   waitReadable,
   writePackets,
 } from "../ffi/tun.ts";
-import { addrToBytes, formatNet, type IPNet, parseAddr } from "../subnet/ip/mod.ts";
+import { addrToBytes, formatNet, type IPNet, parseAddr } from "../ip/mod.ts";
 import { ipJson, run, withNetns } from "../tests/helpers/netns.ts";
 import { icmpEcho, udpPacket } from "../tests/helpers/packets.ts";
 import { saveResult } from "./results.ts";

@@ -23,7 +23,7 @@
  */
 import { readSubnetEnv } from "../cni/subnet_env.ts";
 import { type CommandRunner, commandRunner } from "../exec.ts";
-import { formatAddr } from "../subnet/ip/mod.ts";
+import { formatAddr } from "../ip/mod.ts";
 import { defaultNetConf, type LabCluster, startLab } from "../lab/cluster.ts";
 import { labNames } from "../lab/topology.ts";
 import { median, round } from "./stats.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 import { z } from "zod";
-import { formatAddr, formatNet, type IPNet, parseAddr, parseNet } from "../subnet/ip/mod.ts";
+import { formatAddr, formatNet, type IPNet, parseAddr, parseNet } from "../ip/mod.ts";
 import { encodeCanonical } from "./canonical_json.ts";
 import { ConfigError } from "./errors.ts";
 import type { JsonObject, NetConf } from "./netconf.ts";

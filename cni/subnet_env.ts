@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { type Family, type IPNet, netEqual, parseNet } from "../subnet/ip/mod.ts";
+import { type Family, type IPNet, netEqual, parseNet } from "../ip/mod.ts";
 
 /** What the plugin needs from subnet.env. */
 export interface SubnetEnv {

@@ -23,7 +23,7 @@
  *
  * @module
  */
-import { type Family, tryParseAddr } from "../subnet/ip/mod.ts";
+import { type Family, tryParseAddr } from "../ip/mod.ts";
 
 /** An unknown flag, a malformed value or inconsistent flags; `flag` names the culprit. */
 export class FlagError extends Error {

@@ -23,7 +23,7 @@ import {
   prefixMask,
   tryParseAddr,
   tryParseNet,
-} from "../subnet/ip/mod.ts";
+} from "../ip/mod.ts";
 import type { BackendConfig, FamilyConfig, NetworkConfig } from "./network_config.ts";
 
 /** A net-conf that cannot be used; `field` is the member path (`Network`, `Backend.Type`, `""`). */

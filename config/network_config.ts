@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { IPAddr, IPNet } from "../subnet/ip/mod.ts";
+import type { IPAddr, IPNet } from "../ip/mod.ts";
 
 /** One address family's allocation settings (spec §2.2–2.3). */
 export interface FamilyConfig {

@@ -8,7 +8,7 @@
 import { commandRunner } from "../exec.ts";
 import { type EtcdFixture, startEtcd } from "./etcd.ts";
 import { parseNetConfig } from "../config/netconf.ts";
-import { formatNet, nthSubnet } from "../subnet/ip/mod.ts";
+import { formatNet, nthSubnet } from "../ip/mod.ts";
 import { type FakeKubeApi, fakeNode, startFakeKubeApi } from "./kube_api.ts";
 import { type NodeDaemon, type NodeStoreOptions, startNodeDaemon } from "./node.ts";
 import { cniConfig, invokeCni, type LabPod, resultAddress } from "./pods.ts";

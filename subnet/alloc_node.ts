@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { IPAddr } from "./ip/mod.ts";
+import type { IPAddr } from "../ip/mod.ts";
 import type { Lease } from "./lease.ts";
 import type { SubnetManager } from "./manager.ts";
 import { subnetEnvFor, writeSubnetEnv } from "./subnet_env.ts";

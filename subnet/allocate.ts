@@ -5,7 +5,7 @@
  * @module
  */
 import type { FamilyConfig, NetworkConfig } from "../config/network_config.ts";
-import { bitsOf, type IPNet, netOverlaps, netSize } from "./ip/mod.ts";
+import { bitsOf, type IPNet, netOverlaps, netSize } from "../ip/mod.ts";
 import type { LeaseSubnets } from "./lease.ts";
 
 /**

@@ -23,7 +23,8 @@ import type { NetworkConfig } from "../config/network_config.ts";
 import { errorText, type Logger, logger } from "../log.ts";
 import { type LeaseStoreCounters, newLeaseStoreCounters } from "../state.ts";
 import { fitsConfig, fitsFamily, isFree, pickFreeSubnet } from "./allocate.ts";
-import { Backoff, sleep } from "./backoff.ts";
+import { Backoff } from "./backoff.ts";
+import { sleep } from "../sleep.ts";
 import {
   createEtcdClient,
   type EtcdConnection,
@@ -34,7 +35,7 @@ import {
 } from "./etcd_client.ts";
 import { claimPublicIP, type PublicIPClaim } from "./etcd_owner.ts";
 import { listWatch, type ListWatchItem, type WatchFailure } from "./etcd_watch.ts";
-import { addrEqual, formatAddr, formatNet, type IPNet } from "./ip/mod.ts";
+import { addrEqual, formatAddr, formatNet, type IPNet } from "../ip/mod.ts";
 import {
   decodeLeaseAttrs,
   encodeLeaseAttrs,

@@ -6,7 +6,7 @@
  */
 import { Buffer } from "node:buffer";
 import { Etcd3, type IKeyValue, type IOptions } from "etcd3";
-import { tryParseAddr } from "./ip/mod.ts";
+import { tryParseAddr } from "../ip/mod.ts";
 
 /** How to reach etcd (flanneld's `--etcd-*` flags). */
 export interface EtcdConnection {

@@ -25,7 +25,7 @@ import { Buffer } from "node:buffer";
 import type { Etcd3, IKeyValue } from "etcd3";
 import { z } from "zod";
 import { errorText, type Logger } from "../log.ts";
-import { sleep } from "./backoff.ts";
+import { sleep } from "../sleep.ts";
 import { keyBytes } from "./etcd_client.ts";
 
 /** TTL of the etcd lease that carries a claim. */

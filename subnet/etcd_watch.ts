@@ -7,7 +7,8 @@
  * @module
  */
 import type { Etcd3, IEvent, IKeyValue, IWatchCreateRequest, IWatchResponse } from "etcd3";
-import { Backoff, sleep } from "./backoff.ts";
+import { Backoff } from "./backoff.ts";
+import { sleep } from "../sleep.ts";
 import { keyBytes, prefixEnd, readRange } from "./etcd_client.ts";
 
 /** What {@link listWatch} yields. */

@@ -27,8 +27,9 @@ import { ConfigError, parseNetConfig } from "../config/netconf.ts";
 import type { NetworkConfig } from "../config/network_config.ts";
 import { errorText, type Logger, logger } from "../log.ts";
 import { type LeaseStoreCounters, newLeaseStoreCounters } from "../state.ts";
-import { Backoff, sleep } from "./backoff.ts";
-import { formatNet, type IPAddr, type IPNet, netContainsNet, netEqual } from "./ip/mod.ts";
+import { Backoff } from "./backoff.ts";
+import { sleep } from "../sleep.ts";
+import { formatNet, type IPAddr, type IPNet, netContainsNet, netEqual } from "../ip/mod.ts";
 import {
   annotatedAddr,
   type AnnotationNames,

@@ -6,7 +6,7 @@
  * @module
  */
 import type { NetworkConfig } from "../config/network_config.ts";
-import { formatAddr, type IPAddr, tryParseAddr } from "./ip/mod.ts";
+import { formatAddr, type IPAddr, tryParseAddr } from "../ip/mod.ts";
 import { type KubeNode, NodeShapeError, podCidrsOf } from "./kube_node.ts";
 import {
   formatLeaseKey,

@@ -6,7 +6,7 @@
  * @module
  */
 import { z } from "zod";
-import { type IPNet, tryParseNet } from "./ip/mod.ts";
+import { type IPNet, tryParseNet } from "../ip/mod.ts";
 
 const ConditionSchema = z.object({
   type: z.string(),

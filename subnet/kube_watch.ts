@@ -8,7 +8,8 @@
  * @module
  */
 import { z } from "zod";
-import { Backoff, sleep } from "./backoff.ts";
+import { Backoff } from "./backoff.ts";
+import { sleep } from "../sleep.ts";
 import { KubeApiError, type KubeClient } from "./kube_client.ts";
 import {
   type KubeNode,

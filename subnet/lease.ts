@@ -13,7 +13,7 @@ import {
   netAddr,
   netEqual,
   tryParseAddr,
-} from "./ip/mod.ts";
+} from "../ip/mod.ts";
 
 /** JSON value as stored in BackendData (embedded verbatim, compacted). */
 export type JsonValue =

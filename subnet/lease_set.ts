@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { formatNet, type IPNet } from "./ip/mod.ts";
+import { formatNet, type IPNet } from "../ip/mod.ts";
 import { attrsEqual, type Lease, type LeaseEvent, type LeaseSubnets } from "./lease.ts";
 import type { LeaseWatchUpdate } from "./manager.ts";
 

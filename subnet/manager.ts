@@ -4,7 +4,7 @@
  * @module
  */
 import type { NetworkConfig } from "../config/network_config.ts";
-import type { IPAddr } from "./ip/mod.ts";
+import type { IPAddr } from "../ip/mod.ts";
 import type { JsonValue, Lease, LeaseAttrs, LeaseEvent } from "./lease.ts";
 
 /**

@@ -6,7 +6,7 @@
  */
 import { dirname, join } from "node:path";
 import type { FamilyConfig, NetworkConfig } from "../config/network_config.ts";
-import { firstHost, formatAddr, formatNet, type IPNet, tryParseNet } from "./ip/mod.ts";
+import { firstHost, formatAddr, formatNet, type IPNet, tryParseNet } from "../ip/mod.ts";
 import type { LeaseSubnets } from "./lease.ts";
 
 /** One family's lines: the cluster network and this node's subnet (network address). */

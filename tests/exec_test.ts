@@ -1,7 +1,7 @@
 import { networkConfig } from "./helpers/network_config.ts";
 import assert from "node:assert/strict";
 import type { NetworkConfig } from "../config/network_config.ts";
-import { parseAddr, parseNet } from "../subnet/ip/mod.ts";
+import { parseAddr, parseNet } from "../ip/mod.ts";
 import {
   CommandFailedError,
   CommandNotFoundError,

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { type Family, formatNet } from "../subnet/ip/mod.ts";
+import { type Family, formatNet } from "../ip/mod.ts";
 import type { RuleEngine } from "./engine.ts";
 import { CommandNotFoundError, type CommandRunner } from "../exec.ts";
 import {

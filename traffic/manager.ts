@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { sleep } from "../subnet/backoff.ts";
+import { sleep } from "../sleep.ts";
 import type { NetworkConfig } from "../config/network_config.ts";
 import type { Lease } from "../subnet/lease.ts";
 import type { EngineName, RuleEngine } from "./engine.ts";

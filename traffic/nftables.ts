@@ -10,7 +10,7 @@
  * @module
  */
 import { z } from "zod";
-import { type Family, formatNet, type IPNet, parseNet } from "../subnet/ip/mod.ts";
+import { type Family, formatNet, type IPNet, parseNet } from "../ip/mod.ts";
 import type { RuleEngine } from "./engine.ts";
 import { CommandFailedError, CommandNotFoundError, type CommandRunner } from "../exec.ts";
 import {

@@ -7,7 +7,7 @@
  * @module
  */
 import type { NetworkConfig } from "../config/network_config.ts";
-import { type Family, formatNet, type IPNet, parseNet } from "../subnet/ip/mod.ts";
+import { type Family, formatNet, type IPNet, parseNet } from "../ip/mod.ts";
 import type { Lease } from "../subnet/lease.ts";
 
 /** The packet's source or destination is (or, when `negated`, is not) inside `net`. */

@@ -14,7 +14,7 @@ import { closeFd } from "../../ffi/libc.ts";
 import { closeTun } from "../../ffi/tun.ts";
 import { errorText } from "../../log.ts";
 import type { BackendHealth, PeerHealth } from "../../state.ts";
-import { addrEqual, formatAddr, formatNet } from "../../subnet/ip/mod.ts";
+import { addrEqual, formatAddr, formatNet } from "../../ip/mod.ts";
 import type { Lease } from "../../subnet/lease.ts";
 import { leaseIdentity } from "../../subnet/lease_set.ts";
 import type { LeaseWatchUpdate } from "../../subnet/manager.ts";

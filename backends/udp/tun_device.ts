@@ -14,7 +14,7 @@ import { getLink, setLinkMtu, setLinkUp } from "../../ffi/netlink/link.ts";
 import { listRoutes, replaceRoute } from "../../ffi/netlink/route.ts";
 import type { NetlinkHandle } from "../../ffi/netlink/socket.ts";
 import { closeTun, openTun, TUN_F_CSUM, TUN_F_TSO4, type TunDevice } from "../../ffi/tun.ts";
-import { addrEqual, type IPNet, netAddr, netEqual } from "../../subnet/ip/mod.ts";
+import { addrEqual, type IPNet, netAddr, netEqual } from "../../ip/mod.ts";
 import { BackendError } from "../backend.ts";
 import { assignTunnelAddress } from "../device_address.ts";
 

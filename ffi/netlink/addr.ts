@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Family, IPAddr } from "../../subnet/ip/mod.ts";
+import type { Family, IPAddr } from "../../ip/mod.ts";
 import {
   addrAttr,
   type Attr,

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { addrFromBytes, addrToBytes, type IPAddr } from "../../subnet/ip/mod.ts";
+import { addrFromBytes, addrToBytes, type IPAddr } from "../../ip/mod.ts";
 import {
   NETLINK_GENERIC,
   NETLINK_ROUTE,

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { IPAddr } from "../../subnet/ip/mod.ts";
+import type { IPAddr } from "../../ip/mod.ts";
 import { closeFd } from "../libc.ts";
 import { formatMac, parseMac } from "../mac.ts";
 import { openNetns } from "../netns.ts";

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { Family, IPAddr } from "../../subnet/ip/mod.ts";
+import type { Family, IPAddr } from "../../ip/mod.ts";
 import { formatMac, parseMac } from "../mac.ts";
 import {
   addrAttr,

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { bitsOf, type Family, type IPAddr, type IPNet, makeNet } from "../../subnet/ip/mod.ts";
+import { bitsOf, type Family, type IPAddr, type IPNet, makeNet } from "../../ip/mod.ts";
 import {
   addrAttr,
   type Attr,

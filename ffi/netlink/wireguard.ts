@@ -12,13 +12,7 @@
  *
  * @module
  */
-import {
-  addrFromBytes,
-  addrToBytes,
-  type IPAddr,
-  type IPNet,
-  makeNet,
-} from "../../subnet/ip/mod.ts";
+import { addrFromBytes, addrToBytes, type IPAddr, type IPNet, makeNet } from "../../ip/mod.ts";
 import {
   addrAttr,
   type Attr,

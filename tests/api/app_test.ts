@@ -11,7 +11,7 @@ import {
   StatusSchema,
 } from "../../api/schemas.ts";
 import { type DaemonState, newDaemonState } from "../../state.ts";
-import { parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { parseAddr, parseNet } from "../../ip/mod.ts";
 import { HOUR_MS, readyState, sampleBackend, vxlanLease } from "./fixture.ts";
 
 function appFor(state: DaemonState) {

@@ -6,7 +6,7 @@ import { networkConfig } from "../helpers/network_config.ts";
 import type { NetworkConfig } from "../../config/network_config.ts";
 import type { BackendHealth, DaemonState } from "../../state.ts";
 import { newDaemonState } from "../../state.ts";
-import { parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { parseAddr, parseNet } from "../../ip/mod.ts";
 import type { Lease } from "../../subnet/lease.ts";
 
 export const HOUR_MS = 3600_000;

@@ -6,7 +6,7 @@ import {
   parseSubnetParam,
   SubnetParamError,
 } from "../../api/subnet_param.ts";
-import { formatNet, ipv4, makeNet, parseNet } from "../../subnet/ip/mod.ts";
+import { formatNet, ipv4, makeNet, parseNet } from "../../ip/mod.ts";
 import { vxlanLease } from "./fixture.ts";
 
 Deno.test("parseSubnetParam reads keys and CIDRs of both families", () => {

@@ -10,7 +10,7 @@ import type { NetworkConfig } from "../../config/network_config.ts";
 import { addAddr } from "../../ffi/netlink/addr.ts";
 import { addLink } from "../../ffi/netlink/link.ts";
 import type { NetlinkHandle } from "../../ffi/netlink/socket.ts";
-import { parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { parseAddr, parseNet } from "../../ip/mod.ts";
 import type { Lease, LeaseAttrs } from "../../subnet/lease.ts";
 import type { SubnetManager } from "../../subnet/manager.ts";
 import { captureLog } from "../helpers/leases.ts";

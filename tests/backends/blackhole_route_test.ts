@@ -6,7 +6,7 @@ import {
 } from "../../backends/blackhole_route.ts";
 import { withNetlink } from "../../ffi/netlink/socket.ts";
 import { logger } from "../../log.ts";
-import { formatNet, parseNet } from "../../subnet/ip/mod.ts";
+import { formatNet, parseNet } from "../../ip/mod.ts";
 import { ipJson, rootTest, run, withNetns } from "../helpers/netns.ts";
 
 interface IpRoute {

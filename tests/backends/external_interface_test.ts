@@ -7,7 +7,7 @@ import {
   type InterfaceSource,
   selectExternalInterface,
 } from "../../backends/external_interface.ts";
-import { formatAddr, parseAddr } from "../../subnet/ip/mod.ts";
+import { formatAddr, parseAddr } from "../../ip/mod.ts";
 
 function address(text: string, extra: Partial<InterfaceAddress> = {}): InterfaceAddress {
   const addr = parseAddr(text);

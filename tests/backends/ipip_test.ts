@@ -17,7 +17,7 @@ import {
   makeNet,
   parseAddr,
   parseNet,
-} from "../../subnet/ip/mod.ts";
+} from "../../ip/mod.ts";
 import type { Lease } from "../../subnet/lease.ts";
 import { ipJson, rootTest, withNetns } from "../helpers/netns.ts";
 import { backendContext, networkConfig, OWN_SUBNET } from "./backend_context.ts";

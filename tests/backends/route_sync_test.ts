@@ -10,7 +10,7 @@ import {
 } from "../../backends/kernel_objects.ts";
 import { createRouteSync, type KernelPort, type ObjectFailure } from "../../backends/route_sync.ts";
 import { logger } from "../../log.ts";
-import { formatNet, parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { formatNet, parseAddr, parseNet } from "../../ip/mod.ts";
 import type { Lease } from "../../subnet/lease.ts";
 import type { LeaseWatchUpdate } from "../../subnet/manager.ts";
 

@@ -24,7 +24,7 @@ import {
   wireguardPeers,
 } from "../../backends/wireguard.ts";
 import { withNetlink } from "../../ffi/netlink/socket.ts";
-import { formatAddr, formatNet, parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { formatAddr, formatNet, parseAddr, parseNet } from "../../ip/mod.ts";
 import {
   encodeLeaseAttrs,
   type JsonValue,

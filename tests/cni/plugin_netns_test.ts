@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { netContains, parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { netContains, parseAddr, parseNet } from "../../ip/mod.ts";
 import { ipJson, nsExec, removeLeftovers, rootTest, withNetnsSet } from "../helpers/netns.ts";
 import { exists } from "./fs_helpers.ts";
 

@@ -6,7 +6,7 @@ import {
   type SubnetEnv,
   SubnetEnvError,
 } from "../../cni/subnet_env.ts";
-import { formatNet, type IPNet, parseNet } from "../../subnet/ip/mod.ts";
+import { formatNet, type IPNet, parseNet } from "../../ip/mod.ts";
 
 const FILE = "/run/flannel/subnet.env";
 

@@ -17,7 +17,7 @@ import {
   netContainsNet,
   parseNet,
   prefixMask,
-} from "../../subnet/ip/mod.ts";
+} from "../../ip/mod.ts";
 
 function parse(doc: unknown, mode: NetConfMode = "etcd") {
   return parseNetConfig(typeof doc === "string" ? doc : JSON.stringify(doc), mode);

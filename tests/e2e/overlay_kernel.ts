@@ -14,7 +14,7 @@ import type { Etcd3 } from "etcd3";
 import { LAB_ETCD_PREFIX, type LabCluster } from "../../lab/cluster.ts";
 import { nodeUnderlayIP } from "../../lab/topology.ts";
 import { formatLeaseKey } from "../../subnet/lease.ts";
-import { addrEqual, netEqual, parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { addrEqual, netEqual, parseAddr, parseNet } from "../../ip/mod.ts";
 import { NUD_PERMANENT } from "../../ffi/netlink/constants.ts";
 import { getLink } from "../../ffi/netlink/link.ts";
 import { listFdb, listNeighs } from "../../ffi/netlink/neigh.ts";

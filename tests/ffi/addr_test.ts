@@ -3,7 +3,7 @@ import { addAddr, type Addr, deleteAddr, listAddrs, replaceAddr } from "../../ff
 import { IFA_F_NODAD, RT_SCOPE_HOST, RT_SCOPE_LINK } from "../../ffi/netlink/constants.ts";
 import { addLink } from "../../ffi/netlink/link.ts";
 import { withNetlink } from "../../ffi/netlink/socket.ts";
-import { formatAddr, parseAddr } from "../../subnet/ip/mod.ts";
+import { formatAddr, parseAddr } from "../../ip/mod.ts";
 import { ipJson, rootTest, run, withNetns } from "../helpers/netns.ts";
 
 interface IpAddrInfo {

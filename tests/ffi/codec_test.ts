@@ -21,7 +21,7 @@ import { addrFromMessage } from "../../ffi/netlink/addr.ts";
 import { linkFromMessage } from "../../ffi/netlink/link.ts";
 import { fdbFromMessage, neighFromMessage } from "../../ffi/netlink/neigh.ts";
 import { routeFromMessage, routeRequest } from "../../ffi/netlink/route.ts";
-import { parseNet } from "../../subnet/ip/mod.ts";
+import { parseNet } from "../../ip/mod.ts";
 
 const u8 = fc.integer({ min: 0, max: 0xff });
 const u16 = fc.integer({ min: 0, max: 0xffff });

@@ -15,7 +15,7 @@ import {
 import { NetlinkError, withNetlink } from "../../ffi/netlink/socket.ts";
 import { openNetns } from "../../ffi/netns.ts";
 import { closeFd } from "../../ffi/libc.ts";
-import { formatAddr, parseAddr } from "../../subnet/ip/mod.ts";
+import { formatAddr, parseAddr } from "../../ip/mod.ts";
 import { ipJson, rootTest, run, withNetns, withNetnsSet } from "../helpers/netns.ts";
 
 interface IpLink {

@@ -14,7 +14,7 @@ import {
   replaceNeigh,
 } from "../../ffi/netlink/neigh.ts";
 import { execute, withNetlink } from "../../ffi/netlink/socket.ts";
-import { formatAddr, parseAddr } from "../../subnet/ip/mod.ts";
+import { formatAddr, parseAddr } from "../../ip/mod.ts";
 import { bridgeJson, ipJson, rootTest, run, withNetns } from "../helpers/netns.ts";
 
 async function indexByName(ns: string): Promise<Map<string, number>> {

@@ -16,7 +16,7 @@ import {
 } from "../../ffi/netlink/neigh.ts";
 import { deleteRoute, replaceRoute, routeRequest } from "../../ffi/netlink/route.ts";
 import { executeBatch, type NetlinkHandle, withNetlink } from "../../ffi/netlink/socket.ts";
-import { type IPAddr, type IPNet, parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { type IPAddr, type IPNet, parseAddr, parseNet } from "../../ip/mod.ts";
 import { bridgeJson, ipJson, nsExec, rootTest, withNetnsSet } from "../helpers/netns.ts";
 
 interface Peer {

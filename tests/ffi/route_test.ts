@@ -16,7 +16,7 @@ import {
   type Route,
 } from "../../ffi/netlink/route.ts";
 import { type NetlinkHandle, withNetlink } from "../../ffi/netlink/socket.ts";
-import { formatAddr, formatNet, parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { formatAddr, formatNet, parseAddr, parseNet } from "../../ip/mod.ts";
 import { ipJson, rootTest, run, withNetns } from "../helpers/netns.ts";
 
 interface IpRoute {

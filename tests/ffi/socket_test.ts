@@ -12,7 +12,7 @@ import {
   readEvents,
   withNetlink,
 } from "../../ffi/netlink/socket.ts";
-import { type IPNet, parseAddr } from "../../subnet/ip/mod.ts";
+import { type IPNet, parseAddr } from "../../ip/mod.ts";
 import { ipJson, rootTest, run, withNetns, withNetnsSet } from "../helpers/netns.ts";
 
 function subnet(i: number): IPNet {

@@ -15,7 +15,7 @@ import {
   VIRTIO_NET_HDR_LEN,
   writePackets,
 } from "../../ffi/tun.ts";
-import { parseAddr } from "../../subnet/ip/mod.ts";
+import { parseAddr } from "../../ip/mod.ts";
 import { ipJson, nsExec, rootTest, withNetns } from "../helpers/netns.ts";
 import { icmpEcho, ipv4Dst, ipv4Src } from "../helpers/packets.ts";
 

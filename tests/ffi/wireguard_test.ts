@@ -23,7 +23,7 @@ import {
   WGDEVICE_A_IFNAME,
   type WgPeerChange,
 } from "../../ffi/netlink/wireguard.ts";
-import { formatNet, makeNet, parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { formatNet, makeNet, parseAddr, parseNet } from "../../ip/mod.ts";
 
 const HEADER = "/usr/include/linux/wireguard.h";
 const FAMILY_ID = 0x1b;

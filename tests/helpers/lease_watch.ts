@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { formatAddr } from "../../subnet/ip/mod.ts";
+import { formatAddr } from "../../ip/mod.ts";
 import { formatLeaseKey, type Lease, type LeaseEvent } from "../../subnet/lease.ts";
 import { LeaseSet } from "../../subnet/lease_set.ts";
 import type { LeaseWatchUpdate, SubnetManager } from "../../subnet/manager.ts";

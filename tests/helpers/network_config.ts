@@ -4,7 +4,7 @@
  * @module
  */
 import type { NetworkConfig } from "../../config/network_config.ts";
-import { parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { parseAddr, parseNet } from "../../ip/mod.ts";
 
 /** An IPv4 net-conf with the given backend type and options. */
 export function networkConfig(type: string, options: Record<string, unknown> = {}): NetworkConfig {

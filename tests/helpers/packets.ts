@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { addrToBytes, formatAddr, ipv4, parseAddr } from "../../subnet/ip/mod.ts";
+import { addrToBytes, formatAddr, ipv4, parseAddr } from "../../ip/mod.ts";
 
 /** The Internet checksum (RFC 1071) of `bytes`. */
 export function checksum(bytes: Uint8Array): number {

@@ -16,7 +16,7 @@ import {
   makeNet,
   netOverlaps,
   parseNet,
-} from "../../subnet/ip/mod.ts";
+} from "../../ip/mod.ts";
 
 function configOf(json: string) {
   return parseNetConfig(json, "etcd").config;

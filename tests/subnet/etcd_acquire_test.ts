@@ -3,7 +3,7 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { formatNet, netContainsNet, parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { formatNet, netContainsNet, parseAddr, parseNet } from "../../ip/mod.ts";
 import { runAllocNode } from "../../subnet/alloc_node.ts";
 import { formatLeaseKey, type Lease, type LeaseAttrs, parseLeaseKey } from "../../subnet/lease.ts";
 import { OutOfSubnetsError } from "../../subnet/manager.ts";

@@ -8,7 +8,7 @@ import { Buffer } from "node:buffer";
 import type { Etcd3 } from "etcd3";
 import { type EtcdManagerOptions, EtcdSubnetManager } from "../../subnet/etcd.ts";
 import { type OwnerRecord, PublicIPInUseError } from "../../subnet/etcd_owner.ts";
-import { parseAddr } from "../../subnet/ip/mod.ts";
+import { parseAddr } from "../../ip/mod.ts";
 import { formatLeaseKey } from "../../subnet/lease.ts";
 import { LeaseLostError } from "../../subnet/manager.ts";
 import { startEtcd } from "../helpers/etcd.ts";

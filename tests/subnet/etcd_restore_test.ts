@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { EtcdSubnetManager } from "../../subnet/etcd.ts";
-import { parseAddr } from "../../subnet/ip/mod.ts";
+import { parseAddr } from "../../ip/mod.ts";
 import { formatLeaseKey, type Lease } from "../../subnet/lease.ts";
 import { startEtcd } from "../helpers/etcd.ts";
 import {

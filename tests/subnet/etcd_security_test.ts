@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { EtcdOptionsError } from "../../subnet/etcd_client.ts";
 import { type EtcdManagerOptions, EtcdSubnetManager } from "../../subnet/etcd.ts";
-import { parseAddr } from "../../subnet/ip/mod.ts";
+import { parseAddr } from "../../ip/mod.ts";
 import { makeTestPki } from "../helpers/certs.ts";
 import { type EtcdFixture, startEtcd } from "../helpers/etcd.ts";
 import { captureLog, putConfig, readSubnets, uniquePrefix } from "../helpers/leases.ts";

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { formatAddr, parseAddr } from "../../subnet/ip/mod.ts";
+import { formatAddr, parseAddr } from "../../ip/mod.ts";
 import { formatLeaseKey, type Lease } from "../../subnet/lease.ts";
 import { LeaseLostError } from "../../subnet/manager.ts";
 import { withEtcdEnv } from "../helpers/etcd_env.ts";

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { parseNetConfig } from "../../config/netconf.ts";
-import { formatAddr, formatNet, parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { formatAddr, formatNet, parseAddr, parseNet } from "../../ip/mod.ts";
 import {
   annotationNames,
   annotationPatch,

@@ -11,7 +11,7 @@ import {
   type JsonObject,
   startFakeKubeApi,
 } from "../../lab/kube_api.ts";
-import { formatAddr, formatNet, parseAddr } from "../../subnet/ip/mod.ts";
+import { formatAddr, formatNet, parseAddr } from "../../ip/mod.ts";
 import { KubeLeaseError, type KubeManagerOptions, KubeSubnetManager } from "../../subnet/kube.ts";
 import { annotationNames, publication } from "../../subnet/kube_annotations.ts";
 import { createKubeClient, loadKubeConfig } from "../../subnet/kube_client.ts";

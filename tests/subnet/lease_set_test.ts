@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { parseAddr, parseNet } from "../../ip/mod.ts";
 import type { Lease, LeaseEvent } from "../../subnet/lease.ts";
 import { leaseIdentity, LeaseSet } from "../../subnet/lease_set.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { formatAddr, formatNet, type IPNet, parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { formatAddr, formatNet, type IPNet, parseAddr, parseNet } from "../../ip/mod.ts";
 import {
   attrsEqual,
   decodeLeaseAttrs,

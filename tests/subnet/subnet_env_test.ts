@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { parseNetConfig } from "../../config/netconf.ts";
-import { formatNet, parseNet } from "../../subnet/ip/mod.ts";
+import { formatNet, parseNet } from "../../ip/mod.ts";
 import {
   formatSubnetEnv,
   parseSubnetEnv,

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { parseNet } from "../../subnet/ip/mod.ts";
+import { parseNet } from "../../ip/mod.ts";
 import { type FamilyRules, forwardRules, masqueradeRules } from "../../traffic/rules.ts";
 
 /** The rules for cluster network `cluster` and own subnet `own`. */

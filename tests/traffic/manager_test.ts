@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { NetworkConfig } from "../../config/network_config.ts";
-import { parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { parseAddr, parseNet } from "../../ip/mod.ts";
 import type { Lease } from "../../subnet/lease.ts";
 import { CommandFailedError, type CommandRunner } from "../../exec.ts";
 import { createTrafficManager, type TrafficOptions } from "../../traffic/manager.ts";

@@ -15,7 +15,7 @@
  */
 import assert from "node:assert/strict";
 import type { NetworkConfig } from "../../config/network_config.ts";
-import { parseAddr, parseNet } from "../../subnet/ip/mod.ts";
+import { parseAddr, parseNet } from "../../ip/mod.ts";
 import type { Lease } from "../../subnet/lease.ts";
 import { type CommandRunner, commandRunner } from "../../exec.ts";
 import { parseIptablesSave } from "../../traffic/iptables.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { rulesFor } from "./family_rules.ts";
 import fc from "fast-check";
-import { parseNet } from "../../subnet/ip/mod.ts";
+import { parseNet } from "../../ip/mod.ts";
 import {
   decodeNftRule,
   decodeNftTable,

@@ -9,7 +9,7 @@ import {
   netContains,
   parseAddr,
   parseNet,
-} from "../../subnet/ip/mod.ts";
+} from "../../ip/mod.ts";
 import type { Lease } from "../../subnet/lease.ts";
 import { renderIptablesRule } from "../../traffic/iptables.ts";
 import { renderNftRule } from "../../traffic/nftables.ts";

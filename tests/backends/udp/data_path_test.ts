@@ -7,7 +7,7 @@ import { DataPathError, startDataPath } from "../../../backends/udp/data_path.ts
 import { openTunnelDevice } from "../../../backends/udp/tun_device.ts";
 import { addressOf } from "../../../ffi/kernel_memory.ts";
 import { createUdpReceiver, createUdpSender, openUdpSocket } from "../../../backends/udp/udp_io.ts";
-import { parseNet } from "../../../subnet/ip/mod.ts";
+import { parseNet } from "../../../ip/mod.ts";
 import { captureLog, waitFor } from "../../helpers/leases.ts";
 import { ipJson, rootTest, run, withNetns } from "../../helpers/netns.ts";
 import { headerChecksumOk, icmpEcho, ipv4, l4ChecksumOk, tcp } from "./fixtures.ts";

@@ -9,7 +9,7 @@ import { closeFd, pollFd, POLLIN } from "../../../ffi/libc.ts";
 import { inNetns } from "../../../ffi/netns.ts";
 import { createUdpReceiver, createUdpSender, openUdpSocket } from "../../../backends/udp/udp_io.ts";
 import type { DataPathCounters, PeerHealth } from "../../../state.ts";
-import { parseAddr } from "../../../subnet/ip/mod.ts";
+import { parseAddr } from "../../../ip/mod.ts";
 
 /** `tt-<6 lowercase alnum>-`, the form `deleteLabNetns` insists on. */
 export function labPrefix(): string {

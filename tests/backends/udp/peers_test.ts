@@ -9,7 +9,7 @@ import {
   peerRecords,
   prefixMask,
 } from "../../../backends/udp/peers.ts";
-import { parseAddr, parseNet } from "../../../subnet/ip/mod.ts";
+import { parseAddr, parseNet } from "../../../ip/mod.ts";
 import type { Lease, LeaseAttrs } from "../../../subnet/lease.ts";
 
 const arbRecord = fc.record({

@@ -16,7 +16,7 @@ import {
   nthSubnet,
   parseAddr,
   parseNet,
-} from "../../../subnet/ip/mod.ts";
+} from "../../ip/mod.ts";
 
 // Reference model: addresses as arrays of bits, written independently of the bigint code.
 const v4Octets = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255));
