@@ -111,8 +111,8 @@ function checkDelegate(delegate: JsonObject): void {
 
 /**
  * Build the delegate config object: members the user set in `delegate` win, except `name`,
- * `ipam`, `runtimeConfig` (when the input has one) and `cniVersion` (always set: parseNetConf
- * only accepts supported, hence non-empty, versions).
+ * `ipam`, `runtimeConfig` (when the input has one) and `cniVersion` (when the input names one;
+ * otherwise the delegate, like us, reads the config as the implied 0.1.0).
  *
  * @throws {ConfigError} for a bad `delegate` (`name`/`ipam` present, non-string `type`) or a
  *   bad `ipam.routes` entry.
@@ -126,7 +126,7 @@ export function buildDelegateConfig(conf: NetConf, env: SubnetEnv): JsonObject {
   if (!has(delegate, "ipMasq")) delegate.ipMasq = !env.ipMasq;
   if (!has(delegate, "mtu")) delegate.mtu = env.mtu;
   if (delegate.type === "bridge" && !has(delegate, "isGateway")) delegate.isGateway = true;
-  delegate.cniVersion = conf.cniVersion;
+  if (conf.cniVersion) delegate.cniVersion = conf.cniVersion;
   delegate.ipam = delegateIpam(conf, env);
   return delegate;
 }

@@ -23,8 +23,11 @@ export function isJsonObject(value: unknown): value is JsonObject {
 
 /** The validated input config; absent and `null` members are folded into their defaults. */
 export interface NetConf {
-  /** One of the supported versions (checked before the schema). */
-  readonly cniVersion: string;
+  /**
+   * One of the supported versions (checked before the schema); undefined when the config
+   * names none, which means 0.1.0 and is passed on to the delegate as none.
+   */
+  readonly cniVersion?: string;
   readonly name: string;
   readonly subnetFile: string;
   readonly dataDir: string;
@@ -44,7 +47,7 @@ const absolutePath = z.string().refine((p) => p.startsWith("/"), "must be an abs
 
 /** The zod schema of the input config (libcni's network-name rule included). */
 export const NetConfSchema = z.object({
-  cniVersion: z.string(),
+  cniVersion: z.string().nullish().transform((v) => v || undefined),
   name: z.string({
     error: (issue) => issue.input === undefined ? "missing network name" : "must be a string",
   })

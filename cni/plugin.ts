@@ -28,6 +28,7 @@ import {
   type Command,
   formatError,
   formatVersionResult,
+  IMPLIED_VERSION,
   outputVersion,
   parseRequest,
   versionAtLeast,
@@ -60,11 +61,12 @@ async function loadSubnetEnv(file: string, code: number): Promise<SubnetEnv> {
 }
 
 function requireVersion(conf: NetConf, minimum: string, command: Command): void {
-  if (!versionAtLeast(conf.cniVersion, minimum)) {
+  const version = conf.cniVersion ?? IMPLIED_VERSION;
+  if (!versionAtLeast(version, minimum)) {
     throw new CniError(
       ErrorCode.incompatibleVersion,
       `config version does not allow ${command}`,
-      `${command} needs cniVersion ${minimum} or later, config is ${conf.cniVersion}`,
+      `${command} needs cniVersion ${minimum} or later, config is ${version}`,
     );
   }
 }
@@ -182,7 +184,7 @@ function peekVersion(stdin: Uint8Array): unknown {
  * @example
  * ```ts
  * const { code, stdout } = await cniMain({ CNI_COMMAND: "VERSION" }, new Uint8Array());
- * // code 0, stdout '{"cniVersion":"1.1.0","supportedVersions":["0.3.0",…,"1.1.0"]}\n'
+ * // code 0, stdout '{"cniVersion":"1.1.0","supportedVersions":["0.1.0",…,"1.1.0"]}\n'
  * ```
  */
 export async function cniMain(env: PluginEnv, stdin: Uint8Array): Promise<CniOutcome> {

@@ -10,8 +10,23 @@ import { CniError, DelegateError, ErrorCode } from "./errors.ts";
 const COMMANDS = ["ADD", "DEL", "CHECK", "STATUS", "VERSION"] as const;
 export type Command = typeof COMMANDS[number];
 
-/** Spec versions this plugin speaks, oldest first (what VERSION reports). */
-export const SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] as const;
+/**
+ * Spec versions this plugin speaks, oldest first (what VERSION reports): libcni's full list, as
+ * flannel's plugin accepts. The delegate gets the caller's version and prints its result in that
+ * version's format (0.1.0 and 0.2.0: `ip4`/`ip6` objects), which is passed on unchanged.
+ */
+export const SUPPORTED_VERSIONS = [
+  "0.1.0",
+  "0.2.0",
+  "0.3.0",
+  "0.3.1",
+  "0.4.0",
+  "1.0.0",
+  "1.1.0",
+] as const;
+
+/** The version a config without `cniVersion` speaks (the spec's libraries read it so). */
+export const IMPLIED_VERSION = "0.1.0";
 
 /** The newest supported version: used for output when the input names none we know. */
 export const LATEST_VERSION = "1.1.0";
@@ -122,12 +137,12 @@ export function versionAtLeast(a: string, b: string): boolean {
 
 /**
  * Check the config's `cniVersion` against what we speak; an absent or empty version means
- * `0.1.0`, as the spec's libraries read it.
+ * {@link IMPLIED_VERSION}.
  *
  * @throws {CniError} code 1 when unsupported.
  */
 export function checkVersion(cniVersion: string): void {
-  const version = cniVersion || "0.1.0";
+  const version = cniVersion || IMPLIED_VERSION;
   if (!isSupportedVersion(version)) {
     throw new CniError(
       ErrorCode.incompatibleVersion,

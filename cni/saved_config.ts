@@ -12,6 +12,15 @@ import { isPluginName } from "./delegate_config.ts";
 import { CniError, ErrorCode } from "./errors.ts";
 import { isJsonObject, type JsonObject } from "./netconf.ts";
 
+// The longest file name Linux file systems take, in bytes (NAME_MAX). The spec sets no limit on
+// container IDs; its character set is ASCII, so an ID's length is its size in bytes.
+const NAME_MAX = 255;
+
+/** Whether a container's record can exist at all: its ID must fit in a file name. */
+function canBeFileName(containerId: string): boolean {
+  return containerId.length <= NAME_MAX;
+}
+
 /** Path of a container's saved config (the container ID was validated by parseRequest). */
 function savedConfigPath(dataDir: string, containerId: string): string {
   return join(dataDir, containerId);
@@ -30,6 +39,7 @@ export async function readSavedConfig(
   dataDir: string,
   containerId: string,
 ): Promise<Uint8Array | undefined> {
+  if (!canBeFileName(containerId)) return undefined; // so never saved: DEL has nothing to undo
   const path = savedConfigPath(dataDir, containerId);
   try {
     return await Deno.readFile(path);
@@ -53,16 +63,24 @@ async function syncPath(path: string): Promise<void> {
  * renamed into place and the directory fsynced, so a crash leaves the old file or the new
  * one, never a torn one.
  *
- * @throws {CniError} code 5 on any file-system failure.
+ * @throws {CniError} code 4 when the container ID is too long to name a file; code 5 on any
+ *   file-system failure.
  */
 export async function saveConfig(
   dataDir: string,
   containerId: string,
   bytes: Uint8Array,
 ): Promise<void> {
+  if (!canBeFileName(containerId)) {
+    throw new CniError(
+      ErrorCode.invalidEnvironment,
+      `CNI_CONTAINERID is too long to name a file (${containerId.length} bytes, at most ${NAME_MAX})`,
+    );
+  }
   const path = savedConfigPath(dataDir, containerId);
-  // A leading dot cannot start a container ID, so temporaries never look like records.
-  const temp = join(dataDir, `.${containerId}.${crypto.randomUUID()}.tmp`);
+  // Fixed length, whatever the ID's; a leading dot cannot start a container ID, so temporaries
+  // never look like records.
+  const temp = join(dataDir, `.${crypto.randomUUID()}.tmp`);
   try {
     await Deno.mkdir(dataDir, { recursive: true, mode: 0o700 });
     await Deno.writeFile(temp, bytes, { mode: 0o600, createNew: true });

@@ -174,7 +174,7 @@ Deno.test("delegate config: the user's delegate members win over flannel's defau
   assert.equal(Object.hasOwn(build({ delegate: { type: "ipvlan" } }), "isGateway"), false);
 });
 
-Deno.test("delegate config: cniVersion always, runtimeConfig when set, come from the input", () => {
+Deno.test("delegate config: cniVersion and runtimeConfig come from the input when it has them", () => {
   const delegate = { cniVersion: "0.4.0", runtimeConfig: { old: true } };
   const withBoth = build({
     cniVersion: "1.0.0",
@@ -189,6 +189,9 @@ Deno.test("delegate config: cniVersion always, runtimeConfig when set, come from
   assert.equal(kept.cniVersion, "0.3.1");
   assert.deepEqual(kept.runtimeConfig, { old: true });
   assert.deepEqual(delegate, { cniVersion: "0.4.0", runtimeConfig: { old: true } });
+  // A version-less input leaves the delegate's own (or none at all), as flannel does.
+  assert.equal(build({ cniVersion: undefined, delegate }).cniVersion, "0.4.0");
+  assert.ok(!("cniVersion" in build({ cniVersion: undefined })));
 });
 
 Deno.test("canonical JSON: sorted keys at every level, Go's escapes, code point order", () => {

@@ -175,6 +175,66 @@ Deno.test("plugin: DEL of an unknown container succeeds without a delegate (conf
   });
 });
 
+Deno.test("plugin: 0.1.0, 0.2.0 and version-less configs reach the delegate as the caller wrote them", async () => {
+  await withSandbox(async (sb) => {
+    // A 0.2.0 result has ip4/ip6 objects; the delegate writes it and we pass it on unchanged.
+    const oldResult = '{"cniVersion":"0.2.0","ip4":{"ip":"10.244.1.2/24","gateway":"10.244.1.1"}}';
+    await answer(sb, "ADD", oldResult);
+    for (
+      const [container, cniVersion] of [["v010", "0.1.0"], ["v020", "0.2.0"], ["none", undefined]]
+    ) {
+      const out = await invoke(sb, "ADD", netConf(sb, { cniVersion }), {
+        CNI_CONTAINERID: container!,
+      });
+      assert.deepEqual(out, { code: 0, stdout: oldResult });
+    }
+    const adds = await calls(sb);
+    assert.equal(JSON.parse(adds[0].stdin).cniVersion, "0.1.0");
+    assert.equal(JSON.parse(adds[1].stdin).cniVersion, "0.2.0");
+    // No version in, none out (flannel copies it only when non-empty): the delegate reads 0.1.0.
+    assert.equal(adds[2].stdin, CONFORMANCE_33.replace('"cniVersion":"0.3.1",', ""));
+    // CHECK does not exist before 0.4.0; DEL replays the record.
+    const noVersion = netConf(sb, { cniVersion: undefined });
+    const check = errorResult(await invoke(sb, "CHECK", noVersion, { CNI_CONTAINERID: "none" }), 1);
+    assert.match(String(check.details), /config is 0\.1\.0/);
+    assert.deepEqual(await invoke(sb, "DEL", noVersion, { CNI_CONTAINERID: "none" }), {
+      code: 0,
+      stdout: "",
+    });
+    assert.equal((await calls(sb))[3].stdin, adds[2].stdin);
+  });
+});
+
+Deno.test("plugin: container IDs of any length the spec allows; too long for a file name is an error", async () => {
+  await withSandbox(async (sb) => {
+    await answer(sb, "ADD", ADD_RESULT);
+    const longest = "c".repeat(255); // NAME_MAX: the temp file name must not grow with the ID
+    assert.equal((await invoke(sb, "ADD", netConf(sb), { CNI_CONTAINERID: longest })).code, 0);
+    assert.equal(await Deno.readTextFile(`${sb.dataDir}/${longest}`), CONFORMANCE_33);
+    assert.deepEqual(await invoke(sb, "DEL", netConf(sb), { CNI_CONTAINERID: longest }), {
+      code: 0,
+      stdout: "",
+    });
+    assert.equal(await exists(`${sb.dataDir}/${longest}`), false);
+
+    const tooLong = "d".repeat(256);
+    const refused = errorResult(
+      await invoke(sb, "ADD", netConf(sb), { CNI_CONTAINERID: tooLong }),
+      4,
+    );
+    assert.match(String(refused.msg), /CNI_CONTAINERID is too long to name a file \(256 bytes/);
+    // It can never have been added, so DEL succeeds and CHECK does not know it.
+    assert.deepEqual(await invoke(sb, "DEL", netConf(sb), { CNI_CONTAINERID: tooLong }), {
+      code: 0,
+      stdout: "",
+    });
+    const conf = netConf(sb, { cniVersion: "1.0.0", prevResult: {} });
+    errorResult(await invoke(sb, "CHECK", conf, { CNI_CONTAINERID: tooLong }), 3);
+    assert.deepEqual((await calls(sb)).map((c) => c.command), ["ADD", "DEL"]);
+    assert.deepEqual([...Deno.readDirSync(sb.dataDir)], [], "no record or temporary left");
+  });
+});
+
 Deno.test("plugin: DEL replays the saved bytes after subnet.env changed, then vanished", async () => {
   await withSandbox(async (sb) => {
     await answer(sb, "ADD", ADD_RESULT);
@@ -323,8 +383,8 @@ Deno.test("plugin: bad configs and environments are CNI errors with the right co
     assert.match(String(nameErr.msg), /must not have 'name' field, it'll be set by flannel/);
     errorResult(await bad({ delegate: { ipam: { type: "dhcp" } } }), 7);
     errorResult(await bad({ ipam: { routes: [{ dst: "nowhere" }] } }), 7);
-    errorResult(await bad({ cniVersion: "0.2.0" }), 1);
-    errorResult(await bad({ cniVersion: undefined }), 1);
+    errorResult(await bad({ cniVersion: "0.5.0" }), 1);
+    errorResult(await bad({ cniVersion: "2.0.0" }), 1);
     errorResult(await invoke(sb, "ADD", new TextEncoder().encode("{oops")), 6);
     const env = errorResult(await invoke(sb, "ADD", netConf(sb), { CNI_NETNS: "" }), 4);
     assert.equal(env.msg, "required env variables [CNI_NETNS] missing");
@@ -377,7 +437,7 @@ Deno.test("plugin: VERSION lists the spec versions and echoes a supported reques
     assert.equal(out.code, 0);
     assert.deepEqual(JSON.parse(out.stdout), {
       cniVersion: "0.4.0",
-      supportedVersions: ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"],
+      supportedVersions: ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"],
     });
     const empty = await cniMain({ CNI_COMMAND: "VERSION" }, new Uint8Array());
     assert.equal(JSON.parse(empty.stdout).cniVersion, "1.1.0");

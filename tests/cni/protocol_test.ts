@@ -91,12 +91,18 @@ Deno.test("protocol: interface names follow the kernel's rules", () => {
 });
 
 Deno.test("protocol: versions", () => {
-  for (const v of ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]) checkVersion(v);
-  for (const v of ["", "0.1.0", "0.2.0", "1.2.0", "2.0.0", "1.0", "latest"]) {
+  // libcni's full list, as flannel's plugin accepts; "" is the implied 0.1.0.
+  for (const v of ["", "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]) {
+    checkVersion(v);
+  }
+  for (const v of ["0.0.1", "0.5.0", "1.2.0", "2.0.0", "1.0", "latest"]) {
     const err = cniError(() => checkVersion(v));
     assert.equal(err.code, 1, v);
     assert.equal(err.message, "incompatible CNI versions");
-    assert.match(err.details, /plugin supports \["0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"\]/);
+    assert.match(
+      err.details,
+      /plugin supports \["0.1.0","0.2.0","0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"\]/,
+    );
   }
   assert.ok(versionAtLeast("0.4.0", "0.4.0"));
   assert.ok(versionAtLeast("1.0.0", "0.4.0"));
@@ -116,12 +122,14 @@ Deno.test("protocol: error and version results", () => {
   );
   const raw = '{\n    "code": 11,\n    "msg": "from the delegate"\n}';
   assert.equal(formatError(new DelegateError(raw, 11, "from the delegate"), "1.0.0"), raw);
-  const all = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
-  assert.deepEqual(JSON.parse(formatVersionResult("0.4.0")), {
-    cniVersion: "0.4.0",
-    supportedVersions: all,
-  });
-  for (const requested of [undefined, "0.2.0", 5, "junk"]) {
+  const all = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+  for (const requested of ["0.2.0", "0.4.0"]) {
+    assert.deepEqual(JSON.parse(formatVersionResult(requested)), {
+      cniVersion: requested,
+      supportedVersions: all,
+    });
+  }
+  for (const requested of [undefined, "0.5.0", 5, "junk"]) {
     assert.deepEqual(JSON.parse(formatVersionResult(requested)), {
       cniVersion: "1.1.0",
       supportedVersions: all,
@@ -147,7 +155,12 @@ Deno.test("netconf: decoding failures are code 6", () => {
 });
 
 Deno.test("netconf: version is checked before the rest (code 1), then the schema (code 7)", () => {
-  assert.equal(cniError(() => parseNetConf({ name: 5 })).code, 1); // no cniVersion = 0.1.0
+  assert.equal(cniError(() => parseNetConf({ cniVersion: "9.9.9", name: 5 })).code, 1);
+  // No cniVersion is the implied 0.1.0, accepted and kept as "none" for the delegate.
+  assert.equal(cniError(() => parseNetConf({ name: 5 })).code, 7);
+  for (const cniVersion of [undefined, null, ""]) {
+    assert.equal(parseNetConf({ cniVersion, name: "n" }).cniVersion, undefined);
+  }
   const cases: Array<[Record<string, unknown>, string]> = [
     [{}, "name: missing network name"],
     [{ name: ["cbr0"] }, "name: must be a string"],
