@@ -53,22 +53,3 @@ export class BackendError extends Error {
     this.name = "BackendError";
   }
 }
-
-/** The options member of the net-conf Backend, read as one type or a clear error. */
-export function backendOption<T extends "number" | "boolean" | "string">(
-  backend: string,
-  options: Readonly<Record<string, unknown>>,
-  name: string,
-  type: T,
-  fallback: T extends "number" ? number : T extends "boolean" ? boolean : string,
-): T extends "number" ? number : T extends "boolean" ? boolean : string {
-  const value = options[name.toLowerCase()];
-  if (value === undefined || value === null) return fallback;
-  if (typeof value !== type || (type === "number" && !Number.isInteger(value))) {
-    throw new BackendError(
-      backend,
-      `Backend.${name} must be ${type === "number" ? "an integer" : `a ${type}`}`,
-    );
-  }
-  return value as typeof fallback;
-}

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { readIpipOptions } from "../config/backend_options.ts";
 import { deleteLink, getLink, type Link, setLinkMtu, setLinkUp } from "../ffi/netlink/link.ts";
 import { getRoute } from "../ffi/netlink/route.ts";
 import type { NetlinkHandle } from "../ffi/netlink/socket.ts";
@@ -18,7 +19,7 @@ import type { Logger } from "../log.ts";
 import { addrEqual, type IPAddr } from "../ip/mod.ts";
 import type { Lease } from "../subnet/lease.ts";
 import { leaseIdentity } from "../subnet/lease_set.ts";
-import { type Backend, BackendError, backendOption, type Network } from "./backend.ts";
+import { type Backend, BackendError, type Network } from "./backend.ts";
 import { assignTunnelAddress } from "./device_address.ts";
 import { createTunnelLink } from "./kernel_module.ts";
 import type { KernelObjects } from "./kernel_objects.ts";
@@ -29,16 +30,6 @@ import { createRouteSync } from "./route_sync.ts";
 export const IPIP_DEVICE = "flannel.ipip";
 /** Outer IPv4 header. */
 const IPIP_OVERHEAD = 20;
-
-/** The net-conf options of the ipip backend. */
-export interface IpipConfig {
-  readonly directRouting: boolean;
-}
-
-/** Read and check the ipip members of the net-conf Backend object. */
-export function readIpipConfig(options: Readonly<Record<string, unknown>>): IpipConfig {
-  return { directRouting: backendOption("ipip", options, "DirectRouting", "boolean", false) };
-}
 
 /** Interfaces a peer route can use. */
 export interface IpipDevices {
@@ -117,7 +108,7 @@ function ensureDevice(h: NetlinkHandle, local: IPAddr, mtu: number, log: Logger)
 export const ipipBackend: Backend = {
   type: "ipip",
   async register(ctx): Promise<Network> {
-    const config = readIpipConfig(ctx.config.backend.options);
+    const config = readIpipOptions(ctx.config.backend.options);
     const { ext } = ctx;
     const network = ctx.config.ipv4?.network;
     if (!network || ctx.config.ipv6) {

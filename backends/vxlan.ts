@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { readVxlanOptions, VXLAN_OVERHEAD, type VxlanOptions } from "../config/backend_options.ts";
 import type { FamilyConfig } from "../config/network_config.ts";
 import { listAddrs } from "../ffi/netlink/addr.ts";
 import {
@@ -31,48 +32,11 @@ import {
 } from "../ip/mod.ts";
 import type { JsonValue, Lease, LeaseAttrs } from "../subnet/lease.ts";
 import { leaseIdentity } from "../subnet/lease_set.ts";
-import {
-  type Backend,
-  type BackendContext,
-  BackendError,
-  backendOption,
-  type Network,
-} from "./backend.ts";
+import { type Backend, type BackendContext, BackendError, type Network } from "./backend.ts";
 import { assignTunnelAddress } from "./device_address.ts";
 import type { FdbObject, KernelObjects, NeighObject, RouteObject } from "./kernel_objects.ts";
 import { netlinkPort } from "./netlink_port.ts";
 import { createRouteSync } from "./route_sync.ts";
-
-/** The net-conf options of the vxlan backend. */
-export interface VxlanConfig {
-  readonly vni: number;
-  /** UDP port; 0 leaves the kernel default (8472). */
-  readonly port: number;
-  /** Underlay MTU; 0 means the external interface's. */
-  readonly mtu: number;
-  readonly gbp: boolean;
-  readonly learning: boolean;
-  readonly directRouting: boolean;
-}
-
-/** Read and check the vxlan members of the net-conf Backend object. */
-export function readVxlanConfig(options: Readonly<Record<string, unknown>>): VxlanConfig {
-  const config = {
-    vni: backendOption("vxlan", options, "VNI", "number", 1),
-    port: backendOption("vxlan", options, "Port", "number", 0),
-    mtu: backendOption("vxlan", options, "MTU", "number", 0),
-    gbp: backendOption("vxlan", options, "GBP", "boolean", false),
-    learning: backendOption("vxlan", options, "Learning", "boolean", false),
-    directRouting: backendOption("vxlan", options, "DirectRouting", "boolean", false),
-  };
-  if (config.vni < 0 || config.vni > 0xffffff) {
-    throw new BackendError("vxlan", `Backend.VNI ${config.vni} is outside 0..16777215`);
-  }
-  if (config.port < 0 || config.port > 65535) {
-    throw new BackendError("vxlan", `Backend.Port ${config.port} is outside 0..65535`);
-  }
-  return config;
-}
 
 /** What one family's device must look like. */
 interface DeviceSpec {
@@ -157,7 +121,7 @@ function disableRouterAdvertisements(device: string, log: Logger): void {
 function deviceSpec(
   family: Family,
   ctx: BackendContext,
-  config: VxlanConfig,
+  config: VxlanOptions,
   local: IPAddr,
 ): DeviceSpec {
   const underlayMtu = config.mtu || ctx.ext.mtu;
@@ -169,8 +133,8 @@ function deviceSpec(
     port: config.port,
     learning: config.learning,
     gbp: config.gbp,
-    // IPv4 outer headers take 50 bytes; IPv6 ones 70 (flannel subtracts 50 for both).
-    mtu: underlayMtu - (local.family === 4 ? 50 : 70),
+    // flannel subtracts 50 for an IPv6 underlay too, which is 20 bytes short (quirk 14).
+    mtu: underlayMtu - VXLAN_OVERHEAD[local.family],
   };
 }
 
@@ -195,7 +159,7 @@ function connectedNetworks(h: NetlinkHandle, index: number): IPNet[] {
 export const vxlanBackend: Backend = {
   type: "vxlan",
   async register(ctx): Promise<Network> {
-    const config = readVxlanConfig(ctx.config.backend.options);
+    const config = readVxlanOptions(ctx.config.backend.options);
     const h = ctx.netlink;
     const tunnels: Tunnel[] = [];
     const families: Array<[Family, FamilyConfig | undefined, IPAddr | undefined]> = [

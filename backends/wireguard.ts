@@ -14,6 +14,13 @@
  */
 import { Buffer } from "node:buffer";
 import { dirname } from "node:path";
+import {
+  decodeWireguardKey,
+  readWireguardOptions,
+  WIREGUARD_OVERHEAD,
+  type WireguardMode,
+  type WireguardOptions,
+} from "../config/backend_options.ts";
 import { NETLINK_GENERIC, RT_SCOPE_LINK } from "../ffi/netlink/constants.ts";
 import { replaceAddr } from "../ffi/netlink/addr.ts";
 import { resolveFamily } from "../ffi/netlink/genl.ts";
@@ -47,74 +54,17 @@ import {
 } from "../ip/mod.ts";
 import type { JsonValue, Lease } from "../subnet/lease.ts";
 import { leaseIdentity, LeaseSet } from "../subnet/lease_set.ts";
-import { type Backend, BackendError, backendOption, type Network } from "./backend.ts";
+import { type Backend, BackendError, type Network } from "./backend.ts";
 import { createTunnelLink } from "./kernel_module.ts";
 
-/** How devices and families relate (`Mode`). */
-export type WireguardMode = "separate" | "auto" | "ipv4" | "ipv6";
-
-const MODES: readonly WireguardMode[] = ["separate", "auto", "ipv4", "ipv6"];
-
-/** The net-conf options of the wireguard backend. */
-export interface WireguardConfig {
-  readonly listenPort: number;
-  readonly listenPortV6: number;
-  /** Underlay MTU; 0 means the external interface's. */
-  readonly mtu: number;
-  /** Pre-shared key, base64 of 32 bytes. */
-  readonly psk?: string;
-  /** Seconds; 0 is off. */
-  readonly persistentKeepaliveInterval: number;
-  readonly mode: WireguardMode;
-}
-
-/** IPv4/IPv6 outer header + UDP + WireGuard header, as flannel reserves it. */
-const WIREGUARD_OVERHEAD = 80;
 /** Where flannel keeps the node's private key. */
 export const DEFAULT_KEY_FILE = "/run/flannel/wgkey";
 
-function port(options: Readonly<Record<string, unknown>>, name: string, fallback: number): number {
-  const value = backendOption("wireguard", options, name, "number", fallback);
-  if (value < 0 || value > 65535) {
-    throw new BackendError("wireguard", `Backend.${name} ${value} is outside 0..65535`);
-  }
-  return value;
-}
-
 /** Decode a base64 WireGuard key (32 bytes) or throw a {@link BackendError} naming `what`. */
 export function decodeKey(text: string, what: string): Uint8Array {
-  const bytes = Buffer.from(text.trim(), "base64");
-  if (bytes.length !== 32 || bytes.toString("base64") !== text.trim()) {
-    throw new BackendError("wireguard", `${what} must be the base64 encoding of 32 bytes`);
-  }
-  return new Uint8Array(bytes);
-}
-
-/** Read and check the wireguard members of the net-conf Backend object. */
-export function readWireguardConfig(options: Readonly<Record<string, unknown>>): WireguardConfig {
-  const mode = backendOption("wireguard", options, "Mode", "string", "separate");
-  if (!MODES.includes(mode as WireguardMode)) {
-    throw new BackendError("wireguard", `no valid Mode configured: ${JSON.stringify(mode)}`);
-  }
-  const psk = backendOption("wireguard", options, "PSK", "string", "");
-  if (psk) decodeKey(psk, "Backend.PSK");
-  const keepalive = backendOption("wireguard", options, "PersistentKeepaliveInterval", "number", 0);
-  if (keepalive < 0 || keepalive > 65535) {
-    throw new BackendError(
-      "wireguard",
-      `Backend.PersistentKeepaliveInterval ${keepalive} is outside 0..65535 seconds`,
-    );
-  }
-  const mtu = backendOption("wireguard", options, "MTU", "number", 0);
-  if (mtu < 0) throw new BackendError("wireguard", `Backend.MTU ${mtu} is negative`);
-  return {
-    listenPort: port(options, "ListenPort", 51820),
-    listenPortV6: port(options, "ListenPortV6", 51821),
-    mtu,
-    ...(psk && { psk }),
-    persistentKeepaliveInterval: keepalive,
-    mode: mode as WireguardMode,
-  };
+  const key = decodeWireguardKey(text);
+  if (!key) throw new BackendError("wireguard", `${what} must be the base64 encoding of 32 bytes`);
+  return key;
 }
 
 /** One WireGuard device and the address families it carries. */
@@ -129,7 +79,7 @@ export interface WireguardDevice {
  * (IPv6, ListenPortV6); every other mode ⇒ only `flannel-wg`, on ListenPort, for both.
  */
 export function wireguardDevices(
-  config: WireguardConfig,
+  config: WireguardOptions,
   enabled: readonly Family[],
 ): WireguardDevice[] {
   if (config.mode !== "separate") {
@@ -336,7 +286,7 @@ function recreateDevice(h: NetlinkHandle, name: string, mtu: number): Link {
 export const wireguardBackend: Backend = {
   type: "wireguard",
   async register(ctx): Promise<Network> {
-    const config = readWireguardConfig(ctx.config.backend.options);
+    const config = readWireguardOptions(ctx.config.backend.options);
     const h = ctx.netlink;
     const networks = new Map<Family, IPNet>();
     if (ctx.config.ipv4) networks.set(4, ctx.config.ipv4.network);
@@ -418,7 +368,7 @@ export const wireguardBackend: Backend = {
   },
 };
 
-function peerDefaults(config: WireguardConfig): PeerDefaults {
+function peerDefaults(config: WireguardOptions): PeerDefaults {
   return {
     ...(config.psk && { presharedKey: decodeKey(config.psk, "Backend.PSK") }),
     persistentKeepaliveInterval: config.persistentKeepaliveInterval,

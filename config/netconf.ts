@@ -6,7 +6,9 @@
  * Differences from flannel, chosen on purpose: `null` counts as an absent member (also for
  * `Backend`); an empty string in `Network`/`IPv6Network`/`*SubnetMin`/`*SubnetMax` counts as
  * absent; IPv6 members must hold IPv6 text; unknown and case-duplicated members are reported as
- * warnings; a missing `Backend` still means `udp` (quirk 17) but with a warning.
+ * warnings; a missing `Backend` still means `udp` (quirk 17) but with a warning; in etcd mode
+ * SubnetMin above SubnetMax is an error (flannel just never allocates); backend options are
+ * checked here (`backend_options.ts`), not first by netlink when the device is made.
  *
  * @module
  */
@@ -24,15 +26,11 @@ import {
   tryParseAddr,
   tryParseNet,
 } from "../ip/mod.ts";
+import { checkBackendOptions } from "./backend_options.ts";
+import { ConfigError } from "./config_error.ts";
 import type { BackendConfig, FamilyConfig, NetworkConfig } from "./network_config.ts";
 
-/** A net-conf that cannot be used; `field` is the member path (`Network`, `Backend.Type`, `""`). */
-export class ConfigError extends Error {
-  constructor(readonly field: string, readonly reason: string) {
-    super(field === "" ? reason : `${field}: ${reason}`);
-    this.name = "ConfigError";
-  }
-}
+export { ConfigError };
 
 /** etcd mode validates and defaults everything; kube mode only what it needs (spec §2.1). */
 export type NetConfMode = "etcd" | "kube";
@@ -257,6 +255,7 @@ function backendConfig(
     );
   }
   delete options.type;
+  warnings.push(...checkBackendOptions(lowerType, options));
   return { type: lowerType, options };
 }
 
@@ -326,6 +325,12 @@ function familyConfig(rules: FamilyRules, top: TopLevel, strict: boolean): Famil
         const reason = `${field} is not on a SubnetLen boundary: ${formatAddr(effective)}`;
         throw new ConfigError(field, reason);
       }
+    }
+    const [min, max] = bounds.map((b) => b.effective);
+    if (min.value > max.value) {
+      const reason = `${rules.subnetMin} ${formatAddr(min)} is above ${rules.subnetMax} ` +
+        `${formatAddr(max)}: no subnet could ever be allocated`;
+      throw new ConfigError(rules.subnetMin, reason);
     }
   }
   return {

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { readUdpOptions } from "../../config/backend_options.ts";
 import { closeFd } from "../../ffi/libc.ts";
 import { closeTun } from "../../ffi/tun.ts";
 import { errorText } from "../../log.ts";
@@ -18,13 +19,7 @@ import { addrEqual, formatAddr, formatNet } from "../../ip/mod.ts";
 import type { Lease } from "../../subnet/lease.ts";
 import { leaseIdentity } from "../../subnet/lease_set.ts";
 import type { LeaseWatchUpdate } from "../../subnet/manager.ts";
-import {
-  type Backend,
-  type BackendContext,
-  BackendError,
-  backendOption,
-  type Network,
-} from "../backend.ts";
+import { type Backend, type BackendContext, BackendError, type Network } from "../backend.ts";
 import { type DataPath, startDataPath } from "./data_path.ts";
 import { isUdpPeer, peerRecords } from "./peers.ts";
 import {
@@ -36,24 +31,8 @@ import {
 } from "./tun_device.ts";
 import { openUdpSocket } from "./udp_io.ts";
 
-/** The net-conf options of the udp backend. */
-export interface UdpConfig {
-  readonly port: number;
-}
-
-/** flannel's default udp port. */
-const DEFAULT_UDP_PORT = 8285;
 /** Socket buffers: the default 208 KiB overflow under load and cause most retransmits. */
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
-
-/** Read and check the udp members of the net-conf Backend object. */
-export function readUdpConfig(options: Readonly<Record<string, unknown>>): UdpConfig {
-  const port = backendOption("udp", options, "Port", "number", DEFAULT_UDP_PORT);
-  if (port < 1 || port > 65535) {
-    throw new BackendError("udp", `Backend.Port ${port} is outside 1..65535`);
-  }
-  return { port };
-}
 
 /** A peer lease and the first table generation that carried it as it is now. */
 interface KnownPeer {
@@ -91,7 +70,7 @@ function openDataPlane(ctx: BackendContext, spec: TunnelSpec, port: number) {
 export const udpBackend: Backend = {
   type: "udp",
   async register(ctx) {
-    const { port } = readUdpConfig(ctx.config.backend.options);
+    const { port } = readUdpOptions(ctx.config.backend.options);
     const ipv4 = ctx.config.ipv4;
     if (!ipv4 || ctx.config.ipv6) {
       throw new BackendError("udp", "the udp backend carries IPv4 only (EnableIPv4, no IPv6)");

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { BackendError } from "../../backends/backend.ts";
-import { IPIP_DEVICE, ipipBackend, ipipPeerObjects, readIpipConfig } from "../../backends/ipip.ts";
+import { IPIP_DEVICE, ipipBackend, ipipPeerObjects } from "../../backends/ipip.ts";
 import { addLink } from "../../ffi/netlink/link.ts";
 import { withNetlink } from "../../ffi/netlink/socket.ts";
 import {
@@ -30,20 +30,6 @@ function peer(subnet: string, publicIP: string, backendType?: string): Lease {
     attrs: { publicIP: parseAddr(publicIP), ...(backendType && { backendType }) },
   };
 }
-
-Deno.test("ipip options: DirectRouting defaults to false and must be a boolean", () => {
-  assert.deepEqual(readIpipConfig({}), { directRouting: false });
-  assert.deepEqual(readIpipConfig({ directrouting: true }), { directRouting: true });
-  assert.throws(() => readIpipConfig({ directrouting: "yes" }), BackendError);
-  fc.assert(fc.property(fc.jsonValue(), (value) => {
-    try {
-      const config = readIpipConfig({ directrouting: value });
-      return typeof value === "boolean" ? config.directRouting === value : value === null;
-    } catch (err) {
-      return err instanceof BackendError;
-    }
-  }));
-});
 
 Deno.test("ipip peer: S via P dev flannel.ipip onlink, or the external device when direct", () => {
   const p = peer("10.244.3.0/24", "198.18.0.12", "ipip");

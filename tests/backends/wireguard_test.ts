@@ -7,17 +7,15 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import fc from "fast-check";
 import { BackendError } from "../../backends/backend.ts";
+import type { WireguardOptions } from "../../config/backend_options.ts";
 import {
   type DevicePeer,
   loadOrCreateKeys,
   type PeerPlan,
   publicKeyOf,
   publishedData,
-  readWireguardConfig,
   wireguardBackend,
-  type WireguardConfig,
   wireguardDevices,
   type WireguardKernel,
   wireguardNetwork,
@@ -35,55 +33,13 @@ import type { LeaseWatchUpdate } from "../../subnet/manager.ts";
 import { ipJson, rootTest, withNetns } from "../helpers/netns.ts";
 import { backendContext, networkConfig } from "./backend_context.ts";
 
-const DEFAULTS: WireguardConfig = {
+const DEFAULTS: WireguardOptions = {
   listenPort: 51820,
   listenPortV6: 51821,
   mtu: 0,
   persistentKeepaliveInterval: 0,
   mode: "separate",
 };
-
-const KEY = Buffer.alloc(32, 7).toString("base64");
-
-Deno.test("wireguard options: flannel's defaults, names and checks", () => {
-  assert.deepEqual(readWireguardConfig({}), DEFAULTS);
-  assert.deepEqual(
-    readWireguardConfig({
-      listenport: 4000,
-      listenportv6: 4001,
-      mtu: 9000,
-      psk: KEY,
-      persistentkeepaliveinterval: 25,
-      mode: "auto",
-    }),
-    {
-      listenPort: 4000,
-      listenPortV6: 4001,
-      mtu: 9000,
-      psk: KEY,
-      persistentKeepaliveInterval: 25,
-      mode: "auto",
-    },
-  );
-  for (const mode of ["separate", "auto", "ipv4", "ipv6"]) {
-    assert.equal(readWireguardConfig({ mode }).mode, mode);
-  }
-  assert.throws(() => readWireguardConfig({ mode: "Auto" }), /no valid Mode configured/);
-  assert.throws(() => readWireguardConfig({ psk: "c2hvcnQ=" }), /PSK must be the base64/);
-  assert.throws(() => readWireguardConfig({ listenport: 70000 }), /outside 0\.\.65535/);
-  assert.throws(() => readWireguardConfig({ persistentkeepaliveinterval: -1 }), BackendError);
-});
-
-Deno.test("wireguard options: garbage gives a BackendError, never a crash", () => {
-  const keys = ["listenport", "listenportv6", "mtu", "psk", "persistentkeepaliveinterval", "mode"];
-  fc.assert(fc.property(fc.dictionary(fc.constantFrom(...keys), fc.jsonValue()), (options) => {
-    try {
-      readWireguardConfig(options);
-    } catch (err) {
-      if (!(err instanceof BackendError)) throw err;
-    }
-  }));
-});
 
 Deno.test("wireguard devices per Mode", () => {
   assert.deepEqual(wireguardDevices(DEFAULTS, [4]), [

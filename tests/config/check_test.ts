@@ -109,3 +109,25 @@ Deno.test("config check: command arguments FILE [--mode etcd|kube]", async () =>
     );
   }
 });
+
+Deno.test("config check: backend options are checked, in kube mode too", async () => {
+  await withFiles({
+    "mtu.json": '{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","MTU":-100}}',
+    "typo.json": '{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","DirectRoute":true}}',
+  }, async (dir) => {
+    for (const mode of ["etcd", "kube"] as const) {
+      const result = await configCheck(`${dir}/mtu.json`, mode);
+      assert.equal(result.ok, false);
+      assert.equal(
+        result.output,
+        `${dir}/mtu.json: Backend.MTU: must be between 138 and 65535 ` +
+          "(0 or absent: the external interface's MTU), got -100",
+      );
+    }
+    const typo = await configCheck(`${dir}/typo.json`);
+    assert.equal(typo.ok, true);
+    assert.deepEqual(typo.warnings, [
+      `ignoring member Backend."directroute": the vxlan backend has no such option`,
+    ]);
+  });
+});

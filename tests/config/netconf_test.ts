@@ -129,7 +129,7 @@ Deno.test("netconf: explicit SubnetLen, SubnetMin and SubnetMax are kept", () =>
   });
 });
 
-Deno.test("netconf: a zero SubnetMin/SubnetMax counts as absent, Min > Max is allowed", () => {
+Deno.test("netconf: a zero SubnetMin/SubnetMax counts as absent", () => {
   const zero = parse({ Network: "10.5.0.0/16", SubnetMin: "0.0.0.0", SubnetMax: "0.0.0.0" });
   assert.equal(formatAddr(zero.config.ipv4!.subnetMin), "10.5.1.0");
   assert.equal(formatAddr(zero.config.ipv4!.subnetMax), "10.5.255.0");
@@ -141,9 +141,38 @@ Deno.test("netconf: a zero SubnetMin/SubnetMax counts as absent, Min > Max is al
     IPv6SubnetMax: "::",
   });
   assert.equal(formatAddr(v6zero.config.ipv6!.subnetMin), "fc00:0:0:1::");
-  const inverted = parse({ Network: "10.5.0.0/16", SubnetMin: "10.5.9.0", SubnetMax: "10.5.3.0" });
-  const v4 = inverted.config.ipv4!;
-  assert.equal(countSubnets(v4.subnetMin, v4.subnetMax, v4.subnetLen), 0n);
+});
+
+Deno.test("netconf: SubnetMin above SubnetMax is an error in etcd mode (flannel allocates none)", () => {
+  const inverted = { Network: "10.5.0.0/16", SubnetMin: "10.5.9.0", SubnetMax: "10.5.3.0" };
+  rejects(
+    inverted,
+    "SubnetMin",
+    "SubnetMin: SubnetMin 10.5.9.0 is above SubnetMax 10.5.3.0: no subnet could ever be allocated",
+  );
+  // Only one given: the other is derived, and must still not be passed.
+  rejects(
+    { Network: "10.5.0.0/16", SubnetMax: "10.5.0.0" },
+    "SubnetMin",
+    "SubnetMin: SubnetMin 10.5.1.0 is above SubnetMax 10.5.0.0: no subnet could ever be allocated",
+  );
+  rejects(
+    {
+      EnableIPv4: false,
+      EnableIPv6: true,
+      IPv6Network: "fc00::/48",
+      IPv6SubnetMin: "fc00:0:0:9::",
+      IPv6SubnetMax: "fc00:0:0:3::",
+    },
+    "IPv6SubnetMin",
+    "IPv6SubnetMin: IPv6SubnetMin fc00:0:0:9:: is above IPv6SubnetMax fc00:0:0:3::: " +
+      "no subnet could ever be allocated",
+  );
+  // Equal bounds leave exactly one subnet; kube mode does not use them at all.
+  const single = parse({ Network: "10.5.0.0/16", SubnetMin: "10.5.3.0", SubnetMax: "10.5.3.0" });
+  const v4 = single.config.ipv4!;
+  assert.equal(countSubnets(v4.subnetMin, v4.subnetMax, v4.subnetLen), 1n);
+  assert.equal(parse(inverted, "kube").config.ipv4!.subnetLen, 24);
 });
 
 Deno.test("netconf: IPv4 validation rules with flannel's texts (§2.4)", () => {

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { readUdpConfig } from "../../../backends/udp/backend.ts";
 import { createCounterBuffer, readCounters } from "../../../backends/udp/counters.ts";
 import {
   ARENA,
@@ -11,7 +10,6 @@ import {
 import { packetBuffer, pseudoHeaderSum } from "../../../backends/udp/packet.ts";
 import { createPeerTable } from "../../../backends/udp/peers.ts";
 import { VIRTIO_NET_HDR_LEN } from "../../../backends/udp/vnet.ts";
-import { BackendError } from "../../../backends/backend.ts";
 import { headerChecksumOk, icmpEcho, ipv4, l4ChecksumOk, tcp } from "./fixtures.ts";
 
 const OWN = 0x0af40100; // 10.244.1.0/24 is ours
@@ -243,12 +241,4 @@ Deno.test("garbage never throws, in either direction, and every packet is accoun
     ),
     { numRuns: 300 },
   );
-});
-
-Deno.test("net-conf: Port defaults to 8285 and must be a port", () => {
-  assert.deepStrictEqual(readUdpConfig({}), { port: 8285 });
-  assert.deepStrictEqual(readUdpConfig({ port: 9000 }), { port: 9000 });
-  assert.throws(() => readUdpConfig({ port: 0 }), BackendError);
-  assert.throws(() => readUdpConfig({ port: 70000 }), BackendError);
-  assert.throws(() => readUdpConfig({ port: "8285" }), BackendError);
 });
