@@ -7,6 +7,13 @@
  */
 import { tartanArgv } from "./self.ts";
 
+/** A CNI network list, as a runtime reads it from its config directory. */
+export interface CniConflist {
+  readonly cniVersion: string;
+  readonly name: string;
+  readonly plugins: readonly Record<string, unknown>[];
+}
+
 /** Where the Debian package puts the standard CNI plugins. */
 export const CNI_BIN_DIR = "/usr/lib/cni";
 
@@ -17,17 +24,33 @@ export interface LabPod {
   readonly ip: string;
 }
 
-/** The CNI network config a node's runtime would hold (flannel's standard shape). */
-export function cniConfig(subnetFile: string, dir: string): string {
-  return JSON.stringify({
-    cniVersion: "1.0.0",
-    name: "cbr0",
+/** The lab's CNI network: flannel's name for it, and the version runtimes are given. */
+const CNI_NETWORK = { cniVersion: "1.0.0", name: "cbr0" } as const;
+
+/** Our plugin's entry in a node's network (flannel's standard shape, files under `dir`). */
+function flannelPlugin(subnetFile: string, dir: string): Record<string, unknown> {
+  return {
     type: "flannel",
     subnetFile,
-    dataDir: `${dir}/cni`,
+    dataDir: cniDataDir(dir),
     ipam: { dataDir: `${dir}/ipam` },
     delegate: { hairpinMode: true, isDefaultGateway: true },
-  });
+  };
+}
+
+/** Where the plugin saves a node's delegate configs (one file per container ID). */
+export function cniDataDir(dir: string): string {
+  return `${dir}/cni`;
+}
+
+/** The CNI network config a node's runtime would hold, as one plugin's stdin. */
+export function cniConfig(subnetFile: string, dir: string): string {
+  return JSON.stringify({ ...CNI_NETWORK, ...flannelPlugin(subnetFile, dir) });
+}
+
+/** The same network as a conflist file, as container runtimes read it. */
+export function cniConflist(subnetFile: string, dir: string): CniConflist {
+  return { ...CNI_NETWORK, plugins: [flannelPlugin(subnetFile, dir)] };
 }
 
 /** Run our CNI plugin in `nodeNs` as a container runtime would; returns its stdout. */

@@ -14,8 +14,16 @@ const PACKAGES: Record<string, string> = {
   tcpdump: "tcpdump",
   // Debian's kubectl; the manifests test uses it for a client-side dry run.
   kubectl: "kubernetes-client",
+  // A real container runtime and a real scraper for the e2e tests.
+  podman: "podman",
+  runc: "runc",
+  prometheus: "prometheus",
+  promtool: "prometheus",
 };
 const CNI_PLUGIN = "/usr/lib/cni/bridge";
+// Checked by dpkg status: busybox-static has no command of its own (plain busybox has a
+// dynamic /bin/busybox, useless as a container root filesystem).
+const STATUS_CHECKED_PACKAGES = ["busybox-static"];
 
 async function has(command: string): Promise<boolean> {
   const { code } = await new Deno.Command("sh", {
@@ -26,12 +34,24 @@ async function has(command: string): Promise<boolean> {
   return code === 0;
 }
 
+async function isInstalled(pkg: string): Promise<boolean> {
+  const { code, stdout } = await new Deno.Command("dpkg-query", {
+    args: ["-W", "-f=${db:Status-Status}", pkg],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return code === 0 && new TextDecoder().decode(stdout) === "installed";
+}
+
 const missing = new Set<string>();
 for (const [command, pkg] of Object.entries(PACKAGES)) {
   if (!await has(command)) missing.add(pkg);
 }
 if (!await Deno.stat(CNI_PLUGIN).then(() => true, () => false)) {
   missing.add("containernetworking-plugins");
+}
+for (const pkg of STATUS_CHECKED_PACKAGES) {
+  if (!await isInstalled(pkg)) missing.add(pkg);
 }
 if (missing.size > 0) {
   const list = [...missing].sort();
