@@ -16,44 +16,22 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
-import type { Etcd3, ICompare, IKeyValue } from "etcd3";
+import type { Etcd3 } from "etcd3";
 import { ConfigError, parseNetConfig } from "../config/netconf.ts";
 import type { NetworkConfig } from "../config/network_config.ts";
 import { errorText, type Logger, logger } from "../log.ts";
 import { type LeaseStoreCounters, newLeaseStoreCounters } from "../state.ts";
-import { fitsConfig, fitsFamily, isFree, pickFreeSubnet } from "./allocate.ts";
 import { Backoff } from "./backoff.ts";
 import { sleep } from "../sleep.ts";
-import {
-  createEtcdClient,
-  type EtcdConnection,
-  EtcdOptionsError,
-  keyBytes,
-  prefixEnd,
-  readRange,
-} from "./etcd_client.ts";
+import { acquire, isOurs } from "./etcd_acquire.ts";
+import { createEtcdClient, type EtcdConnection, EtcdOptionsError } from "./etcd_client.ts";
 import { claimPublicIP, type PublicIPClaim } from "./etcd_owner.ts";
+import { describeSubnets, EtcdLeaseStore, type OwnLease, toLease } from "./etcd_store.ts";
 import { listWatch, type ListWatchItem, type WatchFailure } from "./etcd_watch.ts";
-import { addrEqual, formatAddr, formatNet, type IPNet } from "../ip/mod.ts";
-import {
-  decodeLeaseAttrs,
-  encodeLeaseAttrs,
-  formatLeaseKey,
-  type Lease,
-  type LeaseAttrs,
-  type LeaseEvent,
-  type LeaseSubnets,
-  parseLeaseKey,
-  rangesInKeyName,
-} from "./lease.ts";
-import {
-  AcquireConflictError,
-  LeaseLostError,
-  type LeaseWatchUpdate,
-  OutOfSubnetsError,
-  type SubnetManager,
-} from "./manager.ts";
+import { formatAddr } from "../ip/mod.ts";
+import { encodeLeaseAttrs, type Lease, type LeaseAttrs, type LeaseSubnets } from "./lease.ts";
+import { type LeaseChange, LeaseTracker } from "./lease_tracker.ts";
+import { LeaseLostError, type LeaseWatchUpdate, type SubnetManager } from "./manager.ts";
 import { readPreviousSubnets } from "./subnet_env.ts";
 
 /** flanneld's default `--etcd-prefix`. */
@@ -62,9 +40,6 @@ export const DEFAULT_ETCD_PREFIX = "/coreos.com/network";
 export const DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env";
 /** TTL flannel grants every lease it writes (spec §3.2). */
 export const LEASE_TTL_SECONDS = 86_400;
-
-const MAX_ACQUIRE_ATTEMPTS = 10;
-const MAX_MALFORMED_LOGGED = 1000;
 
 /** Options of {@link EtcdSubnetManager}. */
 export interface EtcdManagerOptions extends EtcdConnection {
@@ -98,53 +73,10 @@ export interface EtcdManagerOptions extends EtcdConnection {
   readonly publicIPClaim?: { readonly ttlSeconds?: number; readonly machine?: string };
 }
 
-/** Our lease as held in etcd. */
-interface OwnLease {
-  readonly key: string;
-  readonly subnets: LeaseSubnets;
-  readonly attrs: LeaseAttrs;
-  /** The value JSON we wrote. */
-  readonly value: string;
-  /** The etcd lease the key is attached to; undefined for a reservation. */
-  readonly leaseId?: string;
-  readonly expiration?: Date;
-}
-
-/** One listed key, read as far as it goes. */
-interface ListedKey {
-  readonly kv: IKeyValue;
-  readonly name: string;
-  /** Undefined when the key or the value is malformed. */
-  readonly lease?: Lease;
-  /** Ranges the key occupies, read out of its name even when malformed (quirk 2). */
-  readonly ranges: IPNet[];
-}
-
 /** `path.Join` for etcd keys: parts joined by `/`, runs of slashes collapsed. */
 function joinKey(...parts: string[]): string {
   return parts.join("/").replace(/\/{2,}/g, "/").replace(/(.)\/$/, "$1");
 }
-
-function toLease(own: OwnLease): Lease {
-  return {
-    ...own.subnets,
-    attrs: own.attrs,
-    ...(own.expiration && { expiration: own.expiration }),
-    ...(own.leaseId === undefined && { reserved: true }),
-  };
-}
-
-/** Just the subnets of a lease, without undefined members. */
-function subnetsOf({ subnet, ipv6Subnet }: LeaseSubnets): LeaseSubnets {
-  return { ...(subnet && { subnet }), ...(ipv6Subnet && { ipv6Subnet }) };
-}
-
-function describe(subnets: LeaseSubnets): string {
-  const nets = [subnets.subnet, subnets.ipv6Subnet].filter((n): n is IPNet => n !== undefined);
-  return nets.map(formatNet).join(",");
-}
-
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
  * The etcd subnet manager.
@@ -161,19 +93,16 @@ export class EtcdSubnetManager implements SubnetManager {
   /** Counters for metrics and tests. */
   readonly stats: LeaseStoreCounters;
   readonly #client: Etcd3;
+  readonly #store: EtcdLeaseStore;
   readonly #log: Logger;
   readonly #configKey: string;
-  readonly #subnetsDir: string;
   readonly #subnetFile: string;
-  readonly #ttlSeconds: number;
   readonly #renewMarginMs: number;
   readonly #renewRetryMs: number;
   readonly #claimOptions?: EtcdManagerOptions["publicIPClaim"];
   readonly #ownersDir: string;
   #ipClaim?: PublicIPClaim;
-  readonly #timeRequest?: (op: string) => () => void;
   readonly #onOwnLease?: (lease: Lease) => void;
-  readonly #malformedLogged = new Set<string>();
   /** Aborted by close(): ends every loop still running. */
   readonly #closed = new AbortController();
   #config?: NetworkConfig;
@@ -182,23 +111,29 @@ export class EtcdSubnetManager implements SubnetManager {
   constructor(options: EtcdManagerOptions) {
     const prefix = options.prefix ?? DEFAULT_ETCD_PREFIX;
     this.#configKey = joinKey(prefix, "config");
-    this.#subnetsDir = `${joinKey(prefix, "subnets")}/`;
     this.#ownersDir = `${joinKey(prefix, "tartan", "owners")}/`;
     this.#claimOptions = options.publicIPClaim;
     this.#subnetFile = options.subnetFile ?? DEFAULT_SUBNET_FILE;
-    this.#ttlSeconds = options.leaseTtlSeconds ?? LEASE_TTL_SECONDS;
+    const ttlSeconds = options.leaseTtlSeconds ?? LEASE_TTL_SECONDS;
     this.#renewMarginMs = (options.renewMarginMinutes ?? 60) * 60_000;
     this.#renewRetryMs = options.renewRetryMs ?? 60_000;
-    if (!(this.#renewMarginMs > 0 && this.#renewMarginMs < this.#ttlSeconds * 1000)) {
+    if (!(this.#renewMarginMs > 0 && this.#renewMarginMs < ttlSeconds * 1000)) {
       throw new EtcdOptionsError(
-        `subnet lease renew margin must be above 0 and below the lease TTL (${this.#ttlSeconds} s)`,
+        `subnet lease renew margin must be above 0 and below the lease TTL (${ttlSeconds} s)`,
       );
     }
     this.stats = options.counters ?? newLeaseStoreCounters();
-    this.#timeRequest = options.timeRequest;
     this.#onOwnLease = options.onOwnLease;
     this.#log = options.log ?? logger("etcd");
     this.#client = createEtcdClient(options);
+    this.#store = new EtcdLeaseStore({
+      client: this.#client,
+      subnetsDir: `${joinKey(prefix, "subnets")}/`,
+      ttlSeconds,
+      counters: this.stats,
+      timeRequest: options.timeRequest,
+      log: this.#log,
+    });
   }
 
   /** Our lease as last written, once acquired. */
@@ -208,7 +143,7 @@ export class EtcdSubnetManager implements SubnetManager {
 
   /** The etcd key of a lease: `<prefix>/subnets/<lease key>`. */
   leaseKey(subnets: LeaseSubnets): string {
-    return this.#subnetsDir + formatLeaseKey(subnets);
+    return this.#store.leaseKey(subnets);
   }
 
   async getNetworkConfig(callerSignal: AbortSignal): Promise<NetworkConfig> {
@@ -220,10 +155,7 @@ export class EtcdSubnetManager implements SubnetManager {
       signal.throwIfAborted();
       let problem: string;
       try {
-        const { kvs } = await this.#timed(
-          "range",
-          () => readRange(this.#client, this.#configKey, false),
-        );
+        const kvs = await this.#store.read(this.#configKey);
         if (kvs.length === 0) {
           problem = `flannel config not found in etcd store at ${this.#configKey}. ` +
             "Did you create your config using etcdv3 API?";
@@ -252,37 +184,14 @@ export class EtcdSubnetManager implements SubnetManager {
     const config = this.#config ?? await this.getNetworkConfig(signal);
     await this.#claimPublicIP(config, attrs, signal);
     const previous = await readPreviousSubnets(this.#subnetFile);
-    const backoff = new Backoff(100, 5000);
-    let attempts = 0;
-    while (attempts < MAX_ACQUIRE_ATTEMPTS) {
-      signal.throwIfAborted();
-      let own: OwnLease | undefined;
-      try {
-        const { kvs } = await this.#timed(
-          "range",
-          () => readRange(this.#client, this.#subnetsDir, true),
-        );
-        own = await this.#tryAcquire(config, attrs, previous, kvs.map((kv) => this.#listed(kv)));
-      } catch (error) {
-        if (error instanceof OutOfSubnetsError) throw error;
-        this.#log.warn("lease acquisition failed; retrying", { error: errorText(error) });
-        await sleep(backoff.next(), signal);
-        continue;
-      }
-      if (own) {
-        this.#own = own;
-        this.#onOwnLease?.(toLease(own));
-        this.#log.info("lease acquired", {
-          subnet: describe(own.subnets),
-          reserved: own.leaseId === undefined,
-        });
-        return toLease(own);
-      }
-      attempts++;
-      this.#log.info("another node took the chosen subnet first; retrying", { attempts });
-      await sleep(Math.random() * 20 * attempts, signal); // spread out contending nodes
-    }
-    throw new AcquireConflictError(attempts);
+    const own = await acquire(this.#store, config, attrs, previous, this.#log, signal);
+    this.#own = own;
+    this.#onOwnLease?.(toLease(own));
+    this.#log.info("lease acquired", {
+      subnet: describeSubnets(own.subnets),
+      reserved: own.leaseId === undefined,
+    });
+    return toLease(own);
   }
 
   async renewLease(lease: Lease, signal: AbortSignal): Promise<Lease> {
@@ -367,39 +276,29 @@ export class EtcdSubnetManager implements SubnetManager {
 
   async *watchLeases(callerSignal: AbortSignal): AsyncGenerator<LeaseWatchUpdate> {
     const signal = this.#until(callerSignal);
-    const known = new Map<string, Lease>(); // by key name: DELETE events carry only the key
-    let snapshots = 0;
+    const tracker = new LeaseTracker(this.stats);
     const items = listWatch({
       client: this.#client,
-      key: this.#subnetsDir,
+      key: this.#store.subnetsDir,
       prefix: true,
       onFailure: (failure) => this.#onWatchFailure("leases", failure),
     }, signal);
     for await (const item of items) {
       if (item.type === "snapshot") {
-        if (snapshots++ > 0) this.stats.relists++;
-        known.clear();
-        for (const kv of item.kvs) {
-          const listed = this.#listed(kv);
-          if (listed.lease) known.set(listed.name, listed.lease);
-        }
-        yield { type: "snapshot", leases: [...known.values()] };
+        yield tracker.snapshot(item.kvs.map((kv) => {
+          const { name, lease } = this.#store.decode(kv);
+          return [name, lease];
+        }));
         continue;
       }
-      const events: LeaseEvent[] = [];
-      for (const event of item.events) {
-        const listed = this.#listed(event.kv, event.type === "Delete");
-        const before = known.get(listed.name);
-        if (event.type === "Put" && listed.lease) {
-          known.set(listed.name, listed.lease);
-          events.push({ type: "added", lease: listed.lease });
-        } else if (event.type === "Delete" && before) {
-          known.delete(listed.name);
-          events.push({ type: "removed", lease: before });
-        }
-      }
-      this.stats.watchEvents += events.length;
-      if (events.length > 0) yield { type: "events", events };
+      // A Put nobody can read is left out: the key keeps its last good lease (quirk 1).
+      const changes = item.events.flatMap((event): LeaseChange[] => {
+        const deleted = event.type === "Delete";
+        const { name, lease } = this.#store.decode(event.kv, deleted);
+        return deleted ? [{ name, lease: undefined }] : lease ? [{ name, lease }] : [];
+      });
+      const update = tracker.changes(changes);
+      if (update) yield update;
     }
   }
 
@@ -427,150 +326,6 @@ export class EtcdSubnetManager implements SubnetManager {
     }, signal);
   }
 
-  /** One pass of spec §3.4 over a listing; undefined when another node won a race. */
-  async #tryAcquire(
-    config: NetworkConfig,
-    attrs: LeaseAttrs,
-    previous: LeaseSubnets,
-    listed: ListedKey[],
-  ): Promise<OwnLease | undefined> {
-    let others = listed;
-    const mine = listed.find((entry) => entry.lease && this.#isOurs(entry.lease.attrs, attrs));
-    if (mine?.lease) {
-      if (fitsConfig(config, mine.lease)) {
-        return await this.#claim(mine.kv, subnetsOf(mine.lease), attrs);
-      }
-      if (mine.lease.reserved) {
-        this.#log.warn("a reservation with our public IP does not fit the config; left alone", {
-          key: mine.name,
-        });
-      } else {
-        this.#log.warn("deleting our lease: it does not fit the config", { key: mine.name });
-        if (!await this.#deleteIfUnchanged(mine.kv)) return undefined;
-        others = listed.filter((entry) => entry !== mine);
-      }
-    }
-    const occupied = others.flatMap((entry) => entry.ranges);
-    const choose = (family: "ipv4" | "ipv6", prev: IPNet | undefined): IPNet | undefined => {
-      const fam = config[family];
-      if (!fam) return undefined;
-      if (prev && fitsFamily(fam, prev) && isFree(prev, occupied)) return prev;
-      const subnet = pickFreeSubnet(fam, occupied);
-      if (!subnet) {
-        throw new OutOfSubnetsError(
-          `no free /${fam.subnetLen} in ${formatNet(fam.network)} between ` +
-            `${formatAddr(fam.subnetMin)} and ${formatAddr(fam.subnetMax)}`,
-        );
-      }
-      return subnet;
-    };
-    const subnet = choose("ipv4", previous.subnet);
-    const ipv6Subnet = choose("ipv6", previous.ipv6Subnet);
-    return await this.#create(subnetsOf({ subnet, ipv6Subnet }), attrs);
-  }
-
-  /** Whether a lease was published by this node: same PublicIP (PublicIPv6 when IPv6-only). */
-  #isOurs(theirs: LeaseAttrs, ours: LeaseAttrs): boolean {
-    if (this.#config?.ipv4) return addrEqual(theirs.publicIP, ours.publicIP);
-    return !!theirs.publicIPv6 && !!ours.publicIPv6 &&
-      addrEqual(theirs.publicIPv6, ours.publicIPv6);
-  }
-
-  /** Create a new lease key, only if it and every key for the same IPv4 subnet are absent. */
-  async #create(subnets: LeaseSubnets, attrs: LeaseAttrs): Promise<OwnLease | undefined> {
-    const key = this.leaseKey(subnets);
-    const value = encodeLeaseAttrs(attrs);
-    const compare: ICompare[] = [
-      { key: keyBytes(key), target: "Version", result: "Equal", version: 0 },
-    ];
-    if (subnets.subnet) {
-      // A dual-stack key for the same IPv4 subnet but another IPv6 one has a different name.
-      const sameIPv4 = this.#subnetsDir + formatLeaseKey({ subnet: subnets.subnet });
-      compare.push({
-        key: keyBytes(sameIPv4),
-        range_end: prefixEnd(sameIPv4),
-        target: "Version",
-        result: "Equal",
-        version: 0,
-      });
-    }
-    const grant = await this.#grant();
-    const res = await this.#timed("txn", () =>
-      this.#client.kv.txn({
-        compare,
-        success: [{
-          request_put: { key: keyBytes(key), value: Buffer.from(value), lease: grant.id },
-        }],
-      }));
-    if (!res.succeeded) {
-      await this.#revoke(grant.id);
-      return undefined;
-    }
-    return { key, subnets, attrs, value, leaseId: grant.id, expiration: grant.expiration };
-  }
-
-  /**
-   * Take over `kv` (ours) with `attrs`, unless it changed since it was read: a fresh etcd lease
-   * and the old one revoked, or, for a reservation, the value only and no lease (quirk 4).
-   */
-  async #claim(
-    kv: IKeyValue,
-    subnets: LeaseSubnets,
-    attrs: LeaseAttrs,
-  ): Promise<OwnLease | undefined> {
-    const key = kv.key.toString("utf8");
-    const value = encodeLeaseAttrs(attrs);
-    const reserved = kv.lease === "0";
-    const own = { key, subnets, attrs, value };
-    if (reserved && kv.value.toString("utf8") === value) return own;
-    const grant = reserved ? undefined : await this.#grant();
-    const res = await this.#timed("txn", () =>
-      this.#client.kv.txn({
-        compare: [{ key: kv.key, target: "Mod", result: "Equal", mod_revision: kv.mod_revision }],
-        success: [{
-          request_put: {
-            key: kv.key,
-            value: Buffer.from(value),
-            ...(grant && { lease: grant.id }),
-          },
-        }],
-      }));
-    if (!res.succeeded) {
-      if (grant) await this.#revoke(grant.id);
-      return undefined;
-    }
-    if (!grant) return own;
-    if (kv.lease !== grant.id) await this.#revoke(kv.lease); // no orphan leases (quirk 5)
-    return { ...own, leaseId: grant.id, expiration: grant.expiration };
-  }
-
-  async #deleteIfUnchanged(kv: IKeyValue): Promise<boolean> {
-    const res = await this.#timed("txn", () =>
-      this.#client.kv.txn({
-        compare: [{ key: kv.key, target: "Mod", result: "Equal", mod_revision: kv.mod_revision }],
-        success: [{ request_delete_range: { key: kv.key } }],
-      }));
-    return res.succeeded;
-  }
-
-  async #grant(): Promise<{ id: string; expiration: Date }> {
-    const start = Date.now();
-    const res = await this.#timed(
-      "grant",
-      () => this.#client.leaseClient.leaseGrant({ TTL: this.#ttlSeconds }),
-    );
-    return { id: res.ID, expiration: new Date(start + Number(res.TTL) * 1000) };
-  }
-
-  /** Best effort: a lease we fail to revoke only lingers until its TTL. */
-  async #revoke(id: string): Promise<void> {
-    try {
-      await this.#timed("revoke", () => this.#client.leaseClient.leaseRevoke({ ID: id }));
-    } catch (error) {
-      this.#log.warn("could not revoke an etcd lease", { lease: id, error: errorText(error) });
-    }
-  }
-
   // --- keeping our lease ---------------------------------------------------------------------
 
   /**
@@ -579,24 +334,24 @@ export class EtcdSubnetManager implements SubnetManager {
    */
   async #refresh(own: OwnLease, attrs: LeaseAttrs): Promise<OwnLease> {
     for (let attempt = 0; attempt < 5; attempt++) {
-      const { kvs } = await this.#timed("range", () => readRange(this.#client, own.key, false));
+      const kvs = await this.#store.read(own.key);
       if (kvs.length === 0) {
-        const created = await this.#create(own.subnets, attrs);
+        const created = await this.#store.create(own.subnets, attrs);
         if (created) {
           this.stats.reacquisitions++;
           this.#log.warn("our lease key had vanished (expired or deleted); re-acquired it", {
-            subnet: describe(own.subnets),
+            subnet: describeSubnets(own.subnets),
           });
           return created;
         }
         continue;
       }
       // A value nobody can read is nobody's lease: we take our key back.
-      const lease = this.#listed(kvs[0]).lease;
-      if (lease && !this.#isOurs(lease.attrs, attrs)) {
+      const lease = this.#store.decode(kvs[0]).lease;
+      if (lease && !isOurs(this.#config, lease.attrs, attrs)) {
         throw new LeaseLostError(own.key, `now held by ${formatAddr(lease.attrs.publicIP)}`);
       }
-      const claimed = await this.#claim(kvs[0], own.subnets, attrs);
+      const claimed = await this.#store.claim(kvs[0], own.subnets, attrs);
       if (claimed) return claimed;
     }
     throw new Error(`lease key ${own.key} kept changing under us`);
@@ -626,36 +381,6 @@ export class EtcdSubnetManager implements SubnetManager {
 
   // --- shared --------------------------------------------------------------------------------
 
-  /** Decode one key; malformed ones are counted and logged once (quirk 1). */
-  #listed(kv: IKeyValue, keyOnly = false): ListedKey {
-    const name = kv.key.toString("utf8").slice(this.#subnetsDir.length);
-    let subnets: LeaseSubnets;
-    try {
-      subnets = parseLeaseKey(name);
-    } catch (error) {
-      this.#skipped(name, error);
-      return { kv, name, ranges: rangesInKeyName(name) };
-    }
-    const ranges = [subnets.subnet, subnets.ipv6Subnet].filter((n): n is IPNet => !!n);
-    if (keyOnly) return { kv, name, ranges };
-    try {
-      const attrs = decodeLeaseAttrs(UTF8.decode(kv.value));
-      const lease: Lease = { ...subnets, attrs, ...(kv.lease === "0" && { reserved: true }) };
-      return { kv, name, lease, ranges };
-    } catch (error) {
-      this.#skipped(name, error);
-      return { kv, name, ranges };
-    }
-  }
-
-  #skipped(name: string, error: unknown): void {
-    this.stats.malformedSkipped++;
-    if (this.#malformedLogged.size < MAX_MALFORMED_LOGGED && !this.#malformedLogged.has(name)) {
-      this.#malformedLogged.add(name);
-      this.#log.warn("skipping malformed lease", { key: name, error: errorText(error) });
-    }
-  }
-
   #onWatchFailure(what: string, failure: WatchFailure): void {
     this.stats.watchErrors++;
     this.#log.warn(`${what} watch failed; retrying`, {
@@ -668,14 +393,5 @@ export class EtcdSubnetManager implements SubnetManager {
   /** `signal`, also aborted when the manager is closed. */
   #until(signal: AbortSignal): AbortSignal {
     return AbortSignal.any([signal, this.#closed.signal]);
-  }
-
-  async #timed<T>(op: string, request: () => Promise<T>): Promise<T> {
-    const done = this.#timeRequest?.(op);
-    try {
-      return await request();
-    } finally {
-      done?.();
-    }
   }
 }

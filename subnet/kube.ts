@@ -51,14 +51,13 @@ import {
 } from "./kube_node.ts";
 import { listWatchNodes, type NodeWatchItem } from "./kube_watch.ts";
 import {
-  attrsEqual,
   formatLeaseKey,
   type JsonValue,
   type Lease,
   type LeaseAttrs,
-  type LeaseEvent,
   sameSubnets,
 } from "./lease.ts";
+import { LeaseTracker } from "./lease_tracker.ts";
 import { LeaseLostError, type LeaseWatchUpdate, type SubnetManager } from "./manager.ts";
 
 /** flanneld's default `--net-config-path`. */
@@ -304,8 +303,7 @@ export class KubeSubnetManager implements SubnetManager {
     const signal = this.#until(callerSignal);
     const config = await this.getNetworkConfig(signal);
     const ownName = await this.#resolveNodeName(signal);
-    const known = new Map<string, Lease>(); // by node name: DELETED carries the last object
-    let snapshots = 0;
+    const tracker = new LeaseTracker(this.stats);
     const items = listWatchNodes(this.#client, {
       backoff: this.#timing.watchBackoff,
       onFailure: (failure) => {
@@ -319,18 +317,14 @@ export class KubeSubnetManager implements SubnetManager {
     for await (const item of items) {
       this.#noteOwnNode(item, ownName);
       if (item.type === "snapshot") {
-        if (snapshots++ > 0) this.stats.relists++;
-        known.clear();
-        for (const node of item.nodes) {
-          const lease = this.#leaseOf(node, config);
-          if (lease) known.set(node.name, lease);
-        }
-        yield { type: "snapshot", leases: [...known.values()] };
+        yield tracker.snapshot(item.nodes.map((node) => [node.name, this.#leaseOf(node, config)]));
         continue;
       }
-      const events = this.#eventsFor(item, known, config);
-      this.stats.watchEvents += events.length;
-      if (events.length > 0) yield { type: "events", events };
+      // A node left unreadable is left out: it keeps its last good lease (quirk 15).
+      const lease = item.event === "DELETED" ? undefined : this.#leaseOf(item.node, config);
+      if (item.event !== "DELETED" && !lease) continue;
+      const update = tracker.changes([{ name: item.node.name, lease }]);
+      if (update) yield update;
     }
   }
 
@@ -568,29 +562,6 @@ export class KubeSubnetManager implements SubnetManager {
       this.#skipped(error);
       return undefined;
     }
-  }
-
-  /** The lease events one node event means (quirk 15: either family, and pod CIDR changes). */
-  #eventsFor(
-    item: Extract<NodeWatchItem, { type: "event" }>,
-    known: Map<string, Lease>,
-    config: NetworkConfig,
-  ): LeaseEvent[] {
-    const name = item.node.name;
-    const before = known.get(name);
-    if (item.event === "DELETED") {
-      if (!before) return [];
-      known.delete(name);
-      return [{ type: "removed", lease: before }];
-    }
-    const lease = this.#leaseOf(item.node, config);
-    if (!lease) return []; // keep the last good lease: a bad edit must not cut the node off
-    if (before && sameSubnets(before, lease) && attrsEqual(before.attrs, lease.attrs)) return [];
-    known.set(name, lease);
-    const added: LeaseEvent = { type: "added", lease };
-    return before && !sameSubnets(before, lease)
-      ? [{ type: "removed", lease: before }, added]
-      : [added];
   }
 
   /** Count a skipped node; log each distinct reason once (unmanaged nodes only at debug). */
