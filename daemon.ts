@@ -199,7 +199,8 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
   let netlink: NetlinkHandle | undefined;
   try {
     netlink = openNetlink();
-    const metrics = createMetrics(state);
+    // Process metrics are only ever read through the admin server.
+    const metrics = createMetrics(state, { defaultMetrics: options.healthzPort > 0 });
     manager = await createManager(options, state, metrics);
     if (options.healthzPort > 0) {
       const token = options.adminTokenFile

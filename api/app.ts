@@ -18,7 +18,7 @@ import { type Context, Hono } from "hono";
 import type { DaemonState } from "../state.ts";
 import type { IPNet } from "../ip/mod.ts";
 import { errorText, type Logger, logger } from "../log.ts";
-import type { Metrics } from "./metrics.ts";
+import { EXPOSITION_CONTENT_TYPE, type Metrics } from "./metrics.ts";
 import { ALIVE_TEXT, evaluateReadiness, readinessText } from "./readiness.ts";
 import type { ErrorBody } from "./schemas.ts";
 import {
@@ -133,8 +133,8 @@ export function createApp(state: DaemonState, metrics: Metrics, options: AppOpti
   });
 
   app.get("/metrics", async (c) => {
-    const text = await metrics.registry.metrics();
-    return c.body(text, 200, { "content-type": metrics.registry.contentType });
+    const text = await metrics.render();
+    return c.body(text, 200, { "content-type": EXPOSITION_CONTENT_TYPE });
   });
 
   for (const path of GET_ONLY_PATHS) {

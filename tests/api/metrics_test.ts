@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createApp } from "../../api/app.ts";
+import { commandRunner } from "../../exec.ts";
 import { createMetrics } from "../../api/metrics.ts";
 import { newDaemonState } from "../../state.ts";
 import { readyState, sampleBackend } from "./fixture.ts";
@@ -105,7 +106,7 @@ Deno.test("histograms record what the etcd manager and the reconcile loop observ
   metrics.etcdRequestSeconds.observe({ op: "txn" }, 0.3);
   metrics.etcdRequestSeconds.observe({ op: "get" }, 0.0005);
   metrics.reconcileSeconds.observe(0.02);
-  const families = parseExposition(await metrics.registry.metrics());
+  const families = parseExposition(await metrics.render());
   const etcd = "tartan_etcd_request_duration_seconds";
   assert.equal(families.get(etcd)?.type, "histogram");
   assert.equal(value(families, `${etcd}_count`, { op: "txn" }), 2);
@@ -131,6 +132,36 @@ Deno.test("process metrics work under Deno, prefixed tartan_", async () => {
   for (const name of ["gc_duration_seconds", "active_handles", "version_info"]) {
     assert.ok(!families.has(`tartan_nodejs_${name}`), name);
   }
+});
+
+/** Whether promtool (Debian `prometheus`, installed by scripts/setup.ts) is on PATH. */
+const hasPromtool = await new Deno.Command("sh", { args: ["-c", "command -v promtool"] })
+  .output().then(({ code }) => code === 0, () => false);
+
+Deno.test({
+  name: `promtool check metrics accepts the exposition${hasPromtool ? "" : " [promtool missing]"}`,
+  ignore: !hasPromtool && Deno.env.get("CI") !== "true",
+  fn: async () => {
+    const state = readyState();
+    state.backend = () =>
+      sampleBackend({
+        type: "udp",
+        dataPath: { packetsTx: 1, packetsRx: 2, bytesTx: 3, bytesRx: 4, drops: { no_route: 5 } },
+      });
+    const metrics = createMetrics(state);
+    metrics.etcdRequestSeconds.observe({ op: "txn" }, 0.004);
+    const text = await metrics.render();
+    // promtool lists lint problems on stdout and exits 1 (a CommandFailedError here).
+    const report = await commandRunner()(["promtool", "check", "metrics"], text);
+    assert.equal(report.trim(), "");
+  },
+});
+
+Deno.test("label values are escaped: quotes, backslashes, newlines", async () => {
+  const state = newDaemonState("0.1.0", 'odd "node"\\name\n', "kube");
+  const families = parseExposition(await createMetrics(state, { defaultMetrics: false }).render());
+  const info = families.get("tartan_info")?.samples[0];
+  assert.equal(info?.labels.node, 'odd \\"node\\"\\\\name\\n');
 });
 
 Deno.test("two registries over two states do not collide", async () => {

@@ -38,7 +38,7 @@ export function parseExposition(text: string): Map<string, Family> {
     assert.ok(current && sample[1].startsWith(currentName), `sample outside its family: ${line}`);
     const labels: Record<string, string> = {};
     for (const [, key, value] of (sample[2] ?? "").matchAll(LABEL)) labels[key] = value;
-    // Go's ParseFloat (what Prometheus uses) reads NaN in any case; prom-client writes "Nan".
+    // Go's ParseFloat (what Prometheus uses) reads NaN in any case.
     const isNaNText = /^nan$/i.test(sample[3]);
     const value = Number(sample[3].replace(/^\+?Inf$/, "Infinity").replace("-Inf", "-Infinity"));
     assert.ok(!Number.isNaN(value) || isNaNText, `bad value: ${line}`);
