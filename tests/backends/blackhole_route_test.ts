@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { isDeepStrictEqual } from "node:util";
 import {
   BLACKHOLE_METRIC,
   ensureBlackholeRoutes,
@@ -7,6 +8,7 @@ import {
 import { withNetlink } from "../../ffi/netlink/socket.ts";
 import { logger } from "../../log.ts";
 import { formatNet, parseNet } from "../../ip/mod.ts";
+import { waitFor } from "../helpers/leases.ts";
 import { ipJson, rootTest, run, withNetns } from "../helpers/netns.ts";
 
 interface IpRoute {
@@ -70,8 +72,11 @@ rootTest("blackhole route: removed by hand, it is back within a period", async (
       const stop = new AbortController();
       const loop = maintainBlackholeRoutes(h, [SUBNET], 1, logger("test"), stop.signal);
       try {
-        await new Promise((r) => setTimeout(r, 100));
-        assert.deepEqual(await blackholes(ns), [`10.244.7.0/24 ${BLACKHOLE_METRIC}`]);
+        const installed = [`10.244.7.0/24 ${BLACKHOLE_METRIC}`];
+        await waitFor(
+          "the blackhole route",
+          async () => isDeepStrictEqual(await blackholes(ns), installed),
+        );
         await run([
           "ip",
           "-n",
@@ -84,8 +89,11 @@ rootTest("blackhole route: removed by hand, it is back within a period", async (
           "4294967295",
         ]);
         assert.deepEqual(await blackholes(ns), []);
-        await new Promise((r) => setTimeout(r, 1200));
-        assert.deepEqual(await blackholes(ns), [`10.244.7.0/24 ${BLACKHOLE_METRIC}`]);
+        await waitFor(
+          "the blackhole route put back",
+          async () => isDeepStrictEqual(await blackholes(ns), installed),
+          5_000,
+        );
       } finally {
         stop.abort();
         await loop;

@@ -9,20 +9,11 @@
  */
 import assert from "node:assert/strict";
 import { defaultNetConf, startLab } from "../../lab/cluster.ts";
+import { waitFor } from "../helpers/leases.ts";
 import { rootTest, RUN_PREFIX } from "../helpers/netns.ts";
 import { notifyListener } from "../helpers/notify_socket.ts";
 
 const FILLER = "FILLER=1";
-
-async function waitForSubnetFile(path: string, timeoutMs: number): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const text = await Deno.readTextFile(path).catch(() => "");
-    if (/^FLANNEL_SUBNET=/m.test(text)) return text;
-    if (Date.now() > deadline) throw new Error(`${path} not written in ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 rootTest("e2e: with NOTIFY_SOCKET the daemon sends READY=1 after writing subnet.env", async () => {
   const dir = await Deno.makeTempDir();
@@ -37,7 +28,12 @@ rootTest("e2e: with NOTIFY_SOCKET the daemon sends READY=1 after writing subnet.
     env: { NOTIFY_SOCKET: socketPath },
   });
   try {
-    await waitForSubnetFile(lab.nodes[0].subnetFile, 30_000);
+    const subnetFile = lab.nodes[0].subnetFile;
+    await waitFor(
+      `${subnetFile} written`,
+      async () => /^FLANNEL_SUBNET=/m.test(await Deno.readTextFile(subnetFile).catch(() => "")),
+      30_000,
+    );
     const messages: string[] = [];
     for (let i = 0; i <= queued; i++) {
       const message = await socket.receive(30_000);

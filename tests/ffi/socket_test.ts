@@ -13,6 +13,7 @@ import {
   withNetlink,
 } from "../../ffi/netlink/socket.ts";
 import { type IPNet, parseAddr } from "../../ip/mod.ts";
+import { waitFor } from "../helpers/leases.ts";
 import { ipJson, rootTest, run, withNetns, withNetnsSet } from "../helpers/netns.ts";
 
 function subnet(i: number): IPNet {
@@ -144,15 +145,22 @@ rootTest("monitor: watchEvents streams link deletion and stops on abort", async 
     ]);
     const stop = new AbortController();
     const deleted: string[] = [];
+    let changesSeen = 0;
     const watching = (async () => {
       for await (const batch of watchEvents({ netns: ns, groups: [RTNLGRP_LINK] }, stop.signal)) {
         for (const m of batch) {
+          if (m.header.type === RTM_NEWLINK) changesSeen++;
           if (m.header.type === RTM_DELLINK) deleted.push(linkFromMessage(m).name);
         }
         if (deleted.length > 0) stop.abort();
       }
     })();
-    await new Promise((r) => setTimeout(r, 100));
+    // The monitor is subscribed once it reports a change: make harmless ones until it does.
+    let mtu = 1400;
+    await waitFor("the monitor to subscribe", async () => {
+      await run(["ip", "-n", ns, "link", "set", "flannel.1", "mtu", `${mtu++}`]);
+      return changesSeen > 0;
+    });
     await run(["ip", "-n", ns, "link", "del", "flannel.1"]);
     const timeout = setTimeout(() => stop.abort(), 5000);
     await watching;
