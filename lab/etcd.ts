@@ -50,6 +50,16 @@ export interface StartEtcdOptions {
 }
 
 const START_TIMEOUT_MS = 15_000;
+/** Starts tried when a port turns out to be taken (another process bound it after we picked it). */
+const PORT_ATTEMPTS = 5;
+
+/** etcd exited because one of its ports was taken. */
+class PortTakenError extends Error {
+  constructor(logTail: string) {
+    super(`etcd: a port was taken:\n${logTail}`);
+    this.name = "PortTakenError";
+  }
+}
 
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -102,42 +112,58 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdFix
   const root = await tempRoot();
   const dataDir = `${root}/data`;
   const logFile = `${root}/etcd.log`;
-  const [clientPort, peerPort, metricsPort] = [freePort(), freePort(), freePort()];
-  const listenUrl = `${options.tls ? "https" : "http"}://127.0.0.1:${clientPort}`;
-  // Deno's TLS refuses IP server names, so TLS clients reach it by name (see etcd_client.ts).
-  const endpoint = options.tls ? `https://localhost:${clientPort}` : listenUrl;
-  const metricsUrl = `http://127.0.0.1:${metricsPort}`;
-  const peer = `http://127.0.0.1:${peerPort}`;
   const name = `tt-${crypto.randomUUID().slice(0, 8)}`;
-  const args = [
-    "--name",
-    name,
-    "--data-dir",
-    dataDir,
-    "--listen-client-urls",
-    listenUrl,
-    "--advertise-client-urls",
-    endpoint,
-    "--listen-peer-urls",
-    peer,
-    "--initial-advertise-peer-urls",
-    peer,
-    "--initial-cluster",
-    `${name}=${peer}`,
-    "--listen-metrics-urls",
-    metricsUrl,
-    "--log-level",
-    "warn",
-    ...tlsArgs(options.tls),
-  ];
+  // Ports are free when picked but may be taken by the time etcd binds them: see startOnFreePorts.
+  let ports = [freePort(), freePort(), freePort()];
+  const urls = () => {
+    const [clientPort, peerPort, metricsPort] = ports;
+    return {
+      listen: `${options.tls ? "https" : "http"}://127.0.0.1:${clientPort}`,
+      // Deno's TLS refuses IP server names, so TLS clients reach it by name (see etcd_client.ts).
+      endpoint: options.tls ? `https://localhost:${clientPort}` : `http://127.0.0.1:${clientPort}`,
+      metrics: `http://127.0.0.1:${metricsPort}`,
+      peer: `http://127.0.0.1:${peerPort}`,
+    };
+  };
+  const args = () => {
+    const u = urls();
+    return [
+      "--name",
+      name,
+      "--data-dir",
+      dataDir,
+      "--listen-client-urls",
+      u.listen,
+      "--advertise-client-urls",
+      u.endpoint,
+      "--listen-peer-urls",
+      u.peer,
+      "--initial-advertise-peer-urls",
+      u.peer,
+      "--initial-cluster",
+      `${name}=${u.peer}`,
+      "--listen-metrics-urls",
+      u.metrics,
+      "--log-level",
+      "warn",
+      ...tlsArgs(options.tls),
+    ];
+  };
   let child: Deno.ChildProcess | undefined;
   let client: Etcd3 | undefined;
   let stopped = false;
 
+  /** Start etcd once and wait until healthy; a port taken meanwhile is a PortTakenError. */
   async function launch(): Promise<void> {
+    const logStart = await Deno.stat(logFile).then((s) => s.size, () => 0);
     const log = await Deno.open(logFile, { append: true, create: true, write: true });
     try {
-      child = new Deno.Command("etcd", { args, stdin: "null", stdout: "null", stderr: "piped" })
+      child = new Deno.Command("etcd", {
+        args: args(),
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      })
         .spawn();
       child.stderr.pipeTo(log.writable).catch(() => {});
     } catch (error) {
@@ -148,11 +174,37 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdFix
     const exited = child.status.then(() => true);
     while (Date.now() < deadline) {
       if (await Promise.race([exited, new Promise<false>((r) => setTimeout(r, 50, false))])) break;
-      if (await healthy(metricsUrl)) return;
+      if (await healthy(urls().metrics)) return;
     }
-    const tail = (await Deno.readTextFile(logFile).catch(() => "")).slice(-2000);
     await kill();
-    throw new Error(`etcd did not become healthy on ${endpoint}:\n${tail}`);
+    const output = (await Deno.readTextFile(logFile).catch(() => "")).slice(logStart);
+    const tail = output.slice(-2000);
+    if (/address already in use/.test(output)) throw new PortTakenError(tail);
+    throw new Error(`etcd did not become healthy on ${urls().endpoint}:\n${tail}`);
+  }
+
+  /** First start: on a port taken between picking and binding, pick new ports and try again. */
+  async function startOnFreePorts(): Promise<void> {
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await launch();
+      } catch (error) {
+        if (!(error instanceof PortTakenError) || attempt === PORT_ATTEMPTS) throw error;
+        ports = [freePort(), freePort(), freePort()];
+      }
+    }
+  }
+
+  /** Restart: the ports are part of the member's identity, so wait for them to be free again. */
+  async function relaunch(): Promise<void> {
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await launch();
+      } catch (error) {
+        if (!(error instanceof PortTakenError) || attempt === PORT_ATTEMPTS) throw error;
+        await new Promise((r) => setTimeout(r, 200 * attempt));
+      }
+    }
   }
 
   async function kill(): Promise<void> {
@@ -175,6 +227,13 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdFix
     await Deno.remove(root, { recursive: true }).catch(() => {});
   }
 
+  try {
+    await startOnFreePorts();
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  const { endpoint } = urls();
   const fixture: EtcdFixture = {
     endpoint,
     dataDir,
@@ -194,16 +253,10 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdFix
     kill,
     async restart() {
       await kill();
-      await launch();
+      await relaunch();
     },
     stop,
     [Symbol.asyncDispose]: stop,
   };
-  try {
-    await launch();
-  } catch (error) {
-    await stop();
-    throw error;
-  }
   return fixture;
 }

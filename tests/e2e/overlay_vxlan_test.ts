@@ -104,15 +104,15 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
       await waitForExactState(lab, expectedVxlanEntries, 5000);
     });
 
-    await t.step("a joining node is programmed everywhere within a second", async () => {
+    await t.step("a joining node is programmed on every node", async () => {
       const known = new Set((await readLeases(client)).map((l) => l.name));
       const handles = openHandles(lab, [0, 1, 2]);
       const watcher = await client.watch().prefix(SUBNETS_DIR).create();
-      let joined: { lease: StoredLease; at: number } | undefined;
+      let joined: { lease: StoredLease } | undefined;
       watcher.on("put", (kv) => {
         const name = kv.key.toString().slice(SUBNETS_DIR.length);
         if (!known.has(name) && !joined) {
-          joined = { lease: parseStoredLease(name, kv.value.toString()), at: performance.now() };
+          joined = { lease: parseStoredLease(name, kv.value.toString()) };
         }
       });
       try {
@@ -121,10 +121,8 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
         while (!joined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
         assert.ok(joined, "the new node wrote no lease");
         const seen = joined;
-        const at = await whenEachNode(handles, (h) => vxlanPeerObjects(h, seen.lease) === 3, 5000);
-        const latencies = at.map((ms) => Math.round(ms - seen.at));
-        console.log(`join → programmed on n1..n3 after ${latencies.join(", ")} ms`);
-        for (const ms of latencies) assert.ok(ms < 1000, `learnt after ${ms} ms`);
+        // How fast is measured by `deno task bench control-plane`; here only that it happens.
+        await whenEachNode(handles, (h) => vxlanPeerObjects(h, seen.lease) === 3, 10_000);
       } finally {
         await watcher.cancel();
         handles.forEach(closeNetlink);
@@ -139,12 +137,8 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
       await leaving.stop();
       const handles = openHandles(lab, [0, 1, 2]);
       try {
-        const started = performance.now();
         await deleteLease(client, lease.name);
-        const at = await whenEachNode(handles, (h) => vxlanPeerObjects(h, lease) === 0, 5000);
-        const gone = at.map((ms) => Math.round(ms - started));
-        console.log(`key deleted → gone on n1..n3 after ${gone.join(", ")} ms`);
-        for (const ms of gone) assert.ok(ms < 1000, `removed after ${ms} ms`);
+        await whenEachNode(handles, (h) => vxlanPeerObjects(h, lease) === 0, 10_000);
       } finally {
         handles.forEach(closeNetlink);
       }
@@ -157,14 +151,9 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
       const lease = parseStoredLease(name, value);
       const handles = openHandles(lab, [0, 1, 2]);
       try {
-        const started = performance.now();
         await putRawLease(client, name, value, 2);
-        await whenEachNode(handles, (h) => vxlanPeerObjects(h, lease) === 3, 1500);
-        const at = await whenEachNode(handles, (h) => vxlanPeerObjects(h, lease) === 0, 8000);
-        const gone = at.map((ms) => Math.round(ms - started));
-        console.log(`2 s lease → gone on n1..n3 after ${gone.join(", ")} ms`);
-        // etcd's lessor checks expiry every 500 ms; then one watch round trip.
-        for (const ms of gone) assert.ok(ms < 4000, `removed after ${ms} ms`);
+        await whenEachNode(handles, (h) => vxlanPeerObjects(h, lease) === 3, 10_000);
+        await whenEachNode(handles, (h) => vxlanPeerObjects(h, lease) === 0, 10_000);
       } finally {
         handles.forEach(closeNetlink);
       }
@@ -256,12 +245,9 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
       assert.ok(await ping(podOnN1.ns, podOnN2.ip), "traffic to a node whose daemon is down");
       assert.ok(await ping(podOnN2.ns, podOnN1.ip), "traffic from a node whose daemon is down");
 
-      const started = performance.now();
       await n2.start();
       await lab.waitConverged();
       await waitForExactState(lab, expectedVxlanEntries, 5000);
-      const total = Math.round(performance.now() - started);
-      console.log(`restart → converged and stale peer removed after ${total} ms`);
       assert.equal(await Deno.readTextFile(n2.subnetFile), subnetEnv, "same subnet.env");
       const mine = (await readLeases(client)).filter((l) => l.publicIP === nodeUnderlayIP(2));
       assert.deepEqual(mine, [own], "same key, same VtepMAC, no second lease");
