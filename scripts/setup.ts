@@ -22,8 +22,9 @@ const PACKAGES: Record<string, string> = {
 };
 const CNI_PLUGIN = "/usr/lib/cni/bridge";
 // Checked by dpkg status: busybox-static has no command of its own (plain busybox has a
-// dynamic /bin/busybox, useless as a container root filesystem).
-const STATUS_CHECKED_PACKAGES = ["busybox-static"];
+// dynamic /bin/busybox, useless as a container root filesystem); linux-libc-dev holds the kernel
+// UAPI headers that the WireGuard netlink constants are checked against.
+const STATUS_CHECKED_PACKAGES = ["busybox-static", "linux-libc-dev"];
 
 async function has(command: string): Promise<boolean> {
   const { code } = await new Deno.Command("sh", {

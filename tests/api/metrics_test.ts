@@ -5,6 +5,7 @@ import { createMetrics } from "../../api/metrics.ts";
 import { newDaemonState } from "../../state.ts";
 import { readyState, sampleBackend } from "./fixture.ts";
 import { parseExposition, sampleValue as value } from "../helpers/prometheus.ts";
+import { hasCommand, testNeeding } from "../helpers/netns.ts";
 
 async function scrape(state = readyState(), defaultMetrics = false) {
   const metrics = createMetrics(state, { defaultMetrics });
@@ -134,14 +135,10 @@ Deno.test("process metrics work under Deno, prefixed tartan_", async () => {
   }
 });
 
-/** Whether promtool (Debian `prometheus`, installed by scripts/setup.ts) is on PATH. */
-const hasPromtool = await new Deno.Command("sh", { args: ["-c", "command -v promtool"] })
-  .output().then(({ code }) => code === 0, () => false);
-
-Deno.test({
-  name: `promtool check metrics accepts the exposition${hasPromtool ? "" : " [promtool missing]"}`,
-  ignore: !hasPromtool && Deno.env.get("CI") !== "true",
-  fn: async () => {
+testNeeding(
+  "promtool check metrics accepts the exposition",
+  await hasCommand("promtool") ? undefined : "promtool (Debian prometheus)",
+  async () => {
     const state = readyState();
     state.backend = () =>
       sampleBackend({
@@ -155,7 +152,7 @@ Deno.test({
     const report = await commandRunner()(["promtool", "check", "metrics"], text);
     assert.equal(report.trim(), "");
   },
-});
+);
 
 Deno.test("label values are escaped: quotes, backslashes, newlines", async () => {
   const state = newDaemonState("0.1.0", 'odd "node"\\name\n', "kube");

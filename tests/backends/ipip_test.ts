@@ -1,7 +1,7 @@
 /**
  * The ipip backend (spec §6.5, §12 items 23, 35). This kernel has no ipip module, so what runs
- * here is the pure part (options, the per-peer route) and the start-up errors; the device checks
- * in the last test only run on a kernel that has the module (UNVERIFIED here).
+ * here is the pure part (options, the per-peer route) and the start-up errors; the device test
+ * runs only on a kernel that has the module (ignored here as UNVERIFIED).
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
@@ -19,7 +19,7 @@ import {
   parseNet,
 } from "../../ip/mod.ts";
 import type { Lease } from "../../subnet/lease.ts";
-import { ipJson, rootTest, withNetns } from "../helpers/netns.ts";
+import { ipJson, linkKindTest, rootTest, withNetns } from "../helpers/netns.ts";
 import { backendContext, networkConfig, OWN_SUBNET } from "./backend_context.ts";
 
 const DEVICES = { tunnelIndex: 9, externalIndex: 2 };
@@ -100,26 +100,34 @@ rootTest("ipip start-up: IPv6 networks are refused", () =>
     });
   }));
 
-rootTest(
-  "ipip start-up: the kernel's missing module is named (or, with it, the device is right)",
+await linkKindTest(
+  "ipip",
+  "missing",
+  "ipip start-up without the kernel module: a clear error naming it, nothing published",
   () =>
     withNetns(async (ns) => {
       await withNetlink({ netns: ns }, async (h) => {
         const ctx = backendContext(h, networkConfig("ipip"));
-        let network;
-        try {
-          network = await ipipBackend.register(ctx);
-        } catch (err) {
-          // This kernel (and any without ipip): a clear start-up error, nothing published.
-          assert.ok(err instanceof BackendError, String(err));
-          assert.match(
-            err.message,
-            /the kernel has no ipip module: creating flannel\.ipip .*EOPNOTSUPP/,
-          );
-          assert.deepEqual(ctx.manager.published, []);
-          return;
-        }
-        // UNVERIFIED branch: runs only where the kernel has ipip (spec §12 item 23).
+        const err = await ipipBackend.register(ctx).then(() => undefined, (e) => e);
+        assert.ok(err instanceof BackendError, String(err));
+        assert.match(
+          err.message,
+          /the kernel has no ipip module: creating flannel\.ipip .*EOPNOTSUPP/,
+        );
+        assert.deepEqual(ctx.manager.published, []);
+      });
+    }),
+);
+
+await linkKindTest(
+  "ipip",
+  "present",
+  "ipip start-up with the kernel module: the device, its MTU, address and lease are right",
+  () =>
+    withNetns(async (ns) => {
+      await withNetlink({ netns: ns }, async (h) => {
+        const ctx = backendContext(h, networkConfig("ipip"));
+        const network = await ipipBackend.register(ctx);
         const [dev] = await ipJson<
           {
             mtu: number;

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import * as k8s from "@kubernetes/client-node";
 import { parseNetConfig } from "../../config/netconf.ts";
 import { parseRunFlags } from "../../config/flags.ts";
+import { hasCommand, testNeeding } from "../helpers/netns.ts";
 
 const DEPLOY = new URL("../../deploy/", import.meta.url).pathname;
 const MANIFEST = `${DEPLOY}kube-tartan.yml`;
@@ -223,27 +224,10 @@ function discoveryStub(): { url: string; gets: string[]; close(): Promise<void> 
   return { url: `http://127.0.0.1:${server.addr.port}`, gets, close: () => server.shutdown() };
 }
 
-function hasKubectl(): boolean {
-  try {
-    return new Deno.Command("kubectl", {
-      args: ["version", "--client"],
-      stdout: "null",
-      stderr: "null",
-    })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
-
-const kubectlMissing = !hasKubectl() && Deno.env.get("CI") !== "true";
-Deno.test({
-  name: `kubectl apply --dry-run=client accepts deploy/${
-    kubectlMissing ? " [ignored: kubectl not installed]" : ""
-  }`,
-  ignore: kubectlMissing,
-  async fn() {
-    assert.ok(hasKubectl(), "kubectl is required under CI=true (Debian package kubernetes-client)");
+testNeeding(
+  "kubectl apply --dry-run=client accepts deploy/",
+  await hasCommand("kubectl") ? undefined : "kubectl (Debian kubernetes-client)",
+  async () => {
     const stub = discoveryStub();
     const dir = await Deno.makeTempDir({ prefix: "tt-kubectl-" });
     try {
@@ -281,4 +265,4 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
-});
+);

@@ -24,6 +24,7 @@ import {
   type WgPeerChange,
 } from "../../ffi/netlink/wireguard.ts";
 import { formatNet, makeNet, parseAddr, parseNet } from "../../ip/mod.ts";
+import { testNeeding } from "../helpers/netns.ts";
 
 const HEADER = "/usr/include/linux/wireguard.h";
 const FAMILY_ID = 0x1b;
@@ -50,11 +51,10 @@ function headerConstants(text: string): Map<string, number> {
 
 const headerText = await Deno.readTextFile(HEADER).catch(() => undefined);
 
-Deno.test({
-  name: `wireguard uapi: every exported constant matches ${HEADER}` +
-    (headerText ? "" : " [ignored: header missing, apt-get install linux-libc-dev]"),
-  ignore: headerText === undefined,
-  fn() {
+testNeeding(
+  `wireguard uapi: every exported constant matches ${HEADER}`,
+  headerText === undefined ? "the kernel UAPI headers (Debian linux-libc-dev)" : undefined,
+  () => {
     const header = headerConstants(headerText!);
     const ours = Object.entries(wg).filter(([name, v]) =>
       /^WG/.test(name) && typeof v === "number"
@@ -65,7 +65,7 @@ Deno.test({
     assert.deepStrictEqual(missing, [], "header constants without an export");
     assert.match(headerText!, new RegExp(`#define WG_GENL_NAME "${wg.WG_GENL_NAME}"`));
   },
-});
+);
 
 const key = (byte: number) => new Uint8Array(32).fill(byte);
 const repeat = (byte: number, n = 32) => Array<number>(n).fill(byte);
