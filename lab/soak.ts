@@ -72,7 +72,7 @@ const CONVERGE_TIMEOUT_MS = 60_000;
 const STEP_RESERVE_MS = 15_000;
 
 /** mulberry32: a small seeded generator, uniform in [0, 1). */
-function seededRandom(seed: number): () => number {
+export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -124,6 +124,40 @@ async function stalePeers(nodes: readonly NodeDaemon[]): Promise<string[]> {
   return wrong;
 }
 
+/** How many nodes there are, run and have left: all that decides which steps are possible. */
+export interface SoakCounts {
+  readonly nodes: number;
+  readonly running: number;
+  readonly left: number;
+  readonly maxNodes: number;
+}
+
+/** Actions possible now: at least two nodes keep running, at most `maxNodes` exist. */
+export function soakChoices(c: SoakCounts): SoakAction[] {
+  return [
+    ...(c.nodes < c.maxNodes ? ["join" as const] : []),
+    ...(c.running > 2 ? ["leave" as const] : []),
+    ...(c.left > 0 ? ["rejoin" as const] : []),
+    "restart-term",
+    "restart-kill",
+  ];
+}
+
+/**
+ * The next step: an action among those possible, and for all but a join the index of its target
+ * in the pool it acts on (the nodes that left for a rejoin, the running ones otherwise).
+ */
+export function nextStep(
+  c: SoakCounts,
+  random: () => number,
+): { action: SoakAction; target?: number } {
+  const choices = soakChoices(c);
+  const action = choices[Math.floor(random() * choices.length)];
+  if (action === "join") return { action };
+  const pool = action === "rejoin" ? c.left : c.running;
+  return { action, target: Math.floor(random() * pool) };
+}
+
 /** The soak's view of the lab: which nodes are in, and their pods. */
 class Cluster {
   /** Nodes that left (daemon stopped, lease deleted) and may re-join. */
@@ -140,16 +174,13 @@ class Cluster {
     return this.lab.pods.filter((p) => names.has(p.node));
   }
 
-  /** Actions possible now: at least two nodes keep running, at most `maxNodes` exist. */
-  choices(): SoakAction[] {
-    const running = this.running().length;
-    return [
-      ...(this.lab.nodes.length < this.maxNodes ? ["join" as const] : []),
-      ...(running > 2 ? ["leave" as const] : []),
-      ...(this.left.size > 0 ? ["rejoin" as const] : []),
-      "restart-term",
-      "restart-kill",
-    ];
+  counts(): SoakCounts {
+    return {
+      nodes: this.lab.nodes.length,
+      running: this.running().length,
+      left: this.left.size,
+      maxNodes: this.maxNodes,
+    };
   }
 }
 
@@ -220,9 +251,11 @@ async function act(
 }
 
 /** Run one step: the action with pings alongside, then convergence and the all-pairs check. */
-async function step(cluster: Cluster, action: SoakAction, random: () => number) {
+async function step(cluster: Cluster, random: () => number) {
+  const next = nextStep(cluster.counts(), random);
+  const action = next.action;
   const pool = action === "rejoin" ? [...cluster.left] : cluster.running();
-  const target = action === "join" ? undefined : pool[Math.floor(random() * pool.length)];
+  const target = next.target === undefined ? undefined : pool[next.target];
   // Pods keep reaching each other throughout, also on a node whose daemon restarts (the kernel
   // state outlives the daemon); only a leaving node's pods are let go.
   const steady = cluster.running().filter((n) => action !== "leave" || n !== target);
@@ -310,9 +343,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     // Bounded by time, and by count in case steps are unexpectedly instant.
     while (Date.now() < deadline - STEP_RESERVE_MS && steps.length < options.minutes * 120) {
       if (options.signal?.aborted) break;
-      const choices = cluster.choices();
-      const action = choices[Math.floor(random() * choices.length)];
-      const result = await step(cluster, action, random);
+      const result = await step(cluster, random);
       steps.push(result);
       say(describeStep(steps.length, Date.now() - started, result));
     }

@@ -1,9 +1,67 @@
 /**
- * The soak's final report (lab/soak.ts): totals over steps, and the verdict it prints. The soak
- * itself needs root and minutes; `tartan lab soak` runs it.
+ * The soak (lab/soak.ts): how it picks its steps, and its final report. Running it needs root and
+ * minutes (`tartan lab soak`); the stepping rules are checked here against a model of the counts.
  */
 import assert from "node:assert/strict";
-import { formatSoakReport, type SoakStep } from "../../lab/soak.ts";
+import {
+  formatSoakReport,
+  nextStep,
+  seededRandom,
+  type SoakAction,
+  type SoakCounts,
+  type SoakStep,
+} from "../../lab/soak.ts";
+
+/** The counts after `action`, as the soak's actions change the lab. */
+function apply(c: SoakCounts, action: SoakAction): SoakCounts {
+  switch (action) {
+    case "join":
+      return { ...c, nodes: c.nodes + 1, running: c.running + 1 };
+    case "leave":
+      return { ...c, running: c.running - 1, left: c.left + 1 };
+    case "rejoin":
+      return { ...c, running: c.running + 1, left: c.left - 1 };
+    default:
+      return c;
+  }
+}
+
+function walk(seed: number, steps: number): { action: SoakAction; target?: number }[] {
+  const random = seededRandom(seed);
+  let counts: SoakCounts = { nodes: 3, running: 3, left: 0, maxNodes: 6 };
+  const taken = [];
+  for (let i = 0; i < steps; i++) {
+    const next = nextStep(counts, random);
+    const pool = next.action === "rejoin" ? counts.left : counts.running;
+    if (next.action === "join") {
+      assert.equal(next.target, undefined);
+    } else {
+      assert.ok(next.target! >= 0 && next.target! < pool, `target ${next.target} of ${pool}`);
+    }
+    counts = apply(counts, next.action);
+    assert.ok(counts.running >= 2, `step ${i}: ${counts.running} nodes left running`);
+    assert.ok(counts.nodes <= counts.maxNodes, `step ${i}: ${counts.nodes} nodes`);
+    assert.ok(counts.left >= 0 && counts.running + counts.left === counts.nodes);
+    taken.push(next);
+  }
+  return taken;
+}
+
+Deno.test("soak steps keep two nodes running, stay under the node cap and target real nodes", () => {
+  for (const seed of [1, 7, 42, 2024]) {
+    const actions = new Set(walk(seed, 2000).map((s) => s.action));
+    assert.deepEqual(
+      [...actions].sort(),
+      ["join", "leave", "rejoin", "restart-kill", "restart-term"],
+      `seed ${seed} uses every kind of step`,
+    );
+  }
+});
+
+Deno.test("a soak's steps are replayed exactly from its seed", () => {
+  assert.deepEqual(walk(99, 200), walk(99, 200));
+  assert.notDeepEqual(walk(99, 200), walk(100, 200));
+});
 
 function step(over: Partial<SoakStep>): SoakStep {
   return {
