@@ -17,7 +17,7 @@ import {
 } from "./config/flags.ts";
 import { errorText, logger, setLogLevel } from "./log.ts";
 import { createApp } from "./api/app.ts";
-import { createMetrics, type Metrics } from "./api/metrics.ts";
+import { createMetrics, type Metrics, probePathLabel } from "./api/metrics.ts";
 import { type AdminServer, serveAdmin } from "./api/server.ts";
 import { type DaemonState, newDaemonState } from "./state.ts";
 import { backendFor } from "./backends/registry.ts";
@@ -36,6 +36,8 @@ import { maintainBlackholeRoutes } from "./backends/blackhole_route.ts";
 import { notifySystemd } from "./systemd_notify.ts";
 import { VERSION } from "./version.ts";
 import { formatAddr, formatNet } from "./ip/mod.ts";
+import { createPeerProber, type PeerProber } from "./probe/prober.ts";
+import { overlayAddress, probeTargets } from "./probe/targets.ts";
 
 const log = logger("daemon");
 
@@ -71,6 +73,8 @@ const IMPLEMENTED = new Set([
   "v",
   "log-level",
   "admin-token-file",
+  "peer-probe-interval",
+  "peer-probe-rate",
 ]);
 
 /** flannel re-checks host-gw routes every 10 s; our reconcile runs at the same period. */
@@ -278,6 +282,7 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
     state.subnetEnvWritten = true;
     log.info("wrote subnet file", { path: options.subnetFile });
 
+    const prober = startPeerProber(options, state, metrics, ext, network);
     const updates = recordInState(state, manager.watchLeases(signal));
     const ownSubnets = [lease.subnet, lease.ipv6Subnet].filter((s) => s !== undefined);
     const running = Promise.all([
@@ -286,6 +291,7 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
       traffic.startResync(signal),
       options.ipBlackholeRoute &&
       maintainBlackholeRoutes(netlink, ownSubnets, options.iptablesResync, log, signal),
+      prober?.run(signal),
     ]);
     tellSystemdReady();
     await running;
@@ -302,6 +308,37 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
     await admin?.finished;
     if (netlink) closeNetlink(netlink);
   }
+}
+
+/**
+ * The peer prober for this node (see `probe/`), published in the state; none when
+ * `--peer-probe-interval=0` or the interface has no IPv4 address to probe from.
+ */
+function startPeerProber(
+  options: RunOptions,
+  state: DaemonState,
+  metrics: Metrics,
+  ext: ExternalInterface,
+  network: Network,
+): PeerProber | undefined {
+  const config = state.config;
+  if (options.peerProbeInterval === 0 || !ext.ifaceAddr || ext.ifaceAddr.family !== 4 || !config) {
+    return undefined;
+  }
+  const backendType = config.backend.type;
+  const prober = createPeerProber({
+    intervalMs: options.peerProbeInterval * 1000,
+    maxPerSecond: options.peerProbeRate,
+    fullSizeBytes: network.mtu,
+    underlaySource: ext.ifaceAddr,
+    overlaySource: overlayAddress(backendType, network.lease),
+    targets: () => probeTargets(state.leases.values(), state.ownLease, backendType),
+    observeRtt: (path, seconds) =>
+      metrics.peerProbeRttSeconds.observe({ path: probePathLabel(path) }, seconds),
+    log: logger("probe"),
+  });
+  state.peerProbes = prober.report;
+  return prober;
 }
 
 /** `READY=1` for a `Type=notify` unit, once the backend runs (as flanneld); never fatal. */

@@ -8,6 +8,7 @@ import type { NetworkConfig } from "./config/network_config.ts";
 import type { Lease } from "./subnet/lease.ts";
 import type { IPAddr } from "./ip/mod.ts";
 import type { TrafficHealth } from "./traffic/manager.ts";
+import type { PeerProbeReport } from "./probe/prober.ts";
 
 export type { TrafficHealth };
 
@@ -75,6 +76,8 @@ export interface DaemonState {
   subnetEnvWritten: boolean;
   backend?: () => BackendHealth;
   traffic?: () => TrafficHealth;
+  /** The peer prober's results (absent when probing is off). */
+  peerProbes?: () => PeerProbeReport;
   readonly store: LeaseStoreCounters;
 }
 

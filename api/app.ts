@@ -27,7 +27,14 @@ import {
   parseSubnetParam,
   SubnetParamError,
 } from "./subnet_param.ts";
-import { backendView, leaseListView, leaseView, readinessView, statusView } from "./views.ts";
+import {
+  backendView,
+  leaseListView,
+  leaseView,
+  peersView,
+  readinessView,
+  statusView,
+} from "./views.ts";
 
 /** Options of {@link createApp}. */
 export interface AppOptions {
@@ -46,6 +53,7 @@ const GET_ONLY_PATHS = [
   "/v1/leases",
   "/v1/leases/:subnet{.+}",
   "/v1/backend",
+  "/v1/peers",
   "/metrics",
 ];
 
@@ -131,6 +139,8 @@ export function createApp(state: DaemonState, metrics: Metrics, options: AppOpti
     if (!health) return fail(c, 503, "backend not registered yet");
     return c.json(backendView(health));
   });
+
+  app.get("/v1/peers", (c) => c.json(peersView(state.peerProbes?.())));
 
   app.get("/metrics", async (c) => {
     const text = await metrics.render();

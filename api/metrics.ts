@@ -22,6 +22,8 @@ import type { BackendHealth, DaemonState, LeaseStoreCounters, TrafficHealth } fr
 import { Histogram, type MetricFamily, renderExposition, type Sample } from "./exposition.ts";
 import { processFamilies } from "./process_metrics.ts";
 import { evaluateReadiness, leaseSubnets } from "./readiness.ts";
+import type { PeerProbeReport, ProbeOutcome } from "../probe/prober.ts";
+import { PEER_VERDICTS, peerVerdict, type ProbePath } from "../probe/peer_state.ts";
 
 export { EXPOSITION_CONTENT_TYPE } from "./exposition.ts";
 
@@ -31,6 +33,8 @@ export interface Metrics {
   readonly etcdRequestSeconds: Histogram<"op">;
   /** One reconcile pass of the backend (diff desired against kernel state and repair). */
   readonly reconcileSeconds: Histogram;
+  /** Round trips of answered peer probes, by path (`underlay`, `overlay`, `full_size`). */
+  readonly peerProbeRttSeconds: Histogram<"path">;
   /** The text exposition of every metric, read from the state now. */
   render(): Promise<string>;
 }
@@ -67,6 +71,19 @@ const traffic = (read: (health: TrafficHealth) => readonly Sample[]) => (state: 
   const health = state.traffic?.();
   return health ? read(health) : [];
 };
+
+/** Read from the peer prober's report; no series while probing is off. */
+const probes = (read: (report: PeerProbeReport) => Sample[]) => (state: DaemonState) => {
+  const report = state.peerProbes?.();
+  return report?.enabled ? read(report) : [];
+};
+
+/** The metric label of a probe path. */
+export function probePathLabel(path: ProbePath): string {
+  return path === "fullSize" ? "full_size" : path;
+}
+
+const PROBE_OUTCOMES: readonly ProbeOutcome[] = ["answered", "lost", "unsent"];
 
 /** A counter the lease store keeps in `state.store`. */
 const storeCounter = (
@@ -227,6 +244,55 @@ const STATE_METRICS: readonly StateMetric[] = [
       flag(health.lastResult !== undefined && health.lastResult !== "failed")
     ),
   },
+  {
+    name: "tartan_peer_probe_peers",
+    help: "Peers by probe path and the outcome of their last probe (unknown: none yet).",
+    type: "gauge",
+    labelNames: ["path", "state"],
+    read: probes(({ peers }) =>
+      (["underlay", "overlay"] as const).flatMap((path) => {
+        const counts = { reachable: 0, unreachable: 0, unknown: 0 };
+        for (const peer of peers) {
+          const history = peer[path];
+          if (!history) continue; // no overlay (host-gw)
+          const reachable = history.reachable;
+          counts[reachable === undefined ? "unknown" : reachable ? "reachable" : "unreachable"]++;
+        }
+        return Object.entries(counts).map(([key, value]) => ({
+          labels: { path, state: key },
+          value,
+        }));
+      })
+    ),
+  },
+  {
+    name: "tartan_peer_probe_verdict_peers",
+    help: "Peers by probe verdict (ok, pending, overlay-blocked, mtu-black-hole, unreachable, …).",
+    type: "gauge",
+    labelNames: ["verdict"],
+    read: probes(({ peers }) => {
+      const counts = new Map(PEER_VERDICTS.map((verdict) => [verdict, 0]));
+      for (const peer of peers) {
+        const verdict = peerVerdict(peer);
+        counts.set(verdict, counts.get(verdict)! + 1);
+      }
+      return [...counts].map(([verdict, value]) => ({ labels: { verdict }, value }));
+    }),
+  },
+  {
+    name: "tartan_peer_probes_total",
+    help: "Peer probes (ICMP echoes) by path and outcome (answered, lost, unsent).",
+    type: "counter",
+    labelNames: ["path", "outcome"],
+    read: probes(({ totals }) =>
+      (["underlay", "overlay", "fullSize"] as const).flatMap((path) =>
+        PROBE_OUTCOMES.map((outcome) => ({
+          labels: { path: probePathLabel(path), outcome },
+          value: totals[path][outcome],
+        }))
+      )
+    ),
+  },
 ];
 
 /** A counter never goes down or becomes NaN: such readings are left out. */
@@ -257,11 +323,23 @@ export function createMetrics(state: DaemonState, options: MetricsOptions = {}):
     help: "Duration of one backend reconcile pass.",
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
   });
+  const peerProbeRttSeconds = new Histogram<"path">({
+    name: "tartan_peer_probe_rtt_seconds",
+    help: "Round-trip time of answered peer probes, by path (underlay, overlay, full_size).",
+    labelNames: ["path"],
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+  });
   const families: MetricFamily[] = [
     ...STATE_METRICS.map((metric) => stateFamily(state, metric)),
     etcdRequestSeconds,
     reconcileSeconds,
+    peerProbeRttSeconds,
     ...(options.defaultMetrics ?? true ? processFamilies("tartan_") : []),
   ];
-  return { etcdRequestSeconds, reconcileSeconds, render: () => renderExposition(families) };
+  return {
+    etcdRequestSeconds,
+    reconcileSeconds,
+    peerProbeRttSeconds,
+    render: () => renderExposition(families),
+  };
 }

@@ -14,6 +14,7 @@
  * @module
  */
 import { z } from "zod";
+import { PEER_VERDICTS } from "../probe/peer_state.ts";
 
 const Timestamp = z.iso.datetime();
 const Count = z.number().int().nonnegative();
@@ -173,3 +174,57 @@ export const BackendSchema = z.object({
   dataPath: DataPathSchema.nullable(),
 });
 export type BackendBody = z.infer<typeof BackendSchema>;
+
+/** One probe path of a peer. */
+export const ProbePathSchema = z.object({
+  /** The address probed. */
+  target: z.string(),
+  /** The last probe's outcome; null before the first one. */
+  reachable: z.boolean().nullable(),
+  /** Round-trip time of the last answered probe. */
+  rttMs: z.number().nonnegative().nullable(),
+  lastSuccess: Timestamp.nullable(),
+  lastProbe: Timestamp.nullable(),
+  /** Unanswered probes in a row. */
+  failureStreak: Count,
+  /** Why the last probe failed (`no reply within 1000 ms`, `ENETUNREACH`, …). */
+  lastError: z.string().nullable(),
+});
+export type ProbePathBody = z.infer<typeof ProbePathSchema>;
+
+/** What probing says about one peer. */
+export const PeerProbeSchema = z.object({
+  /** Lease key, e.g. `10.244.3.0-24`. */
+  key: z.string(),
+  subnet: z.string(),
+  publicIP: z.string(),
+  /** `ok`, `pending`, `unreachable`, `overlay-blocked`, `mtu-black-hole`, `underlay-unanswered`. */
+  verdict: z.enum(PEER_VERDICTS),
+  /** ICMP echo to the peer's public IP from our interface address. */
+  underlay: ProbePathSchema,
+  /** ICMP echo to the peer's tunnel address from ours; null without a tunnel (host-gw). */
+  overlay: ProbePathSchema.nullable(),
+  /** A DF echo of the pods' MTU on the pods' path (overlay, else underlay). */
+  fullSize: ProbePathSchema,
+});
+export type PeerProbeBody = z.infer<typeof PeerProbeSchema>;
+
+/** `GET /v1/peers`. */
+export const PeersSchema = z.object({
+  /** False when probing is off (`--peer-probe-interval=0`) or cannot run here. */
+  enabled: z.boolean(),
+  disabledReason: z.string().nullable(),
+  /** `raw` (CAP_NET_RAW) or `ping` (an unprivileged ICMP socket). */
+  socket: z.enum(["raw", "ping"]).nullable(),
+  intervalSeconds: z.number().nonnegative(),
+  maxPerSecond: z.number().nonnegative(),
+  timeoutMs: Count,
+  /** Size of the full-size probe: the pods' MTU (FLANNEL_MTU). */
+  fullSizeBytes: Count,
+  /** How often each peer is probed at the current peer count. */
+  roundSeconds: z.number().nonnegative(),
+  /** Peers per verdict. */
+  verdicts: z.record(z.string(), Count),
+  peers: z.array(PeerProbeSchema),
+});
+export type PeersBody = z.infer<typeof PeersSchema>;

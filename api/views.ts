@@ -11,11 +11,21 @@ import type { BackendHealth, DaemonState, TrafficHealth } from "../state.ts";
 import { formatAddr, formatNet, type IPAddr, type IPNet } from "../ip/mod.ts";
 import { formatLeaseKey, type JsonValue, type Lease, sameSubnets } from "../subnet/lease.ts";
 import { evaluateReadiness, type Readiness, readinessHeadline } from "./readiness.ts";
+import type { PeerProbeReport } from "../probe/prober.ts";
+import {
+  type PathState,
+  PEER_VERDICTS,
+  type PeerProbeState,
+  peerVerdict,
+} from "../probe/peer_state.ts";
 import type {
   BackendBody,
   LeaseBody,
   LeaseListBody,
   NetworkConfigBody,
+  PeerProbeBody,
+  PeersBody,
+  ProbePathBody,
   ReadinessBody,
   ReadinessCheckBody,
   StatusBody,
@@ -203,5 +213,52 @@ export function backendView(health: BackendHealth): BackendBody {
       error: peer.error ?? null,
     })),
     dataPath: dataPath ? { ...dataPath, drops: { ...dataPath.drops } } : null,
+  };
+}
+
+function probePathView(path: PathState, target: IPAddr): ProbePathBody {
+  return {
+    target: formatAddr(target),
+    reachable: path.reachable ?? null,
+    rttMs: path.rttMs === undefined ? null : Math.round(path.rttMs * 1000) / 1000,
+    lastSuccess: iso(path.lastSuccess),
+    lastProbe: iso(path.lastProbe),
+    failureStreak: path.failureStreak,
+    lastError: path.lastError ?? null,
+  };
+}
+
+function peerProbeView(peer: PeerProbeState): PeerProbeBody {
+  const { target } = peer;
+  const podTarget = target.overlay ?? target.publicIP;
+  return {
+    key: target.key,
+    subnet: formatNet(target.subnet),
+    publicIP: formatAddr(target.publicIP),
+    verdict: peerVerdict(peer),
+    underlay: probePathView(peer.underlay, target.publicIP),
+    overlay: peer.overlay && target.overlay ? probePathView(peer.overlay, target.overlay) : null,
+    fullSize: probePathView(peer.fullSize, podTarget),
+  };
+}
+
+/** `GET /v1/peers`: the prober's report, or why there is none. */
+export function peersView(report: PeerProbeReport | undefined): PeersBody {
+  const peers = report?.peers.map(peerProbeView) ?? [];
+  const verdicts: Record<string, number> = Object.fromEntries(PEER_VERDICTS.map((v) => [v, 0]));
+  for (const peer of peers) verdicts[peer.verdict]++;
+  return {
+    enabled: report?.enabled ?? false,
+    disabledReason: report
+      ? report.disabledReason ?? null
+      : "peer probing is off (--peer-probe-interval=0) or not started yet",
+    socket: report?.socketKind ?? null,
+    intervalSeconds: (report?.intervalMs ?? 0) / 1000,
+    maxPerSecond: report?.maxPerSecond ?? 0,
+    timeoutMs: report?.timeoutMs ?? 0,
+    fullSizeBytes: report?.fullSizeBytes ?? 0,
+    roundSeconds: (report?.roundDurationMs ?? 0) / 1000,
+    verdicts,
+    peers,
   };
 }

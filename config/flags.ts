@@ -349,6 +349,20 @@ const FLAGS = {
     "",
     "file holding a bearer token that /v1/* and /metrics then require (Tartan)",
   ),
+  peerProbeInterval: int(
+    "peer-probe-interval",
+    60,
+    "least seconds between two probes of one peer; 0 disables peer probing (Tartan)",
+    0,
+    86_400,
+  ),
+  peerProbeRate: int(
+    "peer-probe-rate",
+    50,
+    "most peers probed per second, all peers together (Tartan)",
+    1,
+    10_000,
+  ),
 } as const;
 
 type Flags = typeof FLAGS;

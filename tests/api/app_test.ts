@@ -7,12 +7,15 @@ import {
   ErrorSchema,
   LeaseListSchema,
   LeaseSchema,
+  PeersSchema,
   ReadinessSchema,
   StatusSchema,
 } from "../../api/schemas.ts";
 import { type DaemonState, newDaemonState } from "../../state.ts";
 import { parseAddr, parseNet } from "../../ip/mod.ts";
 import { HOUR_MS, readyState, sampleBackend, vxlanLease } from "./fixture.ts";
+import { newPeerProbeState, recordAnswer, recordFailure } from "../../probe/peer_state.ts";
+import { probeTargets } from "../../probe/targets.ts";
 
 function appFor(state: DaemonState) {
   return createApp(state, createMetrics(state, { defaultMetrics: false }));
@@ -265,6 +268,53 @@ Deno.test("/v1/backend reports peers, reconcile and udp counters", async () => {
   const none = await getJson(state, "/v1/backend");
   assert.equal(none.status, 503);
   assert.equal(ErrorSchema.parse(none.body).error, "backend not registered yet");
+});
+
+Deno.test("/v1/peers reports each peer's paths and verdict, and says when probing is off", async () => {
+  const state = readyState();
+  const off = PeersSchema.parse((await getJson(state, "/v1/peers")).body);
+  assert.equal(off.enabled, false);
+  assert.match(off.disabledReason ?? "", /--peer-probe-interval=0/);
+
+  const [target] = probeTargets([vxlanLease("10.244.2.0/24", "198.18.0.2")], undefined, "vxlan");
+  const peer = newPeerProbeState(target);
+  const at = new Date("2026-01-02T03:04:05Z");
+  recordAnswer(peer.underlay, 0.25, at);
+  recordFailure(peer.overlay!, "no reply within 1000 ms", at);
+  recordFailure(peer.fullSize, "no reply within 1000 ms", at);
+  state.peerProbes = () => ({
+    enabled: true,
+    socketKind: "raw",
+    intervalMs: 60_000,
+    maxPerSecond: 50,
+    timeoutMs: 1000,
+    fullSizeBytes: 1450,
+    roundDurationMs: 60_000,
+    peers: [peer],
+    totals: {
+      underlay: { answered: 1, lost: 0, unsent: 0 },
+      overlay: { answered: 0, lost: 1, unsent: 0 },
+      fullSize: { answered: 0, lost: 1, unsent: 0 },
+    },
+  });
+  const body = PeersSchema.parse((await getJson(state, "/v1/peers")).body);
+  assert.equal(body.verdicts["overlay-blocked"], 1);
+  assert.deepEqual(body.peers[0].underlay, {
+    target: "198.18.0.2",
+    reachable: true,
+    rttMs: 0.25,
+    lastSuccess: at.toISOString(),
+    lastProbe: at.toISOString(),
+    failureStreak: 0,
+    lastError: null,
+  });
+  assert.equal(body.peers[0].overlay?.target, "10.244.2.0");
+  assert.equal(body.peers[0].overlay?.failureStreak, 1);
+  assert.equal(body.peers[0].verdict, "overlay-blocked");
+  const metrics = await (await appFor(state).request("/metrics")).text();
+  assert.match(metrics, /tartan_peer_probe_peers\{path="overlay",state="unreachable"\} 1/);
+  assert.match(metrics, /tartan_peer_probe_verdict_peers\{verdict="overlay-blocked"\} 1/);
+  assert.match(metrics, /tartan_peer_probes_total\{path="full_size",outcome="lost"\} 1/);
 });
 
 Deno.test("unknown paths are 404 JSON, wrong methods 405 with Allow", async () => {

@@ -47,6 +47,8 @@ const SPEC_DEFAULTS: Record<string, unknown> = {
   "log_backtrace_at": "",
   "log-level": "info",
   "admin-token-file": "",
+  "peer-probe-interval": 60,
+  "peer-probe-rate": 50,
 };
 
 /** `etcd-endpoints` → `etcdEndpoints`, `log_backtrace_at` → `logBacktraceAt`. */
@@ -68,9 +70,10 @@ function flagErrorOf(fn: () => unknown): FlagError {
   assert.fail("expected a FlagError");
 }
 
-Deno.test("flags: the table has exactly flanneld's 31 flags plus log-level", () => {
+Deno.test("flags: the table has exactly flanneld's 31 flags plus Tartan's own", () => {
   assert.deepEqual(new Set(flagNames()), new Set(Object.keys(SPEC_DEFAULTS)));
-  assert.equal(flagNames().length, 33); // flanneld's 31, plus --log-level and --admin-token-file
+  // flanneld's 31, plus --log-level, --admin-token-file, --peer-probe-interval and -rate
+  assert.equal(flagNames().length, 35);
 });
 
 Deno.test("flags: every default matches the spec", () => {

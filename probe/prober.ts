@@ -1,0 +1,265 @@
+/**
+ * The daemon's continuous peer probing: ICMP echo to every peer on the underlay (its public IP,
+ * from our interface address) and on the overlay (its tunnel address, from ours, through the
+ * routes and encapsulation pods use), plus one DF echo the size of the pods' MTU on the pods'
+ * path. Peers are visited on the rolling schedule of `pacing.ts`; replies are matched by
+ * sequence number on non-blocking sockets, so nothing here ever waits on the network in a way
+ * that holds up another loop.
+ *
+ * @module
+ */
+import { errorText, type Logger } from "../log.ts";
+import type { IPAddr } from "../ip/mod.ts";
+import { sleep } from "../sleep.ts";
+import { type IcmpSocket, type IcmpSocketKind, openIcmpSocket } from "./icmp_socket.ts";
+import { type PacingOptions, planRound, type RoundPlan } from "./pacing.ts";
+import {
+  newPeerProbeState,
+  type PathState,
+  type PeerProbeState,
+  type ProbePath,
+  recordAnswer,
+  recordFailure,
+} from "./peer_state.ts";
+import { type ProbeTarget, sameTarget } from "./targets.ts";
+
+/** A small echo request as an IPv4 packet: `ping`'s default 56 bytes of payload. */
+export const SMALL_PROBE_BYTES = 84;
+/** How long a reply may take before the probe counts as lost. */
+export const PROBE_TIMEOUT_MS = 1000;
+/** Fewest milliseconds between two wake-ups of the schedule (sends are batched below it). */
+const MIN_TICK_MS = 100;
+/** Longest wait of a receive loop, so that it notices the stop signal soon. */
+const RECEIVE_WAIT_MS = 250;
+
+/** How one echo ended, for the metrics. */
+export type ProbeOutcome = "answered" | "lost" | "unsent";
+
+/** Options of {@link createPeerProber}. */
+export interface ProberOptions extends PacingOptions {
+  /** The pods' MTU (FLANNEL_MTU): the size of the full-size DF probe. */
+  readonly fullSizeBytes: number;
+  /** Our interface address: the source of underlay probes. */
+  readonly underlaySource: IPAddr;
+  /** Our tunnel address: the source of overlay probes (absent: no overlay). */
+  readonly overlaySource?: IPAddr;
+  /** The peers to probe, read at the start of every round. */
+  readonly targets: () => ProbeTarget[];
+  /** Called with the round-trip time of every answered echo (the metrics histogram). */
+  readonly observeRtt?: (path: ProbePath, seconds: number) => void;
+  readonly log: Logger;
+  /** Reply timeout (default {@link PROBE_TIMEOUT_MS}). */
+  readonly timeoutMs?: number;
+}
+
+/** What the prober knows, as the admin API shows it. */
+export interface PeerProbeReport {
+  /** False until the sockets are open, and for good when they cannot be. */
+  readonly enabled: boolean;
+  readonly disabledReason?: string;
+  readonly socketKind?: IcmpSocketKind;
+  readonly intervalMs: number;
+  readonly maxPerSecond: number;
+  readonly timeoutMs: number;
+  readonly fullSizeBytes: number;
+  /** Length of the current round: how often each peer is probed at the moment. */
+  readonly roundDurationMs: number;
+  readonly peers: readonly PeerProbeState[];
+  /** Echoes that ended since the start, by path and outcome. */
+  readonly totals: Readonly<Record<ProbePath, Readonly<Record<ProbeOutcome, number>>>>;
+}
+
+/** The probing loop and its report. */
+export interface PeerProber {
+  report(): PeerProbeReport;
+  /** Probe until the signal aborts; returns at once (disabled) when no socket can be opened. */
+  run(signal: AbortSignal): Promise<void>;
+}
+
+interface Pending {
+  readonly state: PathState;
+  readonly path: ProbePath;
+  readonly sentAt: number;
+}
+
+/** One socket and the echoes on it still waiting for a reply, oldest first. */
+interface Channel {
+  readonly socket: IcmpSocket;
+  readonly pending: Map<number, Pending>;
+  nextSeq: number;
+}
+
+/**
+ * Build the prober; nothing is opened or sent before {@link PeerProber.run}.
+ *
+ * @example
+ * ```ts
+ * const prober = createPeerProber({ intervalMs: 60_000, maxPerSecond: 50, fullSizeBytes: 1450,
+ *   underlaySource, overlaySource, targets: () => probeTargets(...), log });
+ * state.peerProbes = prober.report;
+ * await prober.run(signal);
+ * ```
+ */
+export function createPeerProber(options: ProberOptions): PeerProber {
+  const timeoutMs = options.timeoutMs ?? PROBE_TIMEOUT_MS;
+  const { log, observeRtt } = options;
+  const zero = (): Record<ProbeOutcome, number> => ({ answered: 0, lost: 0, unsent: 0 });
+  const totals = { underlay: zero(), overlay: zero(), fullSize: zero() };
+  let peers = new Map<string, PeerProbeState>();
+  let enabled = false;
+  let disabledReason: string | undefined;
+  let socketKind: IcmpSocketKind | undefined;
+  let plan: RoundPlan = planRound(0, options);
+
+  function send(channel: Channel, state: PathState, path: ProbePath, to: IPAddr, bytes: number) {
+    const seq = channel.nextSeq;
+    channel.nextSeq = (seq + 1) & 0xffff;
+    // A sequence number still pending after 65 536 sends is long lost: reuse it.
+    channel.pending.delete(seq);
+    const error = channel.socket.send(to, seq, bytes);
+    if (error === undefined) {
+      channel.pending.set(seq, { state, path, sentAt: performance.now() });
+      return;
+    }
+    recordFailure(state, error, new Date());
+    totals[path].unsent++;
+  }
+
+  function probePeer(peer: PeerProbeState, underlay: Channel, overlay: Channel | undefined) {
+    const { target } = peer;
+    send(underlay, peer.underlay, "underlay", target.publicIP, SMALL_PROBE_BYTES);
+    if (overlay && peer.overlay && target.overlay) {
+      send(overlay, peer.overlay, "overlay", target.overlay, SMALL_PROBE_BYTES);
+      send(overlay, peer.fullSize, "fullSize", target.overlay, options.fullSizeBytes);
+    } else {
+      send(underlay, peer.fullSize, "fullSize", target.publicIP, options.fullSizeBytes);
+    }
+  }
+
+  /** Fail every echo older than the timeout; returns when the oldest left one expires. */
+  function expire(channel: Channel, now: number): number {
+    for (const [seq, pending] of channel.pending) {
+      const deadline = pending.sentAt + timeoutMs;
+      if (deadline > now) return deadline;
+      channel.pending.delete(seq);
+      recordFailure(pending.state, `no reply within ${timeoutMs} ms`, new Date());
+      totals[pending.path].lost++;
+    }
+    return Infinity;
+  }
+
+  /** Take the new peer list: keep the history of peers whose addresses did not change. */
+  function startRound(): PeerProbeState[] {
+    const next = new Map<string, PeerProbeState>();
+    for (const target of options.targets()) {
+      const known = peers.get(target.key);
+      next.set(
+        target.key,
+        known && sameTarget(known.target, target) ? known : newPeerProbeState(target),
+      );
+    }
+    peers = next;
+    plan = planRound(next.size, options);
+    return [...next.values()];
+  }
+
+  async function schedule(channels: Channel[], signal: AbortSignal): Promise<void> {
+    const [underlay, overlay] = channels;
+    let round: PeerProbeState[] = [];
+    let index = 0;
+    let roundStart = -Infinity;
+    while (!signal.aborted) {
+      let now = performance.now();
+      if (index >= round.length && now >= roundStart + plan.durationMs) {
+        roundStart = now;
+        index = 0;
+        try {
+          round = startRound();
+        } catch (err) {
+          // Never throw out of the loop: skip this round, try again after the interval.
+          log.warn("peer probe round skipped", { error: errorText(err) });
+          round = [];
+        }
+      }
+      while (index < round.length && roundStart + index * plan.spacingMs <= now) {
+        const peer = round[index++];
+        // A peer that left during the round is skipped.
+        if (peers.get(peer.target.key) === peer) probePeer(peer, underlay, overlay);
+      }
+      now = performance.now();
+      const nextExpiry = Math.min(...channels.map((channel) => expire(channel, now)));
+      const nextDue = index < round.length
+        ? roundStart + index * plan.spacingMs
+        : roundStart + plan.durationMs;
+      await sleep(Math.max(MIN_TICK_MS, Math.min(nextDue, nextExpiry) - now), signal);
+    }
+  }
+
+  async function receive(channel: Channel, signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      let replies;
+      try {
+        replies = await channel.socket.receive(RECEIVE_WAIT_MS);
+      } catch (err) {
+        log.warn("peer probe receive failed", { error: errorText(err) });
+        await sleep(RECEIVE_WAIT_MS, signal);
+        continue;
+      }
+      const now = performance.now();
+      for (const reply of replies) {
+        const pending = channel.pending.get(reply.seq);
+        if (!pending) continue; // late: already counted as lost
+        channel.pending.delete(reply.seq);
+        const rttMs = now - pending.sentAt;
+        recordAnswer(pending.state, rttMs, new Date());
+        totals[pending.path].answered++;
+        observeRtt?.(pending.path, rttMs / 1000);
+      }
+    }
+  }
+
+  function open(): Channel[] | undefined {
+    const opened: IcmpSocket[] = [];
+    try {
+      opened.push(openIcmpSocket({ source: options.underlaySource }));
+      if (options.overlaySource) opened.push(openIcmpSocket({ source: options.overlaySource }));
+    } catch (err) {
+      for (const socket of opened) socket.close();
+      disabledReason = errorText(err);
+      log.warn("peer probing disabled", { error: disabledReason });
+      return undefined;
+    }
+    socketKind = opened[0].kind;
+    return opened.map((socket) => ({ socket, pending: new Map(), nextSeq: 0 }));
+  }
+
+  return {
+    report: () => ({
+      enabled,
+      disabledReason,
+      socketKind,
+      intervalMs: options.intervalMs,
+      maxPerSecond: options.maxPerSecond,
+      timeoutMs,
+      fullSizeBytes: options.fullSizeBytes,
+      roundDurationMs: plan.durationMs,
+      peers: [...peers.values()],
+      totals,
+    }),
+    async run(signal) {
+      const channels = open();
+      if (!channels) return;
+      enabled = true;
+      try {
+        // The receive loops end within RECEIVE_WAIT_MS of the abort; only then are sockets closed.
+        await Promise.all([
+          schedule(channels, signal),
+          ...channels.map((channel) => receive(channel, signal)),
+        ]);
+      } finally {
+        enabled = false;
+        for (const channel of channels) channel.socket.close();
+      }
+    },
+  };
+}

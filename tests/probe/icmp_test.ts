@@ -1,0 +1,92 @@
+/**
+ * The echo codec without a socket, and echo sockets between two namespaces: replies are matched,
+ * a DF probe larger than the device MTU is refused locally, and one larger than what the far end
+ * accepts (a smaller MTU on the receiving veth, which drops without an ICMP error) is lost while a
+ * small one passes: the black hole a path-MTU check must see.
+ */
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { inNetns } from "../../ffi/netns.ts";
+import { parseAddr } from "../../ip/mod.ts";
+import {
+  echoRequest,
+  ICMP_ECHO_REPLY,
+  internetChecksum,
+  parseEchoReply,
+} from "../../probe/icmp_packet.ts";
+import { type IcmpSocket, openIcmpSocket } from "../../probe/icmp_socket.ts";
+import { rootTest, run, withNetnsSet } from "../helpers/netns.ts";
+
+Deno.test("echo request: checksum verifies, id and seq in network order", () => {
+  const packet = echoRequest(0x1234, 0xabcd, 64);
+  assert.equal(packet.length, 64);
+  assert.equal(internetChecksum(packet), 0, "a packet with its checksum sums to zero");
+  assert.deepEqual([...packet.subarray(4, 8)], [0x12, 0x34, 0xab, 0xcd]);
+  assert.throws(() => echoRequest(1, 1, 7), RangeError);
+});
+
+Deno.test("echo reply parse: with and without an IPv4 header; garbage is undefined", () => {
+  const reply = echoRequest(7, 9, 16);
+  reply[0] = ICMP_ECHO_REPLY;
+  assert.deepEqual(parseEchoReply(reply, false), { id: 7, seq: 9 });
+  const withHeader = new Uint8Array(24 + reply.length);
+  withHeader[0] = 0x46; // IPv4, 24-byte header (one option word)
+  withHeader.set(reply, 24);
+  assert.deepEqual(parseEchoReply(withHeader, true), { id: 7, seq: 9 });
+  assert.equal(parseEchoReply(echoRequest(7, 9, 16), false), undefined, "a request is no reply");
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 64 }), fc.boolean(), (bytes, header) => {
+    const parsed = parseEchoReply(bytes, header);
+    assert.ok(parsed === undefined || (parsed.id <= 0xffff && parsed.seq <= 0xffff));
+  }));
+});
+
+/** Wait (bounded) for the replies to `seqs`. */
+async function repliesTo(socket: IcmpSocket, seqs: number[], rounds = 4): Promise<Set<number>> {
+  const seen = new Set<number>();
+  for (let i = 0; i < rounds && seqs.some((s) => !seen.has(s)); i++) {
+    for (const reply of await socket.receive(250)) seen.add(reply.seq);
+  }
+  return seen;
+}
+
+rootTest(
+  "echo socket: replies, local EMSGSIZE, and a receive-side MTU black hole",
+  () =>
+    withNetnsSet(2, async ([a, b]) => {
+      await run([
+        "ip",
+        "-n",
+        a,
+        "link",
+        "add",
+        "va",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "vb",
+        "netns",
+        b,
+      ]);
+      await run(["ip", "-n", a, "addr", "add", "198.18.7.1/24", "dev", "va"]);
+      await run(["ip", "-n", b, "addr", "add", "198.18.7.2/24", "dev", "vb"]);
+      await run(["ip", "-n", a, "link", "set", "va", "up"]);
+      await run(["ip", "-n", b, "link", "set", "vb", "up"]);
+      const socket = inNetns(a, () => openIcmpSocket({ source: parseAddr("198.18.7.1") }));
+      try {
+        const peer = parseAddr("198.18.7.2");
+        assert.equal(socket.send(peer, 1, 84), undefined);
+        assert.equal(socket.send(peer, 2, 1500), undefined);
+        assert.deepEqual(await repliesTo(socket, [1, 2]), new Set([1, 2]));
+        assert.equal(socket.send(peer, 3, 1501), "EMSGSIZE", "DF: larger than va's MTU");
+
+        // The far end takes at most 1400 bytes and says nothing about bigger frames.
+        await run(["ip", "-n", b, "link", "set", "vb", "mtu", "1400"]);
+        assert.equal(socket.send(peer, 4, 1500), undefined);
+        assert.equal(socket.send(peer, 5, 1400), undefined);
+        assert.deepEqual(await repliesTo(socket, [4, 5]), new Set([5]));
+      } finally {
+        socket.close();
+      }
+    }),
+);
