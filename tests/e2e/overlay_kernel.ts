@@ -20,7 +20,7 @@ import { getLink } from "../../ffi/netlink/link.ts";
 import { listFdb, listNeighs } from "../../ffi/netlink/neigh.ts";
 import { listRoutes } from "../../ffi/netlink/route.ts";
 import type { NetlinkHandle } from "../../ffi/netlink/socket.ts";
-import { bridgeJson, ipJson, isRoot, rootTest } from "../helpers/netns.ts";
+import { bridgeJson, ipJson, isRoot, testNeeding } from "../helpers/netns.ts";
 
 /** One lease key as a peer sees it. */
 export interface StoredLease {
@@ -266,11 +266,17 @@ export interface BackendReport {
 }
 
 /**
- * A root-only test whose steps share one lab. Without root, {@link rootTest} decides (fail under
- * CI=true, visible skip otherwise) and `fn` never runs.
+ * A root-only test whose steps share one lab. Without root, or with `missing` naming something
+ * else it lacks (a tool), {@link testNeeding} decides (fail under CI=true, visible skip
+ * otherwise) and `fn` never runs.
  */
-export function rootSuite(name: string, fn: (t: Deno.TestContext) => Promise<void>): void {
-  if (!isRoot()) return rootTest(name, () => {});
+export function rootSuite(
+  name: string,
+  fn: (t: Deno.TestContext) => Promise<void>,
+  missing?: string,
+): void {
+  const lacking = isRoot() ? missing : "root";
+  if (lacking !== undefined) return testNeeding(name, lacking, () => {});
   Deno.test(name, fn);
 }
 

@@ -10,7 +10,7 @@ import { netContains, parseAddr, parseNet } from "../../ip/mod.ts";
 import type { NodeDaemon } from "../../lab/node.ts";
 import { type NodePodman, startNodePodman } from "../../lab/podman.ts";
 import { cniConflist, cniDataDir } from "../../lab/pods.ts";
-import { ipJson } from "../helpers/netns.ts";
+import { hasCommand, ipJson } from "../helpers/netns.ts";
 import { withLab } from "./faults_kit.ts";
 import { readSubnetEnv, rootSuite, timeUntil } from "./overlay_kernel.ts";
 
@@ -116,4 +116,4 @@ rootSuite("e2e: podman runs containers through the flannel CNI plugin on two nod
       for (const runtime of runtimes) await runtime.close();
     }
   });
-});
+}, await hasCommand("podman") ? undefined : "podman (Debian podman)");

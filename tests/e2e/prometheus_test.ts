@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { NODE_ADMIN_PORT } from "../../lab/node.ts";
 import { parseExposition } from "../helpers/prometheus.ts";
 import { type PrometheusServer, startPrometheus } from "../helpers/prometheus_server.ts";
-import { run } from "../helpers/netns.ts";
+import { hasCommand, run } from "../helpers/netns.ts";
 import { withLab } from "./faults_kit.ts";
 import { rootSuite, timeUntil } from "./overlay_kernel.ts";
 
@@ -141,4 +141,4 @@ rootSuite("e2e: Prometheus scrapes two nodes and loads the shipped alert rules",
       await prometheus.stop();
     }
   });
-});
+}, await hasCommand("prometheus") ? undefined : "prometheus (Debian prometheus)");
