@@ -6,6 +6,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { DEFAULTS } from "./config/flags.ts";
 import { isOurBlackhole } from "./backends/blackhole_route.ts";
 import { deleteLink, listLinks } from "./ffi/netlink/link.ts";
 import { RT_TABLE_MAIN, RTPROT_KERNEL } from "./ffi/netlink/constants.ts";
@@ -55,7 +56,7 @@ export const CLEANUP_USAGE = "usage: tartan cleanup [--subnet-file PATH]";
 export async function cleanupCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { "subnet-file": { type: "string", default: "/run/flannel/subnet.env" } },
+    options: { "subnet-file": { type: "string", default: DEFAULTS.subnetFile } },
   });
   const subnetFile = values["subnet-file"];
   const say = (line: string) => console.log(line);

@@ -41,42 +41,6 @@ import { overlayAddress, probeTargets } from "./probe/targets.ts";
 
 const log = logger("daemon");
 
-/** Flags `tartan run` acts on; any other flag the user sets is reported at start-up. */
-const IMPLEMENTED = new Set([
-  "etcd-endpoints",
-  "etcd-prefix",
-  "etcd-keyfile",
-  "etcd-certfile",
-  "etcd-cafile",
-  "etcd-username",
-  "etcd-password",
-  "subnet-lease-renew-margin",
-  "kube-subnet-mgr",
-  "kube-api-url",
-  "kubeconfig-file",
-  "kube-annotation-prefix",
-  "net-config-path",
-  "set-node-network-unavailable",
-  "iface",
-  "iface-regex",
-  "iface-can-reach",
-  "public-ip",
-  "public-ipv6",
-  "subnet-file",
-  "ip-masq",
-  "ip-masq-fully-random-disable",
-  "iptables-resync",
-  "iptables-forward-rules",
-  "ip-blackhole-route",
-  "healthz-ip",
-  "healthz-port",
-  "v",
-  "log-level",
-  "admin-token-file",
-  "peer-probe-interval",
-  "peer-probe-rate",
-]);
-
 /** flannel re-checks host-gw routes every 10 s; our reconcile runs at the same period. */
 const KERNEL_RESYNC_MS = 10_000;
 
@@ -188,7 +152,7 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
   log.info("starting tartan", { version: VERSION });
   log.info("options", { effective: JSON.stringify(redactedOptions(options)) });
   for (const warning of parsed.warnings) log.warn(warning);
-  for (const flag of unimplementedFlags(options, parsed.given, IMPLEMENTED)) {
+  for (const flag of unimplementedFlags(options, parsed.given)) {
     log.warn("flag accepted but not implemented yet: it has no effect", { flag });
   }
 

@@ -9,10 +9,8 @@
  * @module
  */
 import { check, closeFd, libc } from "./ffi/libc.ts";
+import { AF_UNIX, SOCK_CLOEXEC, SOCK_DGRAM } from "./ffi/unix.ts";
 
-const AF_UNIX = 1;
-const SOCK_DGRAM = 2;
-const SOCK_CLOEXEC = 0o2000000;
 /** `sizeof(struct sockaddr_un)`: a 2-byte family, then the path. */
 const SOCKADDR_UN_BYTES = 110;
 const PATH_AT = 2;

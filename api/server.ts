@@ -9,7 +9,7 @@
  * @module
  */
 import type { Hono } from "hono";
-import { logger } from "../log.ts";
+import { errorText, logger } from "../log.ts";
 
 /** Tartan's default for `--healthz-ip` (flannel: `0.0.0.0`). */
 export const DEFAULT_ADMIN_HOSTNAME = "127.0.0.1";
@@ -21,9 +21,7 @@ export const DRAIN_MS = 3000;
 export class AdminBindError extends Error {
   constructor(readonly hostname: string, readonly port: number, cause: unknown) {
     super(
-      `cannot serve the admin API on ${hostname}:${port}: ${
-        cause instanceof Error ? cause.message : String(cause)
-      }`,
+      `cannot serve the admin API on ${hostname}:${port}: ${errorText(cause)}`,
       { cause },
     );
     this.name = "AdminBindError";

@@ -16,6 +16,14 @@
  */
 import { check, closeFd, lastErrno, libc } from "../ffi/libc.ts";
 import { inNetns } from "../ffi/netns.ts";
+import {
+  AF_INET,
+  MSG_DONTWAIT,
+  SO_RCVBUFFORCE,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOL_SOCKET,
+} from "../ffi/unix.ts";
 import { addAddr } from "../ffi/netlink/addr.ts";
 import { addLink, getLink, setLinkUp } from "../ffi/netlink/link.ts";
 import { replaceRoute, routeRequest, type RouteSpec } from "../ffi/netlink/route.ts";
@@ -57,13 +65,6 @@ export interface NetlinkBenchResult {
   };
   wakeUpMicros: { syncPoll: number; nonblockingPoll: number };
 }
-
-const AF_INET = 2;
-const SOCK_DGRAM = 2;
-const SOCK_CLOEXEC = 0x80000;
-const MSG_DONTWAIT = 0x40;
-const SOL_SOCKET = 1;
-const SO_RCVBUFFORCE = 33;
 
 function subnet(i: number): IPNet {
   return {

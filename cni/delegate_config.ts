@@ -10,6 +10,7 @@ import { encodeCanonical } from "./canonical_json.ts";
 import { ConfigError } from "./errors.ts";
 import type { JsonObject, NetConf } from "./netconf.ts";
 import type { SubnetEnv } from "./subnet_env.ts";
+import { errorText } from "../log.ts";
 
 const has = (obj: JsonObject, key: string) => Object.hasOwn(obj, key);
 
@@ -57,7 +58,7 @@ function reencodeRoute(input: unknown, index: number): JsonObject {
     out.dst = canonicalCidr(route.dst);
     if (route.gw) out.gw = canonicalAddr(route.gw);
   } catch (err) {
-    throw new ConfigError(path, err instanceof Error ? err.message : String(err));
+    throw new ConfigError(path, errorText(err));
   }
   // Zero means unset for these (Go omitempty); table and scope are pointers, so 0 is kept.
   for (const key of ["mtu", "advmss", "priority"] as const) {

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { CniError, DelegateError, ErrorCode } from "./errors.ts";
 import { isJsonObject } from "./netconf.ts";
 import type { Command } from "./protocol.ts";
+import { errorText } from "../log.ts";
 
 /** The environment a plugin runs with; `CNI_PATH` is where delegates are looked up. */
 export type PluginEnv = Record<string, string | undefined>;
@@ -92,7 +93,7 @@ export async function invokeDelegate(
   try {
     output = await run(file, { ...definedOnly(env), CNI_COMMAND: command }, config);
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
+    const reason = errorText(err);
     throw new CniError(ErrorCode.internal, `failed to run delegate plugin ${file}`, reason);
   }
   const stdout = new TextDecoder().decode(output.stdout);

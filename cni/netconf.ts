@@ -5,11 +5,11 @@
  * @module
  */
 import { z } from "zod";
+import { DEFAULTS } from "../config/flags.ts";
 import { CniError, ConfigError, ErrorCode } from "./errors.ts";
 import { checkVersion } from "./protocol.ts";
+import { errorText } from "../log.ts";
 
-/** Where flanneld writes subnet.env unless `subnetFile` says otherwise. */
-export const DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env";
 /** Where delegate configs are saved unless `dataDir` says otherwise. */
 export const DEFAULT_DATA_DIR = "/var/lib/cni/flannel";
 
@@ -52,7 +52,7 @@ export const NetConfSchema = z.object({
     error: (issue) => issue.input === undefined ? "missing network name" : "must be a string",
   })
     .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, "invalid characters found in network name"),
-  subnetFile: absolutePath.nullish().transform((v) => v ?? DEFAULT_SUBNET_FILE),
+  subnetFile: absolutePath.nullish().transform((v) => v ?? DEFAULTS.subnetFile),
   dataDir: absolutePath.nullish().transform((v) => v ?? DEFAULT_DATA_DIR),
   delegate: jsonObject.nullish().transform((v) => v ?? {}),
   ipam: jsonObject.nullish().transform((v) => v ?? {}),
@@ -70,7 +70,7 @@ export function decodeConfig(stdin: Uint8Array): JsonObject {
   try {
     value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(stdin));
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
+    const reason = errorText(err);
     throw new CniError(ErrorCode.decodingFailure, "failed to decode network config", reason);
   }
   if (!isJsonObject(value)) {

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { isPluginName } from "./delegate_config.ts";
 import { CniError, ErrorCode } from "./errors.ts";
 import { isJsonObject, type JsonObject } from "./netconf.ts";
+import { errorText } from "../log.ts";
 
 // The longest file name Linux file systems take, in bytes (NAME_MAX). The spec sets no limit on
 // container IDs; its character set is ASCII, so an ID's length is its size in bytes.
@@ -27,7 +28,7 @@ function savedConfigPath(dataDir: string, containerId: string): string {
 }
 
 function ioError(what: string, err: unknown): CniError {
-  return new CniError(ErrorCode.ioFailure, what, err instanceof Error ? err.message : String(err));
+  return new CniError(ErrorCode.ioFailure, what, errorText(err));
 }
 
 /**

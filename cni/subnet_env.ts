@@ -8,6 +8,7 @@
  * @module
  */
 import { type Family, type IPNet, netEqual, parseNet } from "../ip/mod.ts";
+import { errorText } from "../log.ts";
 
 /** What the plugin needs from subnet.env. */
 export interface SubnetEnv {
@@ -116,7 +117,7 @@ export function parseSubnetEnv(text: string, file: string): SubnetEnv {
           break;
       }
     } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
+      const reason = errorText(err);
       throw new SubnetEnvError(file, false, `${file}: line ${index + 1}: ${key}: ${reason}`);
     }
   });
@@ -145,7 +146,7 @@ export async function readSubnetEnv(file: string): Promise<SubnetEnv> {
   try {
     text = await Deno.readTextFile(file);
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
+    const reason = errorText(err);
     throw new SubnetEnvError(
       file,
       true,

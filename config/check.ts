@@ -6,6 +6,7 @@
  */
 import { FlagError } from "./flags.ts";
 import { ConfigError, netConfigToJSON, type NetConfMode, parseNetConfig } from "./netconf.ts";
+import { errorText } from "../log.ts";
 
 /** Outcome of a check: `output` is the effective config as JSON, or the error. */
 export interface ConfigCheckResult {
@@ -39,7 +40,7 @@ export async function configCheck(
   try {
     text = await Deno.readTextFile(path);
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
+    const reason = errorText(err);
     return { ok: false, output: `${path}: cannot read: ${reason}`, warnings: [] };
   }
   try {

@@ -24,6 +24,7 @@
  * @module
  */
 import { type Family, tryParseAddr } from "../ip/mod.ts";
+import { errorText } from "../log.ts";
 
 /** An unknown flag, a malformed value or inconsistent flags; `flag` names the culprit. */
 export class FlagError extends Error {
@@ -61,6 +62,8 @@ interface FlagSpec<T> {
   readonly fromEnv?: boolean;
   /** Value hidden by {@link redactedOptions}. */
   readonly secret?: boolean;
+  /** Accepted for compatibility but not acted on: {@link unimplementedFlags} reports it. */
+  readonly unimplemented?: boolean;
   /** Text to value; throws an Error whose message says why the text is not acceptable. */
   readonly parse: (text: string) => T;
 }
@@ -332,12 +335,14 @@ const FLAGS = {
     INT32_MIN,
     INT32_MAX,
   ),
-  vmodule: checked("vmodule", "per-file verbosity: comma-separated pattern=N", checkVmodule),
-  logBacktraceAt: checked(
-    "log_backtrace_at",
-    "log a stack trace when logging at file:N",
-    checkBacktraceAt,
-  ),
+  vmodule: {
+    ...checked("vmodule", "per-file verbosity: comma-separated pattern=N", checkVmodule),
+    unimplemented: true,
+  },
+  logBacktraceAt: {
+    ...checked("log_backtrace_at", "log a stack trace when logging at file:N", checkBacktraceAt),
+    unimplemented: true,
+  },
   logLevel: oneOf(
     "log-level",
     ["debug", "info", "warn", "error"],
@@ -374,6 +379,14 @@ export type RunOptions = { readonly [K in FlagKey]: ValueOf<Flags[K]> };
 
 const SPECS = Object.entries(FLAGS) as [FlagKey, FlagSpec<unknown>][];
 const BY_NAME = new Map(SPECS.map(([key, spec]) => [spec.name, { key, spec }]));
+
+/**
+ * Every flag's default (flanneld's), by {@link RunOptions} field: the one home of defaults such
+ * as the etcd prefix, subnet file, net-config path and annotation prefix.
+ */
+export const DEFAULTS: RunOptions = Object.freeze(
+  Object.fromEntries(SPECS.map(([key, spec]) => [key, spec.default])),
+) as RunOptions;
 
 /** The environment variable that stands in for a flag: `iface-regex` → `FLANNELD_IFACE_REGEX`. */
 export function envName(flag: string): string {
@@ -480,7 +493,7 @@ function parseArgs(
     } catch (err) {
       throw new FlagError(
         name,
-        `invalid value ${JSON.stringify(value)} for flag -${name}: ${reason(err)}`,
+        `invalid value ${JSON.stringify(value)} for flag -${name}: ${errorText(err)}`,
       );
     }
     given.add(name);
@@ -511,7 +524,7 @@ function applyEnvironment(
       store(key, spec, texts, values);
       given.add(spec.name);
     } catch (err) {
-      warnings.push(`ignoring ${variable}=${JSON.stringify(value)}: ${reason(err)}`);
+      warnings.push(`ignoring ${variable}=${JSON.stringify(value)}: ${errorText(err)}`);
     }
   }
   for (const [variable, value] of Object.entries(env)) {
@@ -519,10 +532,6 @@ function applyEnvironment(
       warnings.push(`ignoring ${variable}: it matches no flag that is read from the environment`);
     }
   }
-}
-
-function reason(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function checkEtcdTlsPair(options: RunOptions): void {
@@ -567,23 +576,20 @@ export function redactedOptions(options: RunOptions): RunOptions {
 
 /**
  * The flanneld names of flags the user set (command line or environment) to a value other
- * than the default and that are not in `implemented`, in table order, so that the daemon can
- * say so at start-up. Setting a flag to its default asks for nothing and is not reported.
+ * than the default that Tartan accepts but does not act on (`unimplemented` in the table), in
+ * table order, so that the daemon can say so at start-up. Setting a flag to its default asks
+ * for nothing and is not reported.
  */
-export function unimplementedFlags(
-  options: RunOptions,
-  given: ReadonlySet<string>,
-  implemented: ReadonlySet<string>,
-): string[] {
+export function unimplementedFlags(options: RunOptions, given: ReadonlySet<string>): string[] {
   return SPECS
     .filter(([key, spec]) =>
-      given.has(spec.name) && !implemented.has(spec.name) &&
+      given.has(spec.name) && spec.unimplemented &&
       JSON.stringify(options[key]) !== JSON.stringify(spec.default)
     )
     .map(([, spec]) => spec.name);
 }
 
-/** Every flag's flanneld name, in table order (e.g. to build the `implemented` set). */
+/** Every flag's flanneld name, in table order. */
 export function flagNames(): string[] {
   return SPECS.map(([, spec]) => spec.name);
 }

@@ -156,6 +156,22 @@ export function errnoName(errno: number): string {
   return BY_NUMBER.get(errno)?.name ?? `ERRNO_${errno}`;
 }
 
+const BY_NAME = new Map(ERRNO_TABLE.map(([n, name]) => [name, n]));
+
+/** The number of an errno name in the table. */
+function errnoNumber(name: string): number {
+  const n = BY_NAME.get(name);
+  if (n === undefined) throw new RangeError(`unknown errno ${name}`);
+  return n;
+}
+
+/** The errno numbers code compares against (hot paths, where a name lookup would cost). */
+export const EINTR = errnoNumber("EINTR");
+export const EAGAIN = errnoNumber("EAGAIN");
+export const EMSGSIZE = errnoNumber("EMSGSIZE");
+export const ENOBUFS = errnoNumber("ENOBUFS");
+export const ETIMEDOUT = errnoNumber("ETIMEDOUT");
+
 /** The human description of an errno number (`strerror` wording). */
 export function errnoText(errno: number): string {
   return BY_NUMBER.get(errno)?.text ?? `Unknown error ${errno}`;

@@ -13,6 +13,7 @@
  * @module
  */
 import { errnoName, errnoText } from "./errno.ts";
+import { F_GETFL, F_SETFL, O_CLOEXEC, O_NONBLOCK } from "./unix.ts";
 
 const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -115,14 +116,6 @@ export function cString(text: string): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** Open flags used across the FFI layer. */
-export const O_RDONLY = 0;
-export const O_RDWR = 2;
-export const O_NONBLOCK = 0o4000;
-export const O_CLOEXEC = 0o2000000;
-const F_GETFL = 3;
-const F_SETFL = 4;
-
 /** `open(2)` that throws a {@link SyscallError} naming the path. */
 export function openPath(path: string, flags: number): number {
   return check("open", libc().open(cString(path), flags | O_CLOEXEC, 0), path);
@@ -138,9 +131,6 @@ export function setNonBlocking(fd: number): void {
   const flags = check("fcntl", libc().fcntl(fd, F_GETFL, 0));
   check("fcntl", libc().fcntl(fd, F_SETFL, flags | O_NONBLOCK));
 }
-
-/** `poll(2)`: readable. */
-export const POLLIN = 0x001;
 
 /**
  * Wait up to `timeoutMs` for `events` on one fd (synchronously, blocking this isolate).

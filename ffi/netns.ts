@@ -8,7 +8,8 @@
  *
  * @module
  */
-import { check, closeFd, libc, O_RDONLY, openPath } from "./libc.ts";
+import { check, closeFd, libc, openPath } from "./libc.ts";
+import { O_RDONLY } from "./unix.ts";
 
 const CLONE_NEWNET = 0x40000000;
 

@@ -9,18 +9,10 @@
  *
  * @module
  */
-import {
-  check,
-  closeFd,
-  lastErrno,
-  libc,
-  O_RDWR,
-  openPath,
-  POLLIN,
-  setNonBlocking,
-  SyscallError,
-} from "./libc.ts";
+import { EAGAIN, EINTR, ENOBUFS } from "./errno.ts";
+import { check, closeFd, lastErrno, libc, openPath, setNonBlocking, SyscallError } from "./libc.ts";
 import { inNetns } from "./netns.ts";
+import { O_RDWR, POLLIN } from "./unix.ts";
 
 const TUNSETIFF = 0x400454can;
 const TUNSETOFFLOAD = 0x400454d0n;
@@ -29,9 +21,6 @@ const IFF_NO_PI = 0x1000;
 const IFF_MULTI_QUEUE = 0x0100;
 const IFF_VNET_HDR = 0x4000;
 const IFNAMSIZ = 16;
-const EAGAIN = 11;
-const EINTR = 4;
-const ENOBUFS = 105;
 
 /** TUNSETOFFLOAD bits: what the kernel may hand us unsegmented / without checksum. */
 export const TUN_F_CSUM = 0x01;

@@ -7,6 +7,7 @@
  */
 import { commandRunner } from "../exec.ts";
 import { type EtcdFixture, startEtcd } from "./etcd.ts";
+import { DEFAULTS } from "../config/flags.ts";
 import { parseNetConfig } from "../config/netconf.ts";
 import { formatNet, nthSubnet } from "../ip/mod.ts";
 import { type FakeKubeApi, fakeNode, startFakeKubeApi } from "./kube_api.ts";
@@ -15,7 +16,7 @@ import { cniConfig, invokeCni, type LabPod, resultAddress } from "./pods.ts";
 import { addNetns, createNode, createUnderlay, deleteLabNetns, labNames } from "./topology.ts";
 
 /** flannel's default etcd prefix; the lab writes its config there. */
-export const LAB_ETCD_PREFIX = "/coreos.com/network";
+export const LAB_ETCD_PREFIX = DEFAULTS.etcdPrefix;
 
 /** How to build the lab. */
 export interface LabOptions {

@@ -17,6 +17,7 @@
  * @module
  */
 import type { Etcd3 } from "etcd3";
+import { DEFAULTS } from "../config/flags.ts";
 import { ConfigError, parseNetConfig } from "../config/netconf.ts";
 import type { NetworkConfig } from "../config/network_config.ts";
 import { errorText, type Logger, logger } from "../log.ts";
@@ -34,16 +35,12 @@ import { type LeaseChange, LeaseTracker } from "./lease_tracker.ts";
 import { LeaseLostError, type LeaseWatchUpdate, type SubnetManager } from "./manager.ts";
 import { readPreviousSubnets } from "./subnet_env.ts";
 
-/** flanneld's default `--etcd-prefix`. */
-export const DEFAULT_ETCD_PREFIX = "/coreos.com/network";
-/** flanneld's default `--subnet-file`. */
-export const DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env";
 /** TTL flannel grants every lease it writes (spec §3.2). */
 export const LEASE_TTL_SECONDS = 86_400;
 
 /** Options of {@link EtcdSubnetManager}. */
 export interface EtcdManagerOptions extends EtcdConnection {
-  /** Key prefix (`--etcd-prefix`), default `/coreos.com/network`. */
+  /** Key prefix (`--etcd-prefix`); flanneld's default when absent. */
   readonly prefix?: string;
   /** Where a previous run left `subnet.env` (`--subnet-file`), read for its subnet. */
   readonly subnetFile?: string;
@@ -109,11 +106,11 @@ export class EtcdSubnetManager implements SubnetManager {
   #own?: OwnLease;
 
   constructor(options: EtcdManagerOptions) {
-    const prefix = options.prefix ?? DEFAULT_ETCD_PREFIX;
+    const prefix = options.prefix ?? DEFAULTS.etcdPrefix;
     this.#configKey = joinKey(prefix, "config");
     this.#ownersDir = `${joinKey(prefix, "tartan", "owners")}/`;
     this.#claimOptions = options.publicIPClaim;
-    this.#subnetFile = options.subnetFile ?? DEFAULT_SUBNET_FILE;
+    this.#subnetFile = options.subnetFile ?? DEFAULTS.subnetFile;
     const ttlSeconds = options.leaseTtlSeconds ?? LEASE_TTL_SECONDS;
     this.#renewMarginMs = (options.renewMarginMinutes ?? 60) * 60_000;
     this.#renewRetryMs = options.renewRetryMs ?? 60_000;

@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { DEFAULTS } from "../config/flags.ts";
 import { ConfigError, parseNetConfig } from "../config/netconf.ts";
 import type { NetworkConfig } from "../config/network_config.ts";
 import { errorText, type Logger, logger } from "../log.ts";
@@ -59,9 +60,6 @@ import {
 } from "./lease.ts";
 import { LeaseTracker } from "./lease_tracker.ts";
 import { LeaseLostError, type LeaseWatchUpdate, type SubnetManager } from "./manager.ts";
-
-/** flanneld's default `--net-config-path`. */
-export const DEFAULT_NET_CONFIG_PATH = "/etc/kube-flannel/net-conf.json";
 
 const MAX_SKIPS_LOGGED = 1000;
 /** A problem that persists is logged again this often while we wait. */
@@ -174,7 +172,7 @@ export class KubeSubnetManager implements SubnetManager {
   constructor(options: KubeManagerOptions) {
     this.#client = options.client;
     this.names = annotationNames(options.annotationPrefix);
-    this.#netConfigPath = options.netConfigPath ?? DEFAULT_NET_CONFIG_PATH;
+    this.#netConfigPath = options.netConfigPath ?? DEFAULTS.netConfigPath;
     this.#nodeName = options.nodeName || undefined;
     if (!this.#nodeName && !(options.pod?.name && options.pod.namespace)) {
       throw new KubeConfigError(

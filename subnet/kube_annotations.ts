@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { DEFAULTS } from "../config/flags.ts";
 import type { NetworkConfig } from "../config/network_config.ts";
 import { formatAddr, type IPAddr, tryParseAddr } from "../ip/mod.ts";
 import { type KubeNode, NodeShapeError, podCidrsOf } from "./kube_node.ts";
@@ -16,9 +17,6 @@ import {
   type LeaseAttrs,
   LeaseKeyError,
 } from "./lease.ts";
-
-/** flanneld's default `--kube-annotation-prefix`. */
-export const DEFAULT_ANNOTATION_PREFIX = "flannel.alpha.coreos.com";
 
 /** A `--kube-annotation-prefix` flannel would reject. */
 export class AnnotationPrefixError extends Error {
@@ -75,7 +73,9 @@ export interface AnnotationNames {
  * The annotation names under a raw `--kube-annotation-prefix` (normalised first). Unlike flannel,
  * the VTEP MAC is read back from these same names (quirk 16).
  */
-export function annotationNames(rawPrefix: string = DEFAULT_ANNOTATION_PREFIX): AnnotationNames {
+export function annotationNames(
+  rawPrefix: string = DEFAULTS.kubeAnnotationPrefix,
+): AnnotationNames {
   const p = normalizeAnnotationPrefix(rawPrefix);
   return {
     subnetKubeManaged: `${p}kube-subnet-manager`,

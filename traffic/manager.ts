@@ -23,6 +23,7 @@ import { type CommandRunner, commandRunner } from "../exec.ts";
 import { createIptablesEngine } from "./iptables.ts";
 import { createNftEngine } from "./nftables.ts";
 import { buildRuleSet, type RuleSet } from "./rules.ts";
+import { errorText } from "../log.ts";
 
 /** Flags that control the traffic rules (spec §1.2). */
 export interface TrafficOptions {
@@ -145,7 +146,7 @@ export async function createTrafficManager(
       };
       if (changed && isRepair) log(`${engine.name}: rules had drifted and were restored`);
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = errorText(error);
       health = {
         ...health,
         lastCheck: new Date(),

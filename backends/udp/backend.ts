@@ -29,7 +29,7 @@ import {
   type TunnelSpec,
   UDP_OVERHEAD,
 } from "./tun_device.ts";
-import { openUdpSocket } from "./udp_io.ts";
+import { openUdpSocket } from "../../ffi/udp_io.ts";
 
 /** Socket buffers: the default 208 KiB overflow under load and cause most retransmits. */
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;

@@ -6,9 +6,10 @@
  *
  * @module
  */
-import { check, lastErrno, libc, O_CLOEXEC, O_NONBLOCK, SyscallError } from "../../ffi/libc.ts";
+import { EAGAIN } from "../../ffi/errno.ts";
+import { check, lastErrno, libc, SyscallError } from "../../ffi/libc.ts";
+import { O_CLOEXEC, O_NONBLOCK } from "../../ffi/unix.ts";
 
-const EAGAIN = 11;
 const one = new Uint8Array(new BigUint64Array([1n]).buffer);
 const counter = new Uint8Array(8);
 const counterView = new DataView(counter.buffer);

@@ -34,7 +34,7 @@ import {
 import type { PeerTable } from "./peers.ts";
 import { createCoalescer } from "./tcp_coalesce.ts";
 import { segmentTcp } from "./tcp_segment.ts";
-import { MAX_GSO_SEGMENTS, MAX_UDP_PAYLOAD } from "./udp_io.ts";
+import { MAX_GSO_SEGMENTS, MAX_UDP_PAYLOAD } from "../../ffi/udp_io.ts";
 import {
   PLAIN_PACKET,
   VIRTIO_NET_HDR_LEN,

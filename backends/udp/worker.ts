@@ -11,21 +11,17 @@
  * @module
  */
 import { addressOf, kernelMemory, setPointer, setSize } from "../../ffi/kernel_memory.ts";
+import { EAGAIN, EINTR, ENOBUFS } from "../../ffi/errno.ts";
 import { lastErrno, libc, SyscallError } from "../../ffi/libc.ts";
+import { POLLIN, POLLNVAL, POLLOUT } from "../../ffi/unix.ts";
 import { drainControl } from "./control_fd.ts";
 import { dropSlot, SLOT } from "./counters.ts";
 import { ARENA, createForwarder, type DropCause, type ForwarderIo } from "./forwarder.ts";
 import { packetBuffer } from "./packet.ts";
 import { createPeerTable, decodePeerTable } from "./peers.ts";
 import type { FromWorker, ToWorker, WorkerSetup } from "./protocol.ts";
-import { createUdpReceiver, createUdpSender } from "./udp_io.ts";
+import { createUdpReceiver, createUdpSender } from "../../ffi/udp_io.ts";
 
-const EINTR = 4;
-const EAGAIN = 11;
-const ENOBUFS = 105;
-const POLLIN = 0x001;
-const POLLOUT = 0x004;
-const POLLNVAL = 0x020;
 /** Reads per fd before looking at the others again. */
 const BUDGET = 64;
 /**

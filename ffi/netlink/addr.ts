@@ -17,9 +17,6 @@ import {
   u32Attr,
 } from "./codec.ts";
 import {
-  AF_INET,
-  AF_INET6,
-  AF_UNSPEC,
   IFA_ADDRESS,
   IFA_BROADCAST,
   IFA_FLAGS,
@@ -34,6 +31,7 @@ import {
   RTM_NEWADDR,
 } from "./constants.ts";
 import { dump, execute, type NetlinkHandle, type NetlinkRequest } from "./socket.ts";
+import { AF_INET, AF_INET6, AF_UNSPEC } from "../unix.ts";
 
 /** An address on an interface, as the kernel reports it. */
 export interface Addr {

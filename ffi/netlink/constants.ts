@@ -5,13 +5,6 @@
  * @module
  */
 
-// Address families.
-export const AF_UNSPEC = 0;
-export const AF_INET = 2;
-export const AF_BRIDGE = 7;
-export const AF_INET6 = 10;
-export const AF_NETLINK = 16;
-
 // Netlink protocols (socket(AF_NETLINK, SOCK_RAW, protocol)).
 export const NETLINK_ROUTE = 0;
 export const NETLINK_GENERIC = 16;
@@ -44,6 +37,7 @@ export const NLA_TYPE_MASK = 0x3fff;
 export const RTM_NEWLINK = 16;
 export const RTM_DELLINK = 17;
 export const RTM_GETLINK = 18;
+export const RTM_SETLINK = 19;
 export const RTM_NEWADDR = 20;
 export const RTM_DELADDR = 21;
 export const RTM_GETADDR = 22;
@@ -62,12 +56,7 @@ export const RTNLGRP_IPV4_ROUTE = 7;
 export const RTNLGRP_IPV6_IFADDR = 9;
 export const RTNLGRP_IPV6_ROUTE = 11;
 
-// Socket options.
-export const SOL_SOCKET = 1;
-export const SO_SNDBUF = 7;
-export const SO_RCVBUF = 8;
-export const SO_SNDBUFFORCE = 32;
-export const SO_RCVBUFFORCE = 33;
+// Netlink socket options (socket-level ones are in ../unix.ts).
 export const SOL_NETLINK = 270;
 export const NETLINK_ADD_MEMBERSHIP = 1;
 export const NETLINK_CAP_ACK = 10;

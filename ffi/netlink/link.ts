@@ -33,7 +33,6 @@ import {
   u8Attr,
 } from "./codec.ts";
 import {
-  AF_UNSPEC,
   IFF_UP,
   IFLA_ADDRESS,
   IFLA_IFNAME,
@@ -82,6 +81,7 @@ import {
   VETH_INFO_PEER,
 } from "./constants.ts";
 import { dump, execute, NetlinkError, type NetlinkHandle } from "./socket.ts";
+import { AF_UNSPEC } from "../unix.ts";
 
 /** Kind-specific data of a vxlan device, as the kernel reports it. */
 export interface VxlanInfo {

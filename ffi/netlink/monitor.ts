@@ -8,9 +8,10 @@
  *
  * @module
  */
-import { pollFdAsync, POLLIN } from "../libc.ts";
+import { pollFdAsync } from "../libc.ts";
 import type { NetlinkMessage } from "./codec.ts";
 import { closeNetlink, type NetlinkHandle, openNetlink, readEvents } from "./socket.ts";
+import { POLLIN } from "../unix.ts";
 
 const WAKE_UP_MS = 500;
 

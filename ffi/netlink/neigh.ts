@@ -24,9 +24,6 @@ import {
   u32Attr,
 } from "./codec.ts";
 import {
-  AF_BRIDGE,
-  AF_INET,
-  AF_INET6,
   NDA_DST,
   NDA_IFINDEX,
   NDA_LLADDR,
@@ -45,6 +42,7 @@ import {
   RTM_NEWNEIGH,
 } from "./constants.ts";
 import { dump, execute, type NetlinkHandle, type NetlinkRequest } from "./socket.ts";
+import { AF_BRIDGE, AF_INET, AF_INET6 } from "../unix.ts";
 
 /** A neighbour entry (IP -> MAC on an interface). */
 export interface Neigh {

@@ -16,9 +16,6 @@ import {
   u32Attr,
 } from "./codec.ts";
 import {
-  AF_INET,
-  AF_INET6,
-  AF_UNSPEC,
   NLM_F_CREATE,
   NLM_F_EXCL,
   NLM_F_REPLACE,
@@ -43,6 +40,7 @@ import {
   RTPROT_UNSPEC,
 } from "./constants.ts";
 import { dump, execute, type NetlinkHandle, type NetlinkRequest } from "./socket.ts";
+import { AF_INET, AF_INET6, AF_UNSPEC } from "../unix.ts";
 
 /** A route as the kernel reports it. */
 export interface Route {

@@ -15,8 +15,8 @@
  *
  * @module
  */
-import { errnoName, errnoText } from "../errno.ts";
-import { check, closeFd, lastErrno, libc, pollFd, POLLIN, SyscallError } from "../libc.ts";
+import { EAGAIN, EINTR, EMSGSIZE, errnoName, errnoText, ETIMEDOUT } from "../errno.ts";
+import { check, closeFd, lastErrno, libc, pollFd, SyscallError } from "../libc.ts";
 import { inNetns } from "../netns.ts";
 import {
   decodeMessages,
@@ -27,7 +27,6 @@ import {
   type NetlinkMessage,
 } from "./codec.ts";
 import {
-  AF_NETLINK,
   NETLINK_ADD_MEMBERSHIP,
   NETLINK_CAP_ACK,
   NETLINK_EXT_ACK,
@@ -38,44 +37,35 @@ import {
   NLM_F_DUMP_INTR,
   NLM_F_REQUEST,
   NLMSG_ERROR,
+  SOL_NETLINK,
+} from "./constants.ts";
+import {
+  AF_NETLINK,
+  MSG_DONTWAIT,
+  MSG_TRUNC,
+  POLLIN,
   SO_RCVBUF,
   SO_RCVBUFFORCE,
   SO_SNDBUF,
   SO_SNDBUFFORCE,
-  SOL_NETLINK,
+  SOCK_CLOEXEC,
+  SOCK_RAW,
   SOL_SOCKET,
-} from "./constants.ts";
+} from "../unix.ts";
+import * as constants from "./constants.ts";
 
-const SOCK_RAW = 3;
-const SOCK_CLOEXEC = 0x80000;
-const MSG_DONTWAIT = 0x40;
-const MSG_TRUNC = 0x20;
-const EINTR = 4;
-const EAGAIN = 11;
-const EMSGSIZE = 90;
-const ETIMEDOUT = 110;
-
-const MESSAGE_TYPE_NAMES: Record<number, string> = {
-  16: "RTM_NEWLINK",
-  17: "RTM_DELLINK",
-  18: "RTM_GETLINK",
-  19: "RTM_SETLINK",
-  20: "RTM_NEWADDR",
-  21: "RTM_DELADDR",
-  22: "RTM_GETADDR",
-  24: "RTM_NEWROUTE",
-  25: "RTM_DELROUTE",
-  26: "RTM_GETROUTE",
-  28: "RTM_NEWNEIGH",
-  29: "RTM_DELNEIGH",
-  30: "RTM_GETNEIGH",
-};
+/** rtnetlink message names by number, read off the RTM_* constants themselves. */
+const MESSAGE_TYPE_NAMES: ReadonlyMap<number, string> = new Map(
+  Object.entries(constants)
+    .filter(([name]) => /^RTM_(NEW|DEL|GET|SET)/.test(name))
+    .map(([name, value]) => [value, name]),
+);
 
 function operationName(messageType: number, protocol: number): string {
   if (protocol === NETLINK_GENERIC && messageType >= 16) {
     return `generic netlink family ${messageType}`;
   }
-  const name = protocol === NETLINK_ROUTE ? MESSAGE_TYPE_NAMES[messageType] : undefined;
+  const name = protocol === NETLINK_ROUTE ? MESSAGE_TYPE_NAMES.get(messageType) : undefined;
   return name ?? `netlink message ${messageType}`;
 }
 

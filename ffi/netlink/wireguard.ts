@@ -29,10 +29,10 @@ import {
   u32Attr,
   u8Attr,
 } from "./codec.ts";
-import { AF_INET, AF_INET6 } from "./constants.ts";
 import type { GenlFamily } from "./genl.ts";
 import { genlRequest } from "./genl.ts";
 import { dump, execute, type NetlinkHandle, type NetlinkRequest } from "./socket.ts";
+import { AF_INET, AF_INET6 } from "../unix.ts";
 
 export const WG_GENL_NAME = "wireguard";
 export const WG_GENL_VERSION = 1;

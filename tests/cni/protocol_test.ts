@@ -7,12 +7,8 @@ import {
   parseRequest,
   versionAtLeast,
 } from "../../cni/protocol.ts";
-import {
-  decodeConfig,
-  DEFAULT_DATA_DIR,
-  DEFAULT_SUBNET_FILE,
-  parseNetConf,
-} from "../../cni/netconf.ts";
+import { decodeConfig, DEFAULT_DATA_DIR, parseNetConf } from "../../cni/netconf.ts";
+import { DEFAULTS } from "../../config/flags.ts";
 
 const ADD_ENV = {
   CNI_COMMAND: "ADD",
@@ -191,11 +187,11 @@ Deno.test("netconf: defaults fill absent and null members", () => {
   assert.deepEqual(conf, {
     cniVersion: "1.0.0",
     name: "cbr0",
-    subnetFile: DEFAULT_SUBNET_FILE,
+    subnetFile: DEFAULTS.subnetFile,
     dataDir: DEFAULT_DATA_DIR,
     delegate: {},
     ipam: {},
   });
-  assert.equal(DEFAULT_SUBNET_FILE, "/run/flannel/subnet.env");
+  assert.equal(DEFAULTS.subnetFile, "/run/flannel/subnet.env");
   assert.equal(DEFAULT_DATA_DIR, "/var/lib/cni/flannel");
 });

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { errnoName, errnoText } from "../../ffi/errno.ts";
-import { check, closeFd, libc, O_RDONLY, openPath, SyscallError } from "../../ffi/libc.ts";
+import { check, closeFd, libc, openPath, SyscallError } from "../../ffi/libc.ts";
 import { formatMac, MacParseError, normalizeMac, parseMac } from "../../ffi/mac.ts";
 import { inNetns, netnsPath } from "../../ffi/netns.ts";
 import { rootTest, run, withNetns } from "../helpers/netns.ts";
+import { O_RDONLY } from "../../ffi/unix.ts";
 
 Deno.test("libc: a failed call becomes a SyscallError with the errno name", () => {
   assert.throws(

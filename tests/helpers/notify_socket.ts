@@ -2,20 +2,10 @@
  * A bound Unix datagram socket standing in for systemd's notify socket, for testing
  * `NOTIFY_SOCKET`. A name starting with `@` is in the abstract namespace.
  */
-import {
-  check,
-  closeFd,
-  lastErrno,
-  libc,
-  pollFdAsync,
-  POLLIN,
-  SyscallError,
-} from "../../ffi/libc.ts";
+import { check, closeFd, lastErrno, libc, pollFdAsync, SyscallError } from "../../ffi/libc.ts";
 import { sockaddrUn } from "../../systemd_notify.ts";
+import { AF_UNIX, POLLIN, SOCK_DGRAM, SOCK_NONBLOCK } from "../../ffi/unix.ts";
 
-const AF_UNIX = 1;
-const SOCK_DGRAM = 2;
-const SOCK_NONBLOCK = 0o4000;
 /** More than any `net.unix.max_dgram_qlen` a test machine would set. */
 const MAX_FILL = 10_000;
 

@@ -1,16 +1,17 @@
 import assert from "node:assert/strict";
-import { closeFd, pollFd, POLLIN } from "../../../ffi/libc.ts";
+import { closeFd, pollFd } from "../../../ffi/libc.ts";
 import { inNetns } from "../../../ffi/netns.ts";
 import { closeNetlink, openNetlink } from "../../../ffi/netlink/socket.ts";
 import { closeTun } from "../../../ffi/tun.ts";
 import { DataPathError, startDataPath } from "../../../backends/udp/data_path.ts";
 import { openTunnelDevice } from "../../../backends/udp/tun_device.ts";
 import { addressOf } from "../../../ffi/kernel_memory.ts";
-import { createUdpReceiver, createUdpSender, openUdpSocket } from "../../../backends/udp/udp_io.ts";
+import { createUdpReceiver, createUdpSender, openUdpSocket } from "../../../ffi/udp_io.ts";
 import { parseNet } from "../../../ip/mod.ts";
 import { captureLog, waitFor } from "../../helpers/leases.ts";
 import { ipJson, rootTest, run, withNetns } from "../../helpers/netns.ts";
 import { headerChecksumOk, icmpEcho, ipv4, l4ChecksumOk, tcp } from "./fixtures.ts";
+import { POLLIN } from "../../../ffi/unix.ts";
 
 Deno.test("data path: a Worker that keeps dying is restarted a bounded number of times", async () => {
   const { log, lines } = captureLog();

@@ -1,9 +1,10 @@
-import { kernelMemory } from "../../../ffi/kernel_memory.ts";
+import { kernelMemory } from "../../ffi/kernel_memory.ts";
 import assert from "node:assert/strict";
-import { closeFd, pollFd, POLLIN, SyscallError } from "../../../ffi/libc.ts";
-import { inNetns } from "../../../ffi/netns.ts";
-import { createUdpReceiver, createUdpSender, openUdpSocket } from "../../../backends/udp/udp_io.ts";
-import { rootTest, run, withNetns } from "../../helpers/netns.ts";
+import { closeFd, pollFd, SyscallError } from "../../ffi/libc.ts";
+import { inNetns } from "../../ffi/netns.ts";
+import { createUdpReceiver, createUdpSender, openUdpSocket } from "../../ffi/udp_io.ts";
+import { rootTest, run, withNetns } from "../helpers/netns.ts";
+import { POLLIN } from "../../ffi/unix.ts";
 
 const LOOPBACK = 0x7f000001;
 const MIB4 = 4 * 1024 * 1024;

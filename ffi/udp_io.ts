@@ -9,21 +9,22 @@
  *
  * @module
  */
-import { addressOf, kernelMemory, setPointer, setSize } from "../../ffi/kernel_memory.ts";
-import { check, closeFd, lastErrno, libc } from "../../ffi/libc.ts";
-
-const AF_INET = 2;
-const SOCK_DGRAM = 2;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const SOL_SOCKET = 1;
-const SO_SNDBUFFORCE = 32;
-const SO_RCVBUFFORCE = 33;
-const SO_RXQ_OVFL = 40;
-const SOL_UDP = 17;
-const UDP_SEGMENT = 103;
-const UDP_GRO = 104;
-const MSG_TRUNC = 0x20;
+import { addressOf, kernelMemory, setPointer, setSize } from "./kernel_memory.ts";
+import { check, closeFd, lastErrno, libc } from "./libc.ts";
+import {
+  AF_INET,
+  MSG_TRUNC,
+  SO_RCVBUFFORCE,
+  SO_RXQ_OVFL,
+  SO_SNDBUFFORCE,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_NONBLOCK,
+  SOL_SOCKET,
+  SOL_UDP,
+  UDP_GRO,
+  UDP_SEGMENT,
+} from "./unix.ts";
 
 /** Kernel limit on segments per UDP GSO send (UDP_MAX_SEGMENTS on older kernels). */
 export const MAX_GSO_SEGMENTS = 64;
