@@ -30,6 +30,16 @@ export const SO_RCVBUFFORCE = 33;
 /** Count datagrams the socket dropped (delivered as a control message). */
 export const SO_RXQ_OVFL = 40;
 export const SOL_UDP = 17;
+export const SOL_RAW = 255;
+/** On a raw ICMP socket: a bit mask of the ICMP types to drop. */
+export const ICMP_FILTER = 1;
+
+// IP protocols and IP-level options.
+export const IPPROTO_IP = 0;
+export const IPPROTO_ICMP = 1;
+export const IP_MTU_DISCOVER = 10;
+/** Set DF and ignore the path-MTU cache: a probe leaves whole or not at all. */
+export const IP_PMTUDISC_PROBE = 3;
 /** UDP GSO: one send becomes datagrams of this size. */
 export const UDP_SEGMENT = 103;
 /** UDP GRO: one receive returns a run of same-sized datagrams. */

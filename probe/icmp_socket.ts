@@ -9,22 +9,25 @@
  *
  * @module
  */
-import { check, closeFd, lastErrno, libc, pollFdAsync, POLLIN, SyscallError } from "../ffi/libc.ts";
+import { check, closeFd, lastErrno, libc, pollFdAsync, SyscallError } from "../ffi/libc.ts";
+import {
+  AF_INET,
+  ICMP_FILTER,
+  IP_MTU_DISCOVER,
+  IP_PMTUDISC_PROBE,
+  IPPROTO_ICMP,
+  IPPROTO_IP,
+  POLLIN,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_NONBLOCK,
+  SOCK_RAW,
+  SOL_RAW,
+} from "../ffi/unix.ts";
 import { errnoName } from "../ffi/errno.ts";
 import { formatAddr, type IPAddr } from "../ip/mod.ts";
 import { type EchoReply, echoRequest, IPV4_HEADER, parseEchoReply } from "./icmp_packet.ts";
 
-const AF_INET = 2;
-const SOCK_DGRAM = 2;
-const SOCK_RAW = 3;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const IPPROTO_IP = 0;
-const IPPROTO_ICMP = 1;
-const IP_MTU_DISCOVER = 10;
-const IP_PMTUDISC_PROBE = 3;
-const SOL_RAW = 255;
-const ICMP_FILTER = 1;
 /** The ICMP types a raw socket drops: every type but echo reply (0). */
 const ONLY_ECHO_REPLIES = 0xfffffffe;
 /** Large enough for any reply to a probe we send (the overlay MTU is at most 65 535). */
