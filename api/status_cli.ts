@@ -10,7 +10,14 @@
  * @module
  */
 import type { z } from "zod";
-import { BackendSchema, ErrorSchema, LeaseListSchema, StatusSchema } from "./schemas.ts";
+import {
+  BackendSchema,
+  ErrorSchema,
+  LeaseListSchema,
+  type PeersBody,
+  PeersSchema,
+  StatusSchema,
+} from "./schemas.ts";
 import { renderStatus, type StatusReport } from "./status_render.ts";
 import { DEFAULT_ADMIN_HOSTNAME } from "./server.ts";
 
@@ -208,17 +215,30 @@ function required<T>(fetched: Fetched<T>, path: string): T {
   return fetched.body;
 }
 
-/** Fetch status, backend and leases from the admin API at `base`. */
+/** `/v1/peers`, or null from a daemon that predates it. */
+async function fetchPeers(base: string, token: string | undefined): Promise<PeersBody | null> {
+  try {
+    const peers = await getJson(base, "/v1/peers", PeersSchema, token);
+    return "unavailable" in peers ? null : peers.body;
+  } catch (err) {
+    if (err instanceof AdminUnreachableError && / answered 404:/.test(err.message)) return null;
+    throw err;
+  }
+}
+
+/** Fetch status, backend, leases and peer probes from the admin API at `base`. */
 export async function fetchStatusReport(base: string, token?: string): Promise<StatusReport> {
-  const [status, backend, leases] = await Promise.all([
+  const [status, backend, leases, peers] = await Promise.all([
     getJson(base, "/v1/status", StatusSchema, token),
     getJson(base, "/v1/backend", BackendSchema, token),
     getJson(base, "/v1/leases", LeaseListSchema, token),
+    fetchPeers(base, token),
   ]);
   return {
     status: required(status, "/v1/status"),
     backend: "unavailable" in backend ? null : backend.body,
     leases: required(leases, "/v1/leases"),
+    peers,
   };
 }
 

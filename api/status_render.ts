@@ -3,13 +3,23 @@
  *
  * @module
  */
-import type { BackendBody, LeaseBody, LeaseListBody, StatusBody } from "./schemas.ts";
+import type {
+  BackendBody,
+  LeaseBody,
+  LeaseListBody,
+  PeerProbeBody,
+  PeersBody,
+  ProbePathBody,
+  StatusBody,
+} from "./schemas.ts";
 
 /** Everything `tartan status` fetched; `backend` is null before the backend registered. */
 export interface StatusReport {
   readonly status: StatusBody;
   readonly backend: BackendBody | null;
   readonly leases: LeaseListBody;
+  /** Peer probe results; null from a daemon without `/v1/peers`. */
+  readonly peers: PeersBody | null;
 }
 
 /** `93784` ⇒ `1d2h`: the two largest units, enough to judge an expiry or an uptime. */
@@ -66,22 +76,66 @@ export function formatTable(rows: readonly (readonly string[])[]): string[] {
   );
 }
 
+/** `0.21ms`, `lost ×3` or `-`: one probe path in a table cell. */
+function probeCell(path: ProbePathBody | null | undefined): string {
+  if (!path || path.reachable === null) return "-";
+  if (path.reachable) return path.rttMs === null ? "ok" : `${path.rttMs.toFixed(2)}ms`;
+  return `lost ×${path.failureStreak}`;
+}
+
 function peerRows(report: StatusReport): string[][] {
   const sync = new Map<string, string>();
   for (const peer of report.backend?.peers ?? []) {
     const text = peer.inSync ? "yes" : `no${peer.error ? `: ${peer.error}` : ""}`;
     for (const subnet of peer.subnet.split(",")) sync.set(subnet.trim(), text);
   }
-  const rows = [["SUBNET", "PUBLIC IP", "BACKEND", "EXPIRES", "IN SYNC"]];
+  const probes = new Map<string, PeerProbeBody>();
+  for (const peer of report.peers?.peers ?? []) probes.set(peer.subnet, peer);
+  const rows = [[
+    "SUBNET",
+    "PUBLIC IP",
+    "BACKEND",
+    "EXPIRES",
+    "IN SYNC",
+    "UNDERLAY",
+    "OVERLAY",
+    "PROBE",
+  ]];
   for (const lease of report.leases.leases) {
     if (lease.own) continue;
     const inSync = sync.get(lease.subnet ?? "") ?? sync.get(lease.ipv6Subnet ?? "") ?? "-";
     const publicIP = lease.publicIP === "0.0.0.0" && lease.publicIPv6
       ? lease.publicIPv6
       : lease.publicIP;
-    rows.push([subnetsText(lease), publicIP, lease.backendType ?? "-", expiryText(lease), inSync]);
+    const probe = probes.get(lease.subnet ?? "");
+    rows.push([
+      subnetsText(lease),
+      publicIP,
+      lease.backendType ?? "-",
+      expiryText(lease),
+      inSync,
+      probeCell(probe?.underlay),
+      probeCell(probe?.overlay),
+      probe?.verdict ?? "-",
+    ]);
   }
   return rows;
+}
+
+function probesLine(peers: PeersBody | null): string | undefined {
+  if (!peers) return undefined;
+  if (!peers.enabled) return field("probes", `off: ${peers.disabledReason ?? "not started"}`);
+  const problems = Object.entries(peers.verdicts)
+    .filter(([verdict, count]) => count > 0 && verdict !== "ok" && verdict !== "pending")
+    .map(([verdict, count]) => `${count} ${verdict}`);
+  return field(
+    "probes",
+    `each peer every ${formatDuration(peers.roundSeconds)}`,
+    `${peers.maxPerSecond}/s at most`,
+    `${peers.socket} ICMP socket`,
+    `${peers.verdicts.ok ?? 0} ok`,
+    ...(problems.length > 0 ? problems : ["no problems"]),
+  );
 }
 
 /** One `label     value` line. */
@@ -155,6 +209,8 @@ export function renderStatus(report: StatusReport, now: Date = new Date()): stri
       `repairs ${traffic.repairs}`,
     ));
   }
+  const probes = probesLine(report.peers);
+  if (probes) lines.push(probes);
   const c = status.counters;
   lines.push(field(
     "counters",

@@ -96,8 +96,11 @@ Deno.test("tartan status against a live server prints the lease and the peers", 
     assert.match(text, /^node {7}node-a \(etcd mode/m);
     assert.match(text, /^lease {6}10\.244\.1\.0\/24, expires /m);
     assert.match(text, /^peers \(3\)$/m);
-    assert.match(text, /^10\.244\.2\.0\/24\s+198\.18\.0\.2\s+vxlan\s+-\s+yes$/m);
-    assert.match(text, /^10\.244\.3\.0\/24\s+198\.18\.0\.3\s+.*no: network is unreachable$/m);
+    assert.match(text, /^10\.244\.2\.0\/24\s+198\.18\.0\.2\s+vxlan\s+-\s+yes\s+-\s+-\s+-$/m);
+    assert.match(
+      text,
+      /^10\.244\.3\.0\/24\s+198\.18\.0\.3\s+.*no: network is unreachable\s+-\s+-\s+-$/m,
+    );
 
     const port = new URL(url).port;
     const json = capture();

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { createApp } from "../../api/app.ts";
 import { createMetrics } from "../../api/metrics.ts";
-import { BackendSchema, LeaseListSchema, StatusSchema } from "../../api/schemas.ts";
+import { BackendSchema, LeaseListSchema, PeersSchema, StatusSchema } from "../../api/schemas.ts";
 import { parseStatusArgs, statusCommand, StatusUsageError } from "../../api/status_cli.ts";
 import {
   formatBytes,
@@ -95,6 +95,7 @@ async function reportFrom(state = readyState()): Promise<StatusReport> {
     status: StatusSchema.parse(await get("/v1/status")),
     backend: state.backend ? BackendSchema.parse(await get("/v1/backend")) : null,
     leases: LeaseListSchema.parse(await get("/v1/leases")),
+    peers: PeersSchema.parse(await get("/v1/peers")),
   };
 }
 
@@ -116,10 +117,17 @@ Deno.test("renderStatus shows node, lease, backend, counters and a peer table", 
   assert.match(text, /watch events 17, relists 2, watch errors 1, malformed skipped 5/);
   const table = lines.slice(lines.indexOf("peers (3)") + 1);
   assert.equal(table.length, 4);
-  assert.match(table[0], /^SUBNET\s+PUBLIC IP\s+BACKEND\s+EXPIRES\s+IN SYNC$/);
-  assert.match(table[1], /^10\.244\.2\.0\/24\s+198\.18\.0\.2\s+vxlan\s+-\s+yes$/);
-  assert.match(table[2], /^10\.244\.3\.0\/24\s+198\.18\.0\.3 .* no: network is unreachable$/);
-  assert.match(table[3], /^10\.244\.4\.0\/24,fc00:0:0:4::\/64\s+198\.18\.0\.4 .* yes$/);
+  assert.match(
+    table[0],
+    /^SUBNET\s+PUBLIC IP\s+BACKEND\s+EXPIRES\s+IN SYNC\s+UNDERLAY\s+OVERLAY\s+PROBE$/,
+  );
+  assert.match(table[1], /^10\.244\.2\.0\/24\s+198\.18\.0\.2\s+vxlan\s+-\s+yes\s+-\s+-\s+-$/);
+  assert.match(text, /^probes {5}off: peer probing is off/m);
+  assert.match(
+    table[2],
+    /^10\.244\.3\.0\/24\s+198\.18\.0\.3 .* no: network is unreachable {2}- +- +-$/,
+  );
+  assert.match(table[3], /^10\.244\.4\.0\/24,fc00:0:0:4::\/64\s+198\.18\.0\.4 .* yes +- +- +-$/);
   // columns line up
   const column = table[0].indexOf("PUBLIC IP");
   for (const row of table.slice(1)) assert.equal(row[column - 1], " ");
@@ -162,7 +170,7 @@ Deno.test("renderStatus shows reserved, expired and never-expiring leases plainl
   state.leases.set("10.244.3.0-24", vxlanLease("10.244.3.0/24", "198.18.0.3", -61_000));
   const text = renderStatus(await reportFrom(state));
   assert.match(text, /^lease {6}10\.244\.1\.0\/24, reserved, never expires$/m);
-  assert.match(text, /^10\.244\.2\.0\/24 .* never \(reserved\)\s+yes$/m);
+  assert.match(text, /^10\.244\.2\.0\/24 .* never \(reserved\)\s+yes\s+-\s+-\s+-$/m);
   assert.match(text, /^10\.244\.3\.0\/24 .* expired 1m[01]s ago\s+no: /m);
 
   state.ownLease = vxlanLease("10.244.1.0/24", "198.18.0.1"); // kube: no expiry at all
