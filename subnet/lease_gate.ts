@@ -1,0 +1,418 @@
+/**
+ * The lease gate: one validation every peer lease passes, from etcd or from Kubernetes, before a
+ * backend sees it. Flannel programs whatever its datastore holds; here a broken or hostile lease
+ * is skipped (with its reason kept for the admin API and the metrics) and can never take traffic
+ * away from the leases that are valid.
+ *
+ * The gate is stateful over the watch: a live lease holds its subnets (and, for vxlan, its VTEP
+ * MACs), so a later lease overlapping them is skipped. The first seen keeps its place: in an
+ * event stream, by arrival; in a snapshot, leases already admitted first, then those skipped
+ * before (in the order first seen), then new ones in the snapshot's order (etcd: key order). When
+ * a holder goes away or changes, skipped leases are evaluated again and admitted once valid.
+ *
+ * @module
+ */
+import { normalizeMac } from "../ffi/mac.ts";
+import {
+  addrEqual,
+  type Family,
+  formatAddr,
+  formatNet,
+  type IPAddr,
+  type IPNet,
+  netContains,
+  netContainsNet,
+  netOverlaps,
+  prefixMask,
+} from "../ip/mod.ts";
+import type { JsonValue, Lease, LeaseEvent, LeaseSubnets } from "./lease.ts";
+import { leaseIdentity } from "./lease_set.ts";
+import type { LeaseWatchUpdate } from "./manager.ts";
+
+/** Why a lease was skipped: the label of the skip metric. */
+export const SKIP_REASONS = [
+  "subnet_outside_network",
+  "subnet_overlaps_own",
+  "subnet_overlaps_lease",
+  "public_ip_missing",
+  "public_ip_unusable",
+  "public_ip_own",
+  "public_ip_in_overlay",
+  "vtep_mac_unusable",
+  "vtep_mac_own",
+  "vtep_mac_taken",
+] as const;
+export type SkipReason = typeof SKIP_REASONS[number];
+
+/** A lease the gate keeps away from the backend, and why. */
+export interface SkippedLease {
+  readonly lease: Lease;
+  readonly reason: SkipReason;
+  /** For people: what exactly is wrong, e.g. `10.244.0.0/16 is the network itself`. */
+  readonly detail: string;
+}
+
+/** What the gate checks against. */
+export interface LeaseGateOptions {
+  /** The cluster networks (net-conf `Network`, `IPv6Network`). */
+  readonly networks: { readonly 4?: IPNet; readonly 6?: IPNet };
+  /** This node's lease: its subnets, public IPs and VTEP MACs are ours. */
+  readonly own: Lease;
+  /** Every address of this node (a peer tunnel to one of them would loop back to us). */
+  readonly ownAddresses: readonly IPAddr[];
+  /** Check the VtepMAC of vxlan leases (the node runs the vxlan backend). */
+  readonly checkVtepMac: boolean;
+  /** A lease was newly skipped, or for another reason than before (log it, count it). */
+  readonly onSkip?: (skipped: SkippedLease) => void;
+  /** A lease skipped before is admitted now (its conflict went away, or it was fixed). */
+  readonly onAdmit?: (lease: Lease) => void;
+}
+
+/**
+ * The VTEP MAC a vxlan lease publishes in `BackendData` / `BackendV6Data`, in canonical form;
+ * undefined when absent or malformed.
+ */
+export function vtepMacOf(data: JsonValue | undefined): string | undefined {
+  if (typeof data !== "object" || data === null || Array.isArray(data)) return undefined;
+  const mac = data.VtepMAC;
+  if (typeof mac !== "string") return undefined;
+  try {
+    return normalizeMac(mac);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Why no tunnel may point at `addr`, or undefined when it is a usable unicast address. */
+function unusableAddress(addr: IPAddr): string | undefined {
+  const v = addr.value;
+  if (addr.family === 4) {
+    if (v >> 24n === 0n) return "in 0.0.0.0/8";
+    if (v >> 24n === 127n) return "a loopback address";
+    if (v >> 16n === 0xa9fen) return "a link-local address";
+    if (v >> 28n === 0xen) return "a multicast address";
+    if (v === 0xffff_ffffn) return "the broadcast address";
+    return undefined;
+  }
+  if (v === 1n) return "the loopback address";
+  if (v >> 120n === 0xffn) return "a multicast address";
+  if (v >> 118n === 0x3fan) return "a link-local address";
+  if (v >> 32n === 0xffffn) return "an IPv4-mapped address";
+  return undefined;
+}
+
+/** Why a VTEP MAC cannot name a peer's device, or undefined when it can. */
+function unusableMac(mac: string): string | undefined {
+  if (mac === "00:00:00:00:00:00") return "is all zeros";
+  if (mac === "ff:ff:ff:ff:ff:ff") return "is the broadcast address";
+  if ((parseInt(mac.slice(0, 2), 16) & 1) === 1) return "is a multicast address";
+  return undefined;
+}
+
+interface Verdict {
+  readonly reason: SkipReason;
+  readonly detail: string;
+}
+
+/** A lease's part in one address family. */
+interface FamilyPart {
+  readonly family: Family;
+  readonly subnet: IPNet;
+  readonly network: IPNet;
+  readonly publicIP: IPAddr | undefined;
+  readonly backendData: JsonValue | undefined;
+}
+
+function netKey(family: Family, base: bigint, prefix: number): string {
+  return `${family}/${base}/${prefix}`;
+}
+
+/**
+ * The gate over one node's watch.
+ *
+ * @example
+ * ```ts
+ * const gate = new LeaseGate({ networks: { 4: network }, own, ownAddresses, checkVtepMac: true });
+ * for await (const update of manager.watchLeases(signal)) await backend.apply(gate.apply(update));
+ * ```
+ */
+export class LeaseGate {
+  readonly #options: LeaseGateOptions;
+  readonly #ownId: string;
+  readonly #ownSubnets: IPNet[];
+  readonly #ownMacs: Set<string>;
+  readonly #ownAddresses: IPAddr[];
+  /** Admitted leases by identity, in admission order. */
+  readonly #admitted = new Map<string, Lease>();
+  /** Skipped leases by identity, in the order first seen. */
+  readonly #skipped = new Map<string, SkippedLease>();
+  /** Subnets held by admitted leases → holder identity. */
+  readonly #held = new Map<string, string>();
+  /** Strict supernets (inside the network) of held subnets → how many held subnets they cover. */
+  readonly #covered = new Map<string, number>();
+  /** `<family>/<mac>` of admitted vxlan leases → holder identity. */
+  readonly #macs = new Map<string, string>();
+
+  constructor(options: LeaseGateOptions) {
+    this.#options = options;
+    const { own } = options;
+    this.#ownId = leaseIdentity(own);
+    this.#ownSubnets = [own.subnet, own.ipv6Subnet].filter((n) => n !== undefined);
+    const macs = [vtepMacOf(own.attrs.backendData), vtepMacOf(own.attrs.backendV6Data)];
+    this.#ownMacs = new Set(macs.filter((m) => m !== undefined));
+    this.#ownAddresses = [
+      ...options.ownAddresses,
+      own.attrs.publicIP,
+      ...(own.attrs.publicIPv6 ? [own.attrs.publicIPv6] : []),
+    ];
+  }
+
+  /** The leases skipped now, by {@link leaseIdentity}, in the order first seen. */
+  get skipped(): ReadonlyMap<string, SkippedLease> {
+    return this.#skipped;
+  }
+
+  /** Why `lease` is skipped, or undefined when it is not. */
+  skipOf(lease: LeaseSubnets): SkippedLease | undefined {
+    return this.#skipped.get(leaseIdentity(lease));
+  }
+
+  /** Fold one watch update in; returns what the backend should see (only admitted leases). */
+  apply(update: LeaseWatchUpdate): LeaseWatchUpdate {
+    return update.type === "snapshot"
+      ? { type: "snapshot", leases: this.#applySnapshot(update.leases) }
+      : { type: "events", events: this.#applyEvents(update.events) };
+  }
+
+  #applySnapshot(leases: readonly Lease[]): Lease[] {
+    const next = new Map<string, Lease>();
+    for (const lease of leases) {
+      const id = leaseIdentity(lease);
+      if (id !== this.#ownId) next.set(id, lease);
+    }
+    // Places are kept: admitted before, then skipped before, then new, each in its order.
+    const order = [
+      ...[...this.#admitted.keys()].filter((id) => next.has(id)),
+      ...[...this.#skipped.keys()].filter((id) => next.has(id) && !this.#admitted.has(id)),
+      ...[...next.keys()].filter((id) => !this.#admitted.has(id) && !this.#skipped.has(id)),
+    ];
+    const previous = new Map(this.#skipped);
+    this.#admitted.clear();
+    this.#skipped.clear();
+    this.#held.clear();
+    this.#covered.clear();
+    this.#macs.clear();
+    const out: Lease[] = [];
+    for (const id of order) {
+      const lease = next.get(id)!;
+      const verdict = this.#evaluate(lease);
+      if (verdict) {
+        this.#skip(id, lease, verdict, previous.get(id));
+      } else {
+        this.#admit(id, lease);
+        if (previous.has(id)) this.#options.onAdmit?.(lease);
+        out.push(lease);
+      }
+    }
+    return out;
+  }
+
+  #applyEvents(events: readonly LeaseEvent[]): LeaseEvent[] {
+    const out: LeaseEvent[] = [];
+    for (const event of events) {
+      const id = leaseIdentity(event.lease);
+      if (id === this.#ownId) continue;
+      const before = this.#admitted.get(id);
+      if (before) this.#release(id, before);
+      const verdict = event.type === "added" ? this.#evaluate(event.lease) : undefined;
+      if (event.type === "added" && !verdict) {
+        const wasSkipped = this.#skipped.get(id);
+        this.#skipped.delete(id);
+        this.#admit(id, event.lease);
+        if (wasSkipped) this.#options.onAdmit?.(event.lease);
+        out.push(event);
+      } else {
+        if (verdict) this.#skip(id, event.lease, verdict, this.#skipped.get(id));
+        else this.#skipped.delete(id);
+        if (before) out.push({ type: "removed", lease: before });
+      }
+      // A place was given up (or changed): leases skipped for it may pass now, first seen first.
+      if (before) out.push(...this.#readmit());
+    }
+    return out;
+  }
+
+  /** Admit every skipped lease that is valid now, in the order first seen. */
+  #readmit(): LeaseEvent[] {
+    const out: LeaseEvent[] = [];
+    for (const [id, { lease }] of [...this.#skipped]) {
+      if (this.#evaluate(lease)) continue;
+      this.#skipped.delete(id);
+      this.#admit(id, lease);
+      this.#options.onAdmit?.(lease);
+      out.push({ type: "added", lease });
+    }
+    return out;
+  }
+
+  #skip(id: string, lease: Lease, verdict: Verdict, before: SkippedLease | undefined): void {
+    const skipped = { lease, ...verdict };
+    this.#skipped.set(id, skipped);
+    if (before?.reason !== verdict.reason || before.detail !== verdict.detail) {
+      this.#options.onSkip?.(skipped);
+    }
+  }
+
+  #parts(lease: Lease): FamilyPart[] {
+    const { networks } = this.#options;
+    const parts: FamilyPart[] = [];
+    if (networks[4] && lease.subnet) {
+      parts.push({
+        family: 4,
+        subnet: lease.subnet,
+        network: networks[4],
+        publicIP: lease.attrs.publicIP,
+        backendData: lease.attrs.backendData,
+      });
+    }
+    if (networks[6] && lease.ipv6Subnet) {
+      parts.push({
+        family: 6,
+        subnet: lease.ipv6Subnet,
+        network: networks[6],
+        publicIP: lease.attrs.publicIPv6,
+        backendData: lease.attrs.backendV6Data,
+      });
+    }
+    return parts;
+  }
+
+  /** Supernets of `net` strictly inside `network`, longest first, `net` itself included. */
+  *#prefixKeys(net: IPNet, network: IPNet, includeSelf: boolean): Iterable<string> {
+    for (let q = includeSelf ? net.prefix : net.prefix - 1; q > network.prefix; q--) {
+      yield netKey(net.family, net.base & prefixMask(net.family, q), q);
+    }
+  }
+
+  #admit(id: string, lease: Lease): void {
+    this.#admitted.set(id, lease);
+    for (const part of this.#parts(lease)) {
+      this.#held.set(netKey(part.family, part.subnet.base, part.subnet.prefix), id);
+      for (const key of this.#prefixKeys(part.subnet, part.network, false)) {
+        this.#covered.set(key, (this.#covered.get(key) ?? 0) + 1);
+      }
+      const mac = this.#macKey(lease, part);
+      if (mac) this.#macs.set(mac, id);
+    }
+  }
+
+  #release(id: string, lease: Lease): void {
+    this.#admitted.delete(id);
+    for (const part of this.#parts(lease)) {
+      this.#held.delete(netKey(part.family, part.subnet.base, part.subnet.prefix));
+      for (const key of this.#prefixKeys(part.subnet, part.network, false)) {
+        const count = (this.#covered.get(key) ?? 0) - 1;
+        if (count > 0) this.#covered.set(key, count);
+        else this.#covered.delete(key);
+      }
+      const mac = this.#macKey(lease, part);
+      if (mac && this.#macs.get(mac) === id) this.#macs.delete(mac);
+    }
+  }
+
+  #macKey(lease: Lease, part: FamilyPart): string | undefined {
+    if (!this.#checksMac(lease)) return undefined;
+    const mac = vtepMacOf(part.backendData);
+    return mac && `${part.family}/${mac}`;
+  }
+
+  #checksMac(lease: Lease): boolean {
+    return this.#options.checkVtepMac && lease.attrs.backendType === "vxlan";
+  }
+
+  /** Why `lease` must be skipped now, or undefined when it may pass. */
+  #evaluate(lease: Lease): Verdict | undefined {
+    const parts = this.#parts(lease);
+    if (parts.length === 0) {
+      return { reason: "subnet_outside_network", detail: "no subnet in the configured networks" };
+    }
+    for (const part of parts) {
+      const verdict = this.#checkSubnet(part) ?? this.#checkPublicIP(part) ??
+        (this.#checksMac(lease) ? this.#checkMac(part) : undefined);
+      if (verdict) return verdict;
+    }
+    return undefined;
+  }
+
+  #checkSubnet({ subnet, network }: FamilyPart): Verdict | undefined {
+    const text = formatNet(subnet);
+    if (!netContainsNet(network, subnet)) {
+      const detail = `${text} is not inside the network ${formatNet(network)}`;
+      return { reason: "subnet_outside_network", detail };
+    }
+    if (subnet.prefix <= network.prefix) {
+      return { reason: "subnet_outside_network", detail: `${text} is the network itself` };
+    }
+    const own = this.#ownSubnets.find((n) => netOverlaps(n, subnet));
+    if (own) {
+      const detail = `${text} overlaps this node's subnet ${formatNet(own)}`;
+      return { reason: "subnet_overlaps_own", detail };
+    }
+    for (const key of this.#prefixKeys(subnet, network, true)) {
+      const holder = this.#held.get(key);
+      if (holder) {
+        const detail = `${text} overlaps the live lease ${this.#describe(holder)}`;
+        return { reason: "subnet_overlaps_lease", detail };
+      }
+    }
+    if (this.#covered.has(netKey(subnet.family, subnet.base, subnet.prefix))) {
+      const detail = `${text} contains the subnet of a live lease`;
+      return { reason: "subnet_overlaps_lease", detail };
+    }
+    return undefined;
+  }
+
+  #checkPublicIP({ family, publicIP }: FamilyPart): Verdict | undefined {
+    const name = family === 4 ? "PublicIP" : "PublicIPv6";
+    if (!publicIP || publicIP.value === 0n || publicIP.family !== family) {
+      return { reason: "public_ip_missing", detail: `no ${name}` };
+    }
+    const text = formatAddr(publicIP);
+    const unusable = unusableAddress(publicIP);
+    if (unusable) return { reason: "public_ip_unusable", detail: `${name} ${text} is ${unusable}` };
+    if (this.#ownAddresses.some((own) => addrEqual(own, publicIP))) {
+      return { reason: "public_ip_own", detail: `${name} ${text} is an address of this node` };
+    }
+    const overlay = [this.#options.networks[4], this.#options.networks[6]]
+      .find((n) => n !== undefined && netContains(n, publicIP));
+    if (overlay) {
+      const detail = `${name} ${text} is inside the overlay network ${formatNet(overlay)}`;
+      return { reason: "public_ip_in_overlay", detail };
+    }
+    return undefined;
+  }
+
+  #checkMac(part: FamilyPart): Verdict | undefined {
+    const name = part.family === 4 ? "BackendData" : "BackendV6Data";
+    const mac = vtepMacOf(part.backendData);
+    if (!mac) return { reason: "vtep_mac_unusable", detail: `${name} has no valid VtepMAC` };
+    const unusable = unusableMac(mac);
+    if (unusable) return { reason: "vtep_mac_unusable", detail: `VtepMAC ${mac} ${unusable}` };
+    if (this.#ownMacs.has(mac)) {
+      return { reason: "vtep_mac_own", detail: `VtepMAC ${mac} is this node's own` };
+    }
+    const holder = this.#macs.get(`${part.family}/${mac}`);
+    if (holder) {
+      const detail = `VtepMAC ${mac} is held by the live lease ${this.#describe(holder)}`;
+      return { reason: "vtep_mac_taken", detail };
+    }
+    return undefined;
+  }
+
+  #describe(id: string): string {
+    const lease = this.#admitted.get(id);
+    if (!lease) return id;
+    return [lease.subnet, lease.ipv6Subnet].filter((n) => n !== undefined).map(formatNet)
+      .join(",");
+  }
+}
