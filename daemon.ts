@@ -26,7 +26,11 @@ import { type ExternalInterface, selectExternalInterface } from "./backends/exte
 import { kernelInterfaceSource } from "./backends/interface_source.ts";
 import { closeNetlink, type NetlinkHandle, openNetlink } from "./ffi/netlink/socket.ts";
 import { EtcdSubnetManager } from "./subnet/etcd.ts";
-import { formatLeaseKey } from "./subnet/lease.ts";
+import { formatLeaseKey, type Lease } from "./subnet/lease.ts";
+import { LeaseGate } from "./subnet/lease_gate.ts";
+import { leaseIdentity } from "./subnet/lease_set.ts";
+import type { NetworkConfig } from "./config/network_config.ts";
+import { listAddrs } from "./ffi/netlink/addr.ts";
 import type { LeaseWatchUpdate, SubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/manager.ts";
 import { subnetEnvFor, writeSubnetEnv } from "./subnet/subnet_env.ts";
@@ -116,6 +120,48 @@ async function* recordInState(
     }
     state.lastWatchUpdate = new Date();
     yield update;
+  }
+}
+
+/**
+ * The lease gate of this node (subnet/lease_gate.ts): every peer lease passes it before the
+ * backend sees it. Skips are logged once, counted by reason, and readable from the state.
+ */
+function createLeaseGate(
+  config: NetworkConfig,
+  lease: Lease,
+  ext: ExternalInterface,
+  netlink: NetlinkHandle,
+  state: DaemonState,
+): LeaseGate {
+  const gateLog = logger("lease-gate");
+  const gate = new LeaseGate({
+    networks: { 4: config.ipv4?.network, 6: config.ipv6?.network },
+    own: lease,
+    ownAddresses: [
+      ...listAddrs(netlink).map((addr) => addr.address),
+      ...[ext.publicIP, ext.publicIPv6].filter((ip) => ip !== undefined),
+    ],
+    checkVtepMac: config.backend.type === "vxlan",
+    onSkip: ({ lease, reason, detail }) => {
+      state.leaseSkips[reason]++;
+      gateLog.warn("peer lease skipped", { lease: leaseIdentity(lease), reason, detail });
+    },
+    onAdmit: (lease) => gateLog.info("peer lease admitted", { lease: leaseIdentity(lease) }),
+  });
+  state.skipOf = (subnets) => gate.skipOf(subnets);
+  state.skippedNow = () => gate.skippedByReason();
+  return gate;
+}
+
+/** Pass every update through the gate; batches it empties are dropped. */
+async function* throughGate(
+  gate: LeaseGate,
+  updates: AsyncIterable<LeaseWatchUpdate>,
+): AsyncIterable<LeaseWatchUpdate> {
+  for await (const update of updates) {
+    const admitted = gate.apply(update);
+    if (admitted.type === "snapshot" || admitted.events.length > 0) yield admitted;
   }
 }
 
@@ -247,7 +293,8 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
     log.info("wrote subnet file", { path: options.subnetFile });
 
     const prober = startPeerProber(options, state, metrics, ext, network);
-    const updates = recordInState(state, manager.watchLeases(signal));
+    const gate = createLeaseGate(config, lease, ext, netlink, state);
+    const updates = throughGate(gate, recordInState(state, manager.watchLeases(signal)));
     const ownSubnets = [lease.subnet, lease.ipv6Subnet].filter((s) => s !== undefined);
     const running = Promise.all([
       network.run(updates, signal),

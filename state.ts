@@ -5,7 +5,8 @@
  * @module
  */
 import type { NetworkConfig } from "./config/network_config.ts";
-import type { Lease } from "./subnet/lease.ts";
+import type { Lease, LeaseSubnets } from "./subnet/lease.ts";
+import { type SkippedLease, type SkipReason, zeroSkipCounts } from "./subnet/lease_gate.ts";
 import type { IPAddr } from "./ip/mod.ts";
 import type { TrafficHealth } from "./traffic/manager.ts";
 import type { PeerProbeReport } from "./probe/prober.ts";
@@ -74,6 +75,12 @@ export interface DaemonState {
   lastWatchUpdate?: Date;
   /** Set once subnet.env has been written: flannel's readiness condition. */
   subnetEnvWritten: boolean;
+  /** Why a known lease is kept from the backend (the lease gate), undefined when it is not. */
+  skipOf?: (lease: LeaseSubnets) => SkippedLease | undefined;
+  /** Leases skipped now, by reason. */
+  skippedNow?: () => Readonly<Record<SkipReason, number>>;
+  /** Skip decisions since start, by reason (a lease is counted again only for a new reason). */
+  readonly leaseSkips: Record<SkipReason, number>;
   backend?: () => BackendHealth;
   traffic?: () => TrafficHealth;
   /** The peer prober's results (absent when probing is off). */
@@ -94,6 +101,7 @@ export function newDaemonState(
     mode,
     leases: new Map(),
     subnetEnvWritten: false,
+    leaseSkips: zeroSkipCounts(),
     store: newLeaseStoreCounters(),
   };
 }

@@ -85,6 +85,10 @@ export function probePathLabel(path: ProbePath): string {
 
 const PROBE_OUTCOMES: readonly ProbeOutcome[] = ["answered", "lost", "unsent"];
 
+/** One series per reason of the lease gate. */
+const byReason = (counts: Readonly<Record<string, number>>): Sample[] =>
+  Object.entries(counts).map(([reason, value]) => ({ labels: { reason }, value }));
+
 /** A counter the lease store keeps in `state.store`. */
 const storeCounter = (
   field: keyof LeaseStoreCounters,
@@ -152,6 +156,20 @@ const STATE_METRICS: readonly StateMetric[] = [
     "tartan_malformed_leases_skipped_total",
     "Unparsable leases skipped.",
   ),
+  {
+    name: "tartan_leases_skipped_total",
+    help: "Peer leases the lease gate kept from the backend, by reason (each skip counted once).",
+    type: "counter",
+    labelNames: ["reason"],
+    read: (state) => byReason(state.leaseSkips),
+  },
+  {
+    name: "tartan_leases_skipped",
+    help: "Peer leases kept from the backend now, by reason (/v1/leases says which and why).",
+    type: "gauge",
+    labelNames: ["reason"],
+    read: (state) => byReason(state.skippedNow?.() ?? {}),
+  },
   {
     name: "tartan_backend_ready",
     help: "1 when the backend created its devices and finished its first reconcile.",

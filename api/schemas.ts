@@ -65,6 +65,11 @@ export const LeaseSchema = z.object({
   reserved: z.boolean(),
   /** Whether this is our own lease. */
   own: z.boolean(),
+  /**
+   * Why the lease gate keeps this lease from the backend (no route, neighbour or FDB entry is
+   * made for it), e.g. `{"reason":"subnet_overlaps_lease","detail":"…"}`; null when it passed.
+   */
+  skipped: z.object({ reason: z.string(), detail: z.string() }).nullable(),
 });
 export type LeaseBody = z.infer<typeof LeaseSchema>;
 
@@ -115,6 +120,8 @@ export const CountersSchema = z.object({
   relists: Count,
   watchErrors: Count,
   malformedSkipped: Count,
+  /** Leases the lease gate keeps from the backend now (`/v1/leases` says why). */
+  leasesSkipped: Count,
 });
 export type CountersBody = z.infer<typeof CountersSchema>;
 

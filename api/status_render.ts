@@ -103,7 +103,9 @@ function peerRows(report: StatusReport): string[][] {
   ]];
   for (const lease of report.leases.leases) {
     if (lease.own) continue;
-    const inSync = sync.get(lease.subnet ?? "") ?? sync.get(lease.ipv6Subnet ?? "") ?? "-";
+    const inSync = lease.skipped
+      ? `skipped: ${lease.skipped.detail} (${lease.skipped.reason})`
+      : sync.get(lease.subnet ?? "") ?? sync.get(lease.ipv6Subnet ?? "") ?? "-";
     const publicIP = lease.publicIP === "0.0.0.0" && lease.publicIPv6
       ? lease.publicIPv6
       : lease.publicIP;
@@ -225,6 +227,7 @@ export function renderStatus(report: StatusReport, now: Date = new Date()): stri
     `relists ${c.relists}`,
     `watch errors ${c.watchErrors}`,
     `malformed skipped ${c.malformedSkipped}`,
+    `leases skipped ${c.leasesSkipped}`,
   ));
   const rows = peerRows(report);
   lines.push("", `peers (${rows.length - 1})`);

@@ -48,7 +48,7 @@ function netText(net: IPNet | undefined): string | null {
 }
 
 /** The parts of a lease's rendering that depend on the lease alone. */
-type LeaseText = Omit<LeaseBody, "key" | "expiresInSeconds" | "own">;
+type LeaseText = Omit<LeaseBody, "key" | "expiresInSeconds" | "own" | "skipped">;
 
 /**
  * Lease objects are immutable values, so their text is computed once per object; a listing of
@@ -89,7 +89,13 @@ export function leaseView(state: DaemonState, key: string, watched: Lease, now: 
     ...leaseText(lease),
     expiresInSeconds: expiry ? Math.trunc((expiry.getTime() - now.getTime()) / 1000) : null,
     own,
+    skipped: skippedView(state, watched),
   };
+}
+
+function skippedView(state: DaemonState, lease: Lease): LeaseBody["skipped"] {
+  const skip = state.skipOf?.(lease);
+  return skip ? { reason: skip.reason, detail: skip.detail } : null;
 }
 
 /** IPv4 leases first, each family by subnet base. */
@@ -189,7 +195,11 @@ export function statusView(state: DaemonState, now: Date): StatusBody {
     backend: backend ? { type: backend.type, ready: backend.ready } : null,
     traffic: state.traffic ? trafficView(state.traffic()) : null,
     lastWatchUpdate: iso(state.lastWatchUpdate),
-    counters: { leasesKnown: state.leases.size, ...state.store },
+    counters: {
+      leasesKnown: state.leases.size,
+      ...state.store,
+      leasesSkipped: Object.values(state.skippedNow?.() ?? {}).reduce((a, b) => a + b, 0),
+    },
   };
 }
 

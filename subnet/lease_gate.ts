@@ -44,6 +44,11 @@ export const SKIP_REASONS = [
 ] as const;
 export type SkipReason = typeof SKIP_REASONS[number];
 
+/** Zero for every reason, so that each one's metric series exists from the start. */
+export function zeroSkipCounts(): Record<SkipReason, number> {
+  return Object.fromEntries(SKIP_REASONS.map((r) => [r, 0])) as Record<SkipReason, number>;
+}
+
 /** A lease the gate keeps away from the backend, and why. */
 export interface SkippedLease {
   readonly lease: Lease;
@@ -170,6 +175,13 @@ export class LeaseGate {
   /** The leases skipped now, by {@link leaseIdentity}, in the order first seen. */
   get skipped(): ReadonlyMap<string, SkippedLease> {
     return this.#skipped;
+  }
+
+  /** How many leases are skipped now, by reason (every reason present, most of them 0). */
+  skippedByReason(): Record<SkipReason, number> {
+    const counts = zeroSkipCounts();
+    for (const { reason } of this.#skipped.values()) counts[reason]++;
+    return counts;
   }
 
   /** Why `lease` is skipped, or undefined when it is not. */

@@ -13,7 +13,13 @@ import {
 } from "../../api/schemas.ts";
 import { type DaemonState, newDaemonState } from "../../state.ts";
 import { parseAddr, parseNet } from "../../ip/mod.ts";
-import { HOUR_MS, readyState, sampleBackend, vxlanLease } from "./fixture.ts";
+import {
+  HOUR_MS,
+  readyState,
+  sampleBackend,
+  stateWithSkippedLease,
+  vxlanLease,
+} from "./fixture.ts";
 import { newPeerProbeState, recordAnswer, recordFailure } from "../../probe/peer_state.ts";
 import { probeTargets } from "../../probe/targets.ts";
 
@@ -130,7 +136,20 @@ Deno.test("/v1/status reports node, lease, config, backend, traffic and counters
     relists: 2,
     watchErrors: 1,
     malformedSkipped: 5,
+    leasesSkipped: 0,
   });
+});
+
+Deno.test("/v1/leases and /v1/status say which leases the gate skips, and why", async () => {
+  const state = stateWithSkippedLease();
+  const list = LeaseListSchema.parse((await getJson(state, "/v1/leases")).body);
+  const skipped = list.leases.filter((l) => l.skipped !== null);
+  assert.deepEqual(skipped.map((l) => [l.key, l.skipped]), [[
+    "10.244.0.0-16",
+    { reason: "subnet_outside_network", detail: "10.244.0.0/16 is the network itself" },
+  ]]);
+  const status = StatusSchema.parse((await getJson(state, "/v1/status")).body);
+  assert.equal(status.counters.leasesSkipped, 1);
 });
 
 Deno.test("/v1/status of a daemon that has just started has nulls, not gaps", async () => {

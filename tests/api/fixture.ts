@@ -8,6 +8,7 @@ import type { BackendHealth, DaemonState } from "../../state.ts";
 import { newDaemonState } from "../../state.ts";
 import { parseAddr, parseNet } from "../../ip/mod.ts";
 import type { Lease } from "../../subnet/lease.ts";
+import { LeaseGate } from "../../subnet/lease_gate.ts";
 
 export const HOUR_MS = 3600_000;
 
@@ -83,5 +84,25 @@ export function readyState(): DaemonState {
     watchErrors: 1,
     malformedSkipped: 5,
   });
+  return state;
+}
+
+/**
+ * The ready state plus a hostile lease for the whole network (`10.244.0.0-16`), put through a
+ * real lease gate wired into the state as the daemon wires it.
+ */
+export function stateWithSkippedLease(): DaemonState {
+  const state = readyState();
+  state.leases.set("10.244.0.0-16", vxlanLease("10.244.0.0/16", "198.18.0.66"));
+  const gate = new LeaseGate({
+    networks: { 4: CONFIG.ipv4!.network },
+    own: state.ownLease!,
+    ownAddresses: [],
+    checkVtepMac: false,
+    onSkip: ({ reason }) => state.leaseSkips[reason]++,
+  });
+  gate.apply({ type: "snapshot", leases: [...state.leases.values()] });
+  state.skipOf = (lease) => gate.skipOf(lease);
+  state.skippedNow = () => gate.skippedByReason();
   return state;
 }

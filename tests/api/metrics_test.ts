@@ -3,7 +3,7 @@ import { createApp } from "../../api/app.ts";
 import { commandRunner } from "../../exec.ts";
 import { createMetrics } from "../../api/metrics.ts";
 import { newDaemonState } from "../../state.ts";
-import { readyState, sampleBackend } from "./fixture.ts";
+import { readyState, sampleBackend, stateWithSkippedLease } from "./fixture.ts";
 import { parseExposition, sampleValue as value } from "../helpers/prometheus.ts";
 import { hasCommand, testNeeding } from "../helpers/netns.ts";
 
@@ -166,4 +166,14 @@ Deno.test("two registries over two states do not collide", async () => {
   const b = await scrape(newDaemonState("0.1.0", "other", "kube"));
   assert.equal(value(a.families, "tartan_leases"), 4);
   assert.equal(value(b.families, "tartan_leases"), 0);
+});
+
+Deno.test("/metrics counts skipped leases by reason, now and since start", async () => {
+  const state = stateWithSkippedLease();
+  const app = createApp(state, createMetrics(state, { defaultMetrics: false }));
+  const families = parseExposition(await (await app.request("/metrics")).text());
+  const reason = { reason: "subnet_outside_network" };
+  assert.equal(value(families, "tartan_leases_skipped", reason), 1);
+  assert.equal(value(families, "tartan_leases_skipped_total", reason), 1);
+  assert.equal(value(families, "tartan_leases_skipped", { reason: "vtep_mac_taken" }), 0);
 });

@@ -10,7 +10,7 @@ import {
   renderStatus,
   type StatusReport,
 } from "../../api/status_render.ts";
-import { readyState, sampleBackend, vxlanLease } from "./fixture.ts";
+import { readyState, sampleBackend, stateWithSkippedLease, vxlanLease } from "./fixture.ts";
 
 type Env = (name: string) => string | undefined;
 const noEnv: Env = () => undefined;
@@ -131,6 +131,15 @@ Deno.test("renderStatus shows node, lease, backend, counters and a peer table", 
   // columns line up
   const column = table[0].indexOf("PUBLIC IP");
   for (const row of table.slice(1)) assert.equal(row[column - 1], " ");
+});
+
+Deno.test("renderStatus shows a skipped lease with its reason, and the skip count", async () => {
+  const text = renderStatus(await reportFrom(stateWithSkippedLease()));
+  assert.match(text, /malformed skipped 5, leases skipped 1$/m);
+  assert.match(
+    text,
+    /^10\.244\.0\.0\/16\s+198\.18\.0\.66 .* skipped: 10\.244\.0\.0\/16 is the network itself \(subnet_outside_network\)$/m,
+  );
 });
 
 Deno.test("renderStatus of a node that is not ready says why, and shows udp counters", async () => {
