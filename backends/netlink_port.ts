@@ -12,14 +12,14 @@ import {
   RTPROT_KERNEL,
 } from "../ffi/netlink/constants.ts";
 import { fdbRequest, listFdb, listNeighs, neighRequest } from "../ffi/netlink/neigh.ts";
-import { listRoutes, routeRequest } from "../ffi/netlink/route.ts";
+import { listRoutes, type Route, routeRequest } from "../ffi/netlink/route.ts";
 import {
   executeBatch,
   type NetlinkError,
   type NetlinkHandle,
   type NetlinkRequest,
 } from "../ffi/netlink/socket.ts";
-import { type IPNet, netContainsNet, netEqual } from "../ip/mod.ts";
+import { formatNet, type IPNet, netContainsNet, netEqual, netOverlaps } from "../ip/mod.ts";
 import type { KernelObjects, RouteObject } from "./kernel_objects.ts";
 import { keyOf } from "./kernel_objects.ts";
 import type { KernelPort, ObjectFailure } from "./route_sync.ts";
@@ -39,9 +39,16 @@ export interface PortScope {
 /** Deleting what is already gone is success: the goal state is reached. */
 const ABSENT = new Set(["ENOENT", "ESRCH", "ENODEV"]);
 
-function isOurRoute(scope: PortScope, dst: IPNet): boolean {
+/** Destinations Tartan may route: strictly inside a cluster network, not our own subnet. */
+function isOurDestination(scope: PortScope, dst: IPNet): boolean {
   return scope.networks.some((n) => netContainsNet(n, dst) && !netEqual(n, dst)) &&
-    !scope.ownSubnets.some((own) => netEqual(own, dst));
+    !scope.ownSubnets.some((own) => netOverlaps(own, dst));
+}
+
+/** A route the kernel holds that Tartan manages: unicast, not `proto kernel`, on our device. */
+function isOurRoute(scope: PortScope, route: Route): boolean {
+  return route.type === RTN_UNICAST && route.protocol !== RTPROT_KERNEL &&
+    route.oif !== undefined && scope.routeDevices.includes(route.oif);
 }
 
 /**
@@ -51,8 +58,40 @@ function isOurRoute(scope: PortScope, dst: IPNet): boolean {
  */
 const CHUNK = 2048;
 
-/** A netlink {@link KernelPort} limited to `scope`. */
+/**
+ * A netlink {@link KernelPort} limited to `scope`. Routes it writes or deletes must be inside the
+ * scope's networks, and never one the kernel holds for someone else at that destination (a
+ * `proto kernel` route, another device's route, a blackhole): those are refused as failures.
+ * Foreign destinations are learnt from every {@link KernelPort.list} (each full resync).
+ */
 export function netlinkPort(h: NetlinkHandle, scope: PortScope): KernelPort {
+  /** Destinations inside the networks where the kernel holds a route that is not ours. */
+  let foreign = new Set<string>();
+
+  /** Why Tartan must not write or delete `route`, or undefined when it may. */
+  function refusal(route: RouteObject): string | undefined {
+    if (!isOurDestination(scope, route.dst)) {
+      return "refused: not inside the cluster network, or this node's own subnet";
+    }
+    if (route.gateway?.value === 0n) return "refused: unspecified gateway";
+    if (foreign.has(formatNet(route.dst))) {
+      return "refused: the kernel holds a route there that Tartan does not own";
+    }
+    return undefined;
+  }
+
+  /** Split routes into those allowed and failures for the refused ones. */
+  function screen(routes: readonly RouteObject[]): [RouteObject[], ObjectFailure[]] {
+    const allowed: RouteObject[] = [];
+    const refused: ObjectFailure[] = [];
+    for (const route of routes) {
+      const why = refusal(route);
+      if (why) refused.push({ kind: "route", key: keyOf.route(route), error: why });
+      else allowed.push(route);
+    }
+    return [allowed, refused];
+  }
+
   function run<T>(
     kind: ObjectFailure["kind"],
     objects: readonly T[],
@@ -74,11 +113,10 @@ export function netlinkPort(h: NetlinkHandle, scope: PortScope): KernelPort {
 
   return {
     list() {
-      const routes = listRoutes(h, { table: RT_TABLE_MAIN })
-        .filter((r) =>
-          r.type === RTN_UNICAST && r.protocol !== RTPROT_KERNEL && r.oif !== undefined &&
-          scope.routeDevices.includes(r.oif) && isOurRoute(scope, r.dst)
-        )
+      const inScope = listRoutes(h, { table: RT_TABLE_MAIN })
+        .filter((r) => isOurDestination(scope, r.dst));
+      foreign = new Set(inScope.filter((r) => !isOurRoute(scope, r)).map((r) => formatNet(r.dst)));
+      const routes = inScope.filter((r) => isOurRoute(scope, r) && !foreign.has(formatNet(r.dst)))
         .map((r) => ({ dst: r.dst, gateway: r.gateway, oif: r.oif, onlink: r.onlink }));
       const neighs = scope.tunnelDevices.flatMap((index) =>
         listNeighs(h, { index })
@@ -93,17 +131,21 @@ export function netlinkPort(h: NetlinkHandle, scope: PortScope): KernelPort {
       return Promise.resolve({ routes, neighs, fdb });
     },
     replace(objects: KernelObjects) {
+      const [routes, refused] = screen(objects.routes);
       return Promise.resolve([
+        ...refused,
         ...run("neigh", objects.neighs, (n) => neighRequest("replace", n), keyOf.neigh, false),
         ...run("fdb", objects.fdb, (f) => fdbRequest("replace", f), keyOf.fdb, false),
-        ...run("route", objects.routes, (r) => routeRequest("replace", r), keyOf.route, false),
+        ...run("route", routes, (r) => routeRequest("replace", r), keyOf.route, false),
       ]);
     },
     remove(objects: KernelObjects) {
       const deleteRoute = (r: RouteObject) =>
         routeRequest("delete", { ...r, table: RT_TABLE_MAIN });
+      const [routes, refused] = screen(objects.routes);
       return Promise.resolve([
-        ...run("route", objects.routes, deleteRoute, keyOf.route, true),
+        ...refused,
+        ...run("route", routes, deleteRoute, keyOf.route, true),
         ...run("neigh", objects.neighs, (n) => neighRequest("delete", n), keyOf.neigh, true),
         ...run("fdb", objects.fdb, (f) => fdbRequest("delete", f), keyOf.fdb, true),
       ]);

@@ -190,8 +190,10 @@ export function createRouteSync(options: RouteSyncOptions): RouteSync {
           removed: countObjects(diff.remove),
         });
       }
-      if (isRepair) driftRepaired += changes;
       const failures = [...await port.replace(diff.replace), ...await port.remove(diff.remove)];
+      // Only what was written counts: an object the kernel (or the port) refuses is a peer
+      // error, retried every resync, never a "repair".
+      if (isRepair) driftRepaired += changes - failures.length;
       recordFailures(failures, peers.keys());
       ready = true;
       return failures;
