@@ -30,7 +30,8 @@ import {
   netAddr,
   netContains,
 } from "../ip/mod.ts";
-import type { JsonValue, Lease, LeaseAttrs } from "../subnet/lease.ts";
+import type { Lease, LeaseAttrs } from "../subnet/lease.ts";
+import { vtepMacOf } from "../subnet/lease_gate.ts";
 import { leaseIdentity } from "../subnet/lease_set.ts";
 import { type Backend, type BackendContext, BackendError, type Network } from "./backend.ts";
 import { assignTunnelAddress } from "./device_address.ts";
@@ -138,21 +139,18 @@ function deviceSpec(
   };
 }
 
-/** The peer's VTEP MAC from its backend data, or undefined when absent or malformed. */
-function vtepMacOf(data: JsonValue | undefined): string | undefined {
-  if (typeof data !== "object" || data === null || Array.isArray(data)) return undefined;
-  const mac = data.VtepMAC;
-  if (typeof mac !== "string") return undefined;
-  try {
-    return normalizeMac(mac);
-  } catch {
-    return undefined;
-  }
-}
-
 /** Networks the external interface is directly attached to (for DirectRouting). */
 function connectedNetworks(h: NetlinkHandle, index: number): IPNet[] {
   return listAddrs(h, { index }).map((a) => makeNet(a.address, a.prefix));
+}
+
+/**
+ * FLANNEL_MTU: flannel's (underlay − 50) whenever there is an IPv4 tunnel, dual stack included,
+ * so pods on Tartan and flannel nodes agree; IPv6 pod traffic too large for the IPv6 device
+ * (underlay − 70) gets "packet too big" from the node. IPv6-only: the IPv6 device's MTU.
+ */
+function podMtu(tunnels: readonly Tunnel[]): number {
+  return (tunnels.find((t) => t.family === 4) ?? tunnels[0]).spec.mtu;
 }
 
 /** The vxlan backend. */
@@ -168,8 +166,9 @@ export const vxlanBackend: Backend = {
     ];
     for (const [family, network, publicIP] of families) {
       if (!network) continue;
-      // The device's local address: the interface address, also behind NAT (quirk 35).
-      const local = (family === 4 ? ctx.ext.ifaceAddr : ctx.ext.ifaceAddrV6) ?? publicIP;
+      // The device's local address is the public IP (`--public-ip` when set), as flannel's;
+      // re-creation uses the same spec, so it never changes to the interface address (quirk 35).
+      const local = publicIP ?? (family === 4 ? ctx.ext.ifaceAddr : ctx.ext.ifaceAddrV6);
       if (!local) throw new BackendError("vxlan", `IPv${family} is enabled but has no address`);
       const spec = deviceSpec(family, ctx, config, local);
       // A new device takes the MAC we published before (kube annotations), so peers keep theirs.
@@ -263,7 +262,7 @@ export const vxlanBackend: Backend = {
     });
     return {
       lease,
-      mtu: Math.min(...tunnels.map((t) => t.spec.mtu)),
+      mtu: podMtu(tunnels),
       run: sync.run,
       health: () => ({ type: "vxlan", ...sync.health() }),
       close: () => Promise.resolve(),
