@@ -154,6 +154,11 @@ function createLeaseGate(
   return gate;
 }
 
+/** The known leases the lease gate let through. */
+function admittedLeases(state: DaemonState): Lease[] {
+  return [...state.leases.values()].filter((lease) => !state.skipOf?.(lease));
+}
+
 /** Pass every update through the gate; batches it empties are dropped. */
 async function* throughGate(
   gate: LeaseGate,
@@ -343,7 +348,8 @@ function startPeerProber(
     fullSizeBytes: network.mtu,
     underlaySource: ext.ifaceAddr,
     overlaySource: overlayAddress(backendType, network.lease),
-    targets: () => probeTargets(state.leases.values(), state.ownLease, backendType),
+    // Leases the gate skipped are not peers: never probe an address a hostile lease names.
+    targets: () => probeTargets(admittedLeases(state), state.ownLease, backendType),
     observeRtt: (path, seconds) =>
       metrics.peerProbeRttSeconds.observe({ path: probePathLabel(path) }, seconds),
     log: logger("probe"),
