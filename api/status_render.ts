@@ -104,7 +104,7 @@ function peerRows(report: StatusReport): string[][] {
   for (const lease of report.leases.leases) {
     if (lease.own) continue;
     const inSync = lease.skipped
-      ? `skipped: ${lease.skipped.detail} (${lease.skipped.reason})`
+      ? `skipped: ${lease.skipped.reason}`
       : sync.get(lease.subnet ?? "") ?? sync.get(lease.ipv6Subnet ?? "") ?? "-";
     const publicIP = lease.publicIP === "0.0.0.0" && lease.publicIPv6
       ? lease.publicIPv6
@@ -232,5 +232,10 @@ export function renderStatus(report: StatusReport, now: Date = new Date()): stri
   const rows = peerRows(report);
   lines.push("", `peers (${rows.length - 1})`);
   if (rows.length > 1) lines.push(...formatTable(rows));
+  const skipped = report.leases.leases.filter((lease) => lease.skipped !== null);
+  if (skipped.length > 0) {
+    lines.push("", `skipped leases (${skipped.length}): no kernel state is made for them`);
+    for (const lease of skipped) lines.push(`${subnetsText(lease)}: ${lease.skipped!.detail}`);
+  }
   return lines.join("\n");
 }
