@@ -8,6 +8,7 @@
 import { parseArgs } from "node:util";
 import { DEFAULTS } from "./config/flags.ts";
 import { isOurBlackhole } from "./backends/blackhole_route.ts";
+import { isBackendDevice } from "./backends/registry.ts";
 import { deleteLink, listLinks } from "./ffi/netlink/link.ts";
 import { RT_TABLE_MAIN, RTPROT_KERNEL } from "./ffi/netlink/constants.ts";
 import { deleteRoute, listRoutes } from "./ffi/netlink/route.ts";
@@ -16,9 +17,6 @@ import { errorText } from "./log.ts";
 import { formatNet, type IPNet, netContainsNet, netEqual, tryParseNet } from "./ip/mod.ts";
 import { parseSubnetEnv } from "./subnet/subnet_env.ts";
 import { removeAllTrafficState } from "./traffic/manager.ts";
-
-/** Devices the backends create: vxlan, vxlan IPv6, udp TUN, ipip, wireguard. */
-const DEVICE = /^(flannel\.\d+|flannel-v6\.\d+|flannel\d+|flannel\.ipip|flannel-wg(-v6)?)$/;
 
 /** The cluster networks and own subnets a subnet file names (empty when unreadable). */
 async function networksOf(subnetFile: string): Promise<{ networks: IPNet[]; own: IPNet[] }> {
@@ -73,7 +71,7 @@ export async function cleanupCommand(args: string[]): Promise<number> {
   const h = openNetlink();
   try {
     await attempt("routes", () => removeRoutes(h, networks, own, say));
-    for (const link of listLinks(h).filter((l) => DEVICE.test(l.name))) {
+    for (const link of listLinks(h).filter((l) => isBackendDevice(l.name))) {
       await attempt(`device ${link.name}`, () => {
         deleteLink(h, link.index);
         say(`removed device ${link.name}`);

@@ -18,12 +18,15 @@
  *
  * @module
  */
-import type { BackendHealth, DaemonState, LeaseStoreCounters, TrafficHealth } from "../state.ts";
+import type { DaemonState } from "../state.ts";
 import { Histogram, type MetricFamily, renderExposition, type Sample } from "./exposition.ts";
 import { processFamilies } from "./process_metrics.ts";
 import { evaluateReadiness, leaseSubnets } from "./readiness.ts";
 import type { PeerProbeReport, ProbeOutcome } from "../probe/prober.ts";
 import { PEER_VERDICTS, peerVerdict, type ProbePath } from "../probe/peer_state.ts";
+import { type BackendHealth } from "../backends/backend.ts";
+import { type LeaseStoreCounters } from "../subnet/manager.ts";
+import { type TrafficHealth } from "../traffic/manager.ts";
 
 export { EXPOSITION_CONTENT_TYPE } from "./exposition.ts";
 

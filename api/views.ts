@@ -7,7 +7,7 @@
  * @module
  */
 import type { FamilyConfig, NetworkConfig } from "../config/network_config.ts";
-import type { BackendHealth, DaemonState, TrafficHealth } from "../state.ts";
+import type { DaemonState } from "../state.ts";
 import { formatAddr, formatNet, type IPAddr, type IPNet } from "../ip/mod.ts";
 import { formatLeaseKey, type JsonValue, type Lease, sameSubnets } from "../subnet/lease.ts";
 import { evaluateReadiness, type Readiness, readinessHeadline } from "./readiness.ts";
@@ -31,6 +31,8 @@ import type {
   StatusBody,
   TrafficBody,
 } from "./schemas.ts";
+import { type BackendHealth } from "../backends/backend.ts";
+import { type TrafficHealth } from "../traffic/manager.ts";
 
 /** Backend options whose values must not leave the node (WireGuard `PSK`, …). */
 const SECRET_OPTION = /psk|secret|password|token|privatekey/i;

@@ -7,10 +7,44 @@
 import type { NetworkConfig } from "../config/network_config.ts";
 import type { NetlinkHandle } from "../ffi/netlink/socket.ts";
 import type { Logger } from "../log.ts";
-import type { BackendHealth } from "../state.ts";
 import type { Lease } from "../subnet/lease.ts";
 import type { LeaseWatchUpdate, SubnetManager } from "../subnet/manager.ts";
 import type { ExternalInterface } from "./external_interface.ts";
+
+/** One peer's kernel state as the backend last saw it. */
+export interface PeerHealth {
+  /** The peer's subnet(s) as text, e.g. `10.244.3.0/24`. */
+  readonly subnet: string;
+  readonly publicIP: string;
+  /** Whether every kernel object the peer needs is present and correct. */
+  readonly inSync: boolean;
+  /** Why not, when not (e.g. `network is unreachable`). */
+  readonly error?: string;
+}
+
+/** Packet counters of a userspace data path (udp backend). */
+export interface DataPathCounters {
+  readonly packetsTx: number;
+  readonly packetsRx: number;
+  readonly bytesTx: number;
+  readonly bytesRx: number;
+  /** Dropped packets by reason (`no_route`, `ttl`, `bad_source`, `malformed`, …). */
+  readonly drops: Readonly<Record<string, number>>;
+}
+
+/** What a backend reports about itself. */
+export interface BackendHealth {
+  readonly type: string;
+  /** Devices created and the first reconcile done. */
+  readonly ready: boolean;
+  readonly lastReconcile?: Date;
+  readonly lastReconcileOk?: boolean;
+  readonly lastError?: string;
+  /** Kernel objects re-created or removed because they differed from the desired state. */
+  readonly driftRepaired: number;
+  readonly peers: readonly PeerHealth[];
+  readonly dataPath?: DataPathCounters;
+}
 
 /** What every backend gets at registration. */
 export interface BackendContext {
@@ -42,6 +76,8 @@ export interface Network {
 /** A backend type (`vxlan`, `host-gw`, …). */
 export interface Backend {
   readonly type: string;
+  /** The names of the devices this backend creates: what `tartan cleanup` removes. */
+  readonly devices?: RegExp;
   /** Create devices, acquire our lease, configure addresses. */
   register(ctx: BackendContext): Promise<Network>;
 }

@@ -107,6 +107,7 @@ function ensureDevice(h: NetlinkHandle, local: IPAddr, mtu: number, log: Logger)
 /** The ipip backend. */
 export const ipipBackend: Backend = {
   type: "ipip",
+  devices: new RegExp(`^${IPIP_DEVICE.replaceAll(".", "\\.")}$`),
   async register(ctx): Promise<Network> {
     const config = readIpipOptions(ctx.config.backend.options);
     const { ext } = ctx;

@@ -1,8 +1,12 @@
 /**
- * Backend types by name (the net-conf `Backend.Type`, lower-cased).
+ * The backends by type: the one table that says what each `Backend.Type` a net-conf may name
+ * (config/netconf.ts `BACKEND_TYPES`, flannel's list) does here, and, through each backend's
+ * `devices`, which devices are Tartan's (what `tartan cleanup` removes). The compiler holds the
+ * table to exactly the types config accepts.
  *
  * @module
  */
+import type { BackendType } from "../config/netconf.ts";
 import { allocBackend } from "./alloc.ts";
 import { type Backend, BackendError } from "./backend.ts";
 import { hostGwBackend } from "./hostgw.ts";
@@ -11,25 +15,35 @@ import { udpBackend } from "./udp/backend.ts";
 import { vxlanBackend } from "./vxlan.ts";
 import { wireguardBackend } from "./wireguard.ts";
 
-const BACKENDS: Readonly<Record<string, Backend>> = {
-  alloc: allocBackend,
-  "host-gw": hostGwBackend,
-  ipip: ipipBackend,
-  udp: udpBackend,
+/** A type flannel knows that Tartan does not run: why, so the error is precise. */
+interface NotAvailable {
+  readonly unavailable: string;
+}
+
+const BACKENDS: { readonly [T in BackendType]: Backend | NotAvailable } = {
   vxlan: vxlanBackend,
+  "host-gw": hostGwBackend,
+  udp: udpBackend,
+  ipip: ipipBackend,
   wireguard: wireguardBackend,
+  alloc: allocBackend,
+  extension: { unavailable: "the extension backend is not implemented" },
+  ipsec: { unavailable: "the ipsec backend is out of scope" },
+  "tencent-vpc": { unavailable: "the tencent-vpc backend is out of scope" },
 };
 
-/** Types flannel knows that Tartan does not run (yet): named so the error is precise. */
-const NOT_AVAILABLE: Readonly<Record<string, string>> = {
-  extension: "the extension backend is not implemented",
-  ipsec: "the ipsec backend is out of scope",
-  "tencent-vpc": "the tencent-vpc backend is out of scope",
-};
+function isBackend(entry: Backend | NotAvailable | undefined): entry is Backend {
+  return entry !== undefined && "register" in entry;
+}
 
 /** The backend for a type, or a {@link BackendError} saying why there is none. */
 export function backendFor(type: string): Backend {
-  const backend = BACKENDS[type];
-  if (backend) return backend;
-  throw new BackendError(type, NOT_AVAILABLE[type] ?? "unknown backend type");
+  const entry = (BACKENDS as Readonly<Record<string, Backend | NotAvailable>>)[type];
+  if (isBackend(entry)) return entry;
+  throw new BackendError(type, entry?.unavailable ?? "unknown backend type");
+}
+
+/** Whether a device name is one a backend creates (`flannel.1`, `flannel0`, `flannel-wg`, …). */
+export function isBackendDevice(name: string): boolean {
+  return Object.values(BACKENDS).some((entry) => isBackend(entry) && entry.devices?.test(name));
 }

@@ -10,7 +10,6 @@
  * @module
  */
 import { errorText, type Logger } from "../log.ts";
-import type { PeerHealth } from "../state.ts";
 import { formatAddr, formatNet } from "../ip/mod.ts";
 import type { Lease } from "../subnet/lease.ts";
 import type { LeaseWatchUpdate } from "../subnet/manager.ts";
@@ -22,6 +21,7 @@ import {
   mergeObjects,
   NO_OBJECTS,
 } from "./kernel_objects.ts";
+import { type PeerHealth } from "./backend.ts";
 
 /** One object the kernel refused. */
 export interface ObjectFailure {

@@ -119,6 +119,11 @@ function disableRouterAdvertisements(device: string, log: Logger): void {
   }
 }
 
+/** flannel's device names: `flannel.<VNI>`, and `flannel-v6.<VNI>` for IPv6. */
+export function vxlanDeviceName(family: Family, vni: number): string {
+  return family === 4 ? `flannel.${vni}` : `flannel-v6.${vni}`;
+}
+
 function deviceSpec(
   family: Family,
   ctx: BackendContext,
@@ -127,7 +132,7 @@ function deviceSpec(
 ): DeviceSpec {
   const underlayMtu = config.mtu || ctx.ext.mtu;
   return {
-    name: family === 4 ? `flannel.${config.vni}` : `flannel-v6.${config.vni}`,
+    name: vxlanDeviceName(family, config.vni),
     vni: config.vni,
     local,
     underlayIndex: ctx.ext.index,
@@ -156,6 +161,7 @@ function podMtu(tunnels: readonly Tunnel[]): number {
 /** The vxlan backend. */
 export const vxlanBackend: Backend = {
   type: "vxlan",
+  devices: /^flannel(-v6)?\.\d+$/,
   async register(ctx): Promise<Network> {
     const config = readVxlanOptions(ctx.config.backend.options);
     const h = ctx.netlink;

@@ -40,7 +40,6 @@ import {
   type WgPeerChange,
 } from "../ffi/netlink/wireguard.ts";
 import { errorText } from "../log.ts";
-import type { PeerHealth } from "../state.ts";
 import {
   bitsOf,
   type Family,
@@ -54,7 +53,7 @@ import {
 } from "../ip/mod.ts";
 import type { JsonValue, Lease } from "../subnet/lease.ts";
 import { leaseIdentity, LeaseSet } from "../subnet/lease_set.ts";
-import { type Backend, BackendError, type Network } from "./backend.ts";
+import { type Backend, BackendError, type Network, type PeerHealth } from "./backend.ts";
 import { createTunnelLink } from "./kernel_module.ts";
 
 /** Where flannel keeps the node's private key. */
@@ -285,6 +284,7 @@ function recreateDevice(h: NetlinkHandle, name: string, mtu: number): Link {
 /** The wireguard backend. */
 export const wireguardBackend: Backend = {
   type: "wireguard",
+  devices: /^flannel-wg(-v6)?$/,
   async register(ctx): Promise<Network> {
     const config = readWireguardOptions(ctx.config.backend.options);
     const h = ctx.netlink;

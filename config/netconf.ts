@@ -48,6 +48,9 @@ export const BACKEND_TYPES = [
   "tencent-vpc",
 ] as const;
 
+/** A `Backend.Type` flannel knows (backends/registry.ts says what each does here). */
+export type BackendType = typeof BACKEND_TYPES[number];
+
 /** The backend flannel picks when `Backend` is absent (its documentation says vxlan). */
 export const DEFAULT_BACKEND_TYPE = "udp";
 

@@ -21,7 +21,6 @@ import { DEFAULTS } from "../config/flags.ts";
 import { ConfigError, parseNetConfig } from "../config/netconf.ts";
 import type { NetworkConfig } from "../config/network_config.ts";
 import { errorText, type Logger, logger } from "../log.ts";
-import { type LeaseStoreCounters, newLeaseStoreCounters } from "../state.ts";
 import { Backoff } from "./backoff.ts";
 import { sleep } from "../sleep.ts";
 import { acquire, isOurs } from "./etcd_acquire.ts";
@@ -32,7 +31,13 @@ import { listWatch, type ListWatchItem, type WatchFailure } from "./etcd_watch.t
 import { formatAddr } from "../ip/mod.ts";
 import { encodeLeaseAttrs, type Lease, type LeaseAttrs, type LeaseSubnets } from "./lease.ts";
 import { type LeaseChange, LeaseTracker } from "./lease_tracker.ts";
-import { LeaseLostError, type LeaseWatchUpdate, type SubnetManager } from "./manager.ts";
+import {
+  LeaseLostError,
+  type LeaseStoreCounters,
+  type LeaseWatchUpdate,
+  newLeaseStoreCounters,
+  type SubnetManager,
+} from "./manager.ts";
 import { readPreviousSubnets } from "./subnet_env.ts";
 
 /** TTL flannel grants every lease it writes (spec §3.2). */

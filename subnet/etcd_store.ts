@@ -9,7 +9,6 @@
 import { Buffer } from "node:buffer";
 import type { Etcd3, ICompare, IKeyValue } from "etcd3";
 import { errorText, type Logger } from "../log.ts";
-import type { LeaseStoreCounters } from "../state.ts";
 import { formatNet, type IPNet } from "../ip/mod.ts";
 import { keyBytes, prefixEnd, readRange } from "./etcd_client.ts";
 import {
@@ -22,6 +21,7 @@ import {
   parseLeaseKey,
   rangesInKeyName,
 } from "./lease.ts";
+import { type LeaseStoreCounters } from "./manager.ts";
 
 const MAX_MALFORMED_LOGGED = 1000;
 

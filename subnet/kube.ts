@@ -27,7 +27,6 @@ import { DEFAULTS } from "../config/flags.ts";
 import { ConfigError, parseNetConfig } from "../config/netconf.ts";
 import type { NetworkConfig } from "../config/network_config.ts";
 import { errorText, type Logger, logger } from "../log.ts";
-import { type LeaseStoreCounters, newLeaseStoreCounters } from "../state.ts";
 import { Backoff } from "./backoff.ts";
 import { sleep } from "../sleep.ts";
 import { formatNet, type IPAddr, type IPNet, netContainsNet, netEqual } from "../ip/mod.ts";
@@ -59,7 +58,13 @@ import {
   sameSubnets,
 } from "./lease.ts";
 import { LeaseTracker } from "./lease_tracker.ts";
-import { LeaseLostError, type LeaseWatchUpdate, type SubnetManager } from "./manager.ts";
+import {
+  LeaseLostError,
+  type LeaseStoreCounters,
+  type LeaseWatchUpdate,
+  newLeaseStoreCounters,
+  type SubnetManager,
+} from "./manager.ts";
 
 const MAX_SKIPS_LOGGED = 1000;
 /** A problem that persists is logged again this often while we wait. */

@@ -8,9 +8,9 @@
  *
  * @module
  */
-import type { LeaseStoreCounters } from "../state.ts";
 import { attrsEqual, type Lease, type LeaseEvent, sameSubnets } from "./lease.ts";
 import type { LeaseWatchUpdate } from "./manager.ts";
+import { type LeaseStoreCounters } from "./manager.ts";
 
 /** What one store entry holds now: a lease, or `undefined` once the entry is gone. */
 export interface LeaseChange {

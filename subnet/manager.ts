@@ -16,6 +16,30 @@ export type LeaseWatchUpdate =
   | { readonly type: "snapshot"; readonly leases: readonly Lease[] }
   | { readonly type: "events"; readonly events: readonly LeaseEvent[] };
 
+/** Counters of the lease store (etcd or Kubernetes). */
+export interface LeaseStoreCounters {
+  renewals: number;
+  renewFailures: number;
+  reacquisitions: number;
+  watchEvents: number;
+  relists: number;
+  watchErrors: number;
+  malformedSkipped: number;
+}
+
+/** Zeroed lease store counters. */
+export function newLeaseStoreCounters(): LeaseStoreCounters {
+  return {
+    renewals: 0,
+    renewFailures: 0,
+    reacquisitions: 0,
+    watchEvents: 0,
+    relists: 0,
+    watchErrors: 0,
+    malformedSkipped: 0,
+  };
+}
+
 /** Implemented by `etcd.ts` and `kube.ts`. */
 export interface SubnetManager {
   /** The network config; waits (with backoff) while it is absent. */

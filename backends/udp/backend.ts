@@ -14,17 +14,24 @@ import { readUdpOptions } from "../../config/backend_options.ts";
 import { closeFd } from "../../ffi/libc.ts";
 import { closeTun } from "../../ffi/tun.ts";
 import { errorText } from "../../log.ts";
-import type { BackendHealth, PeerHealth } from "../../state.ts";
 import { addrEqual, formatAddr, formatNet } from "../../ip/mod.ts";
 import type { Lease } from "../../subnet/lease.ts";
 import { leaseIdentity } from "../../subnet/lease_set.ts";
 import type { LeaseWatchUpdate } from "../../subnet/manager.ts";
-import { type Backend, type BackendContext, BackendError, type Network } from "../backend.ts";
+import {
+  type Backend,
+  type BackendContext,
+  BackendError,
+  type BackendHealth,
+  type Network,
+  type PeerHealth,
+} from "../backend.ts";
 import { type DataPath, startDataPath } from "./data_path.ts";
 import { isUdpPeer, peerRecords } from "./peers.ts";
 import {
   openTunnelDevice,
   reconcileTunnelDevice,
+  TUN_DEVICE_NAMES,
   type TunnelDevice,
   type TunnelSpec,
   UDP_OVERHEAD,
@@ -69,6 +76,7 @@ function openDataPlane(ctx: BackendContext, spec: TunnelSpec, port: number) {
 /** The udp backend. */
 export const udpBackend: Backend = {
   type: "udp",
+  devices: TUN_DEVICE_NAMES,
   async register(ctx) {
     const { port } = readUdpOptions(ctx.config.backend.options);
     const ipv4 = ctx.config.ipv4;

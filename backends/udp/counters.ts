@@ -1,3 +1,4 @@
+import { type DataPathCounters } from "../backend.ts";
 /**
  * The data path's counters in a SharedArrayBuffer: the Worker adds, the main thread reads for
  * the admin API and metrics without asking the Worker anything. One writer per slot, 64-bit
@@ -5,7 +6,6 @@
  *
  * @module
  */
-import type { DataPathCounters } from "../../state.ts";
 
 /** Why the data path drops a packet (the `reason` label of `tartan_udp_drops_total`). */
 const DROP_REASONS = [

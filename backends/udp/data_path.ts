@@ -7,11 +7,11 @@
  */
 import { closeFd } from "../../ffi/libc.ts";
 import { errorText, type Logger } from "../../log.ts";
-import type { DataPathCounters } from "../../state.ts";
 import { drainControl, openControlFd, ringControl } from "./control_fd.ts";
 import { createCounterBuffer, readCounters, SLOT } from "./counters.ts";
 import { encodePeerTable, type PeerRecord } from "./peers.ts";
 import type { FromWorker, ToWorker } from "./protocol.ts";
+import { type DataPathCounters } from "../backend.ts";
 
 /** What the data path forwards between. */
 export interface DataPathOptions {

@@ -38,6 +38,8 @@ export interface TunnelDevice {
 
 /** The name flannel asks for: the kernel picks the first free number. */
 const NAME_TEMPLATE = "flannel%d";
+/** The names {@link NAME_TEMPLATE} gives. */
+export const TUN_DEVICE_NAMES = /^flannel\d+$/;
 
 /** Write a per-device sysctl; a missing knob (no IPv6 in this kernel) is nothing to set. */
 function setDeviceSysctl(path: string, value: string): void {

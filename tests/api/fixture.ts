@@ -4,11 +4,12 @@
  */
 import { networkConfig } from "../helpers/network_config.ts";
 import type { NetworkConfig } from "../../config/network_config.ts";
-import type { BackendHealth, DaemonState } from "../../state.ts";
+import type { DaemonState } from "../../state.ts";
 import { newDaemonState } from "../../state.ts";
 import { parseAddr, parseNet } from "../../ip/mod.ts";
 import type { Lease } from "../../subnet/lease.ts";
 import { LeaseGate } from "../../subnet/lease_gate.ts";
+import type { BackendHealth } from "../../backends/backend.ts";
 
 export const HOUR_MS = 3600_000;
 

@@ -8,9 +8,9 @@ import { addressOf } from "../../../ffi/kernel_memory.ts";
 import { closeFd, pollFd } from "../../../ffi/libc.ts";
 import { inNetns } from "../../../ffi/netns.ts";
 import { createUdpReceiver, createUdpSender, openUdpSocket } from "../../../ffi/udp_io.ts";
-import type { DataPathCounters, PeerHealth } from "../../../state.ts";
 import { parseAddr } from "../../../ip/mod.ts";
 import { POLLIN } from "../../../ffi/unix.ts";
+import { type DataPathCounters, type PeerHealth } from "../../../backends/backend.ts";
 
 /** `tt-<6 lowercase alnum>-`, the form `deleteLabNetns` insists on. */
 export function labPrefix(): string {
