@@ -31,6 +31,8 @@ export interface LabOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Where node files go (subnet.env, logs, CNI state); a temp dir by default. */
   readonly workDir?: string;
+  /** Give the underlay IPv6 addresses too (for a dual-stack net-conf). */
+  readonly ipv6Underlay?: boolean;
 }
 
 /** A running lab, whatever holds its leases. */
@@ -161,7 +163,8 @@ async function buildLab(
   try {
     store = await startStore(workDir);
     const leases = store;
-    await createUnderlay(run, names.underlay);
+    const underlay = { ipv6: options.ipv6Underlay };
+    await createUnderlay(run, names.underlay, underlay);
 
     const lab: LabBase = {
       prefix: options.prefix,
@@ -171,7 +174,7 @@ async function buildLab(
       async addNode() {
         const i = nodes.length + 1;
         const ns = names.node(i);
-        await createNode(run, names.underlay, ns, i);
+        await createNode(run, names.underlay, ns, i, underlay);
         const node = await startNodeDaemon({
           ns,
           dir: `${workDir}/n${i}`,
@@ -189,7 +192,12 @@ async function buildLab(
           const ns = names.pod(index + 1, pods.filter((p) => p.node === node.ns).length + 1);
           await addNetns(run, ns);
           const result = await invokeCni("ADD", node.ns, ns, cniConfig(node.subnetFile, node.dir));
-          const pod = { ns, node: node.ns, ip: resultAddress(result) };
+          const pod = {
+            ns,
+            node: node.ns,
+            ip: resultAddress(result),
+            ipv6: resultAddress(result, 6),
+          };
           pods.push(pod);
           made.push(pod);
         }

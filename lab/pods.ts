@@ -22,6 +22,8 @@ export interface LabPod {
   readonly ns: string;
   readonly node: string;
   readonly ip: string;
+  /** Its IPv6 address, when the network is dual stack. */
+  readonly ipv6?: string;
 }
 
 /** The lab's CNI network: flannel's name for it, and the version runtimes are given. */
@@ -87,12 +89,17 @@ export async function invokeCni(
   return text;
 }
 
-/** The first IP address in a CNI result. */
-export function resultAddress(result: string): string {
+/** The first IPv4 address in a CNI result (or, with `family` 6, the first IPv6 one if any). */
+export function resultAddress(result: string): string;
+export function resultAddress(result: string, family: 6): string | undefined;
+export function resultAddress(result: string, family: 4 | 6 = 4): string | undefined {
   const parsed = JSON.parse(result) as { ips?: Array<{ address?: string }> };
-  const address = parsed.ips?.[0]?.address;
-  if (!address) throw new Error(`CNI result without an address: ${result}`);
-  return address.split("/")[0];
+  const addresses = (parsed.ips ?? []).flatMap((ip) =>
+    ip.address ? [ip.address.split("/")[0]] : []
+  );
+  const address = addresses.find((a) => a.includes(":") === (family === 6));
+  if (!address && family === 4) throw new Error(`CNI result without an address: ${result}`);
+  return address;
 }
 
 /** One ping from a pod namespace (bounded: one packet, one second). */

@@ -15,10 +15,30 @@ import type { CommandRunner } from "../exec.ts";
 export const UNDERLAY_PREFIX_LEN = 24;
 export const UNDERLAY_ROUTER = "198.18.0.1";
 
+/** The IPv6 underlay (a documentation prefix), for labs that run dual stack. */
+export const UNDERLAY_V6_PREFIX_LEN = 64;
+export const UNDERLAY_ROUTER_V6 = "2001:db8::1";
+
+function checkNodeIndex(i: number): void {
+  if (!Number.isInteger(i) || i < 1 || i > 200) throw new RangeError(`node ${i} is outside 1..200`);
+}
+
 /** The underlay address of node `i` (1-based). */
 export function nodeUnderlayIP(i: number): string {
-  if (!Number.isInteger(i) || i < 1 || i > 200) throw new RangeError(`node ${i} is outside 1..200`);
+  checkNodeIndex(i);
   return `198.18.0.${10 + i}`;
+}
+
+/** The IPv6 underlay address of node `i` (1-based), in a dual-stack lab. */
+export function nodeUnderlayIPv6(i: number): string {
+  checkNodeIndex(i);
+  return `2001:db8::${10 + i}`;
+}
+
+/** What a lab's underlay carries besides IPv4. */
+export interface UnderlayOptions {
+  /** Also IPv6 from 2001:db8::/64 (router `::1`, node i at `::(10+i)`). */
+  readonly ipv6?: boolean;
 }
 
 /** Names of the lab's namespaces. */
@@ -37,7 +57,11 @@ export async function addNetns(run: CommandRunner, ns: string): Promise<void> {
 }
 
 /** Create the underlay namespace with its bridge and router address. */
-export async function createUnderlay(run: CommandRunner, ns: string): Promise<void> {
+export async function createUnderlay(
+  run: CommandRunner,
+  ns: string,
+  options: UnderlayOptions = {},
+): Promise<void> {
   await addNetns(run, ns);
   await run(["ip", "-n", ns, "link", "add", "br0", "type", "bridge"]);
   await run([
@@ -50,6 +74,19 @@ export async function createUnderlay(run: CommandRunner, ns: string): Promise<vo
     "dev",
     "br0",
   ]);
+  if (options.ipv6) {
+    await run([
+      "ip",
+      "-n",
+      ns,
+      "addr",
+      "add",
+      `${UNDERLAY_ROUTER_V6}/${UNDERLAY_V6_PREFIX_LEN}`,
+      "dev",
+      "br0",
+      "nodad",
+    ]);
+  }
   await run(["ip", "-n", ns, "link", "set", "br0", "up"]);
   // The router forwards between nodes only in tests that route across segments; harmless here.
   await run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
@@ -64,6 +101,7 @@ export async function createNode(
   underlay: string,
   ns: string,
   i: number,
+  options: UnderlayOptions = {},
 ): Promise<void> {
   const port = `n${i}`;
   await addNetns(run, ns);
@@ -93,6 +131,11 @@ export async function createNode(
     "dev",
     "ul0",
   ]);
+  if (options.ipv6) {
+    const address = `${nodeUnderlayIPv6(i)}/${UNDERLAY_V6_PREFIX_LEN}`;
+    await run(["ip", "-n", ns, "addr", "add", address, "dev", "ul0", "nodad"]);
+    await run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+  }
   await run(["ip", "-n", ns, "link", "set", "ul0", "up"]);
   await run(["ip", "-n", ns, "route", "add", "default", "via", UNDERLAY_ROUTER]);
   await run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
