@@ -8,7 +8,8 @@
  * Differences from flanneld, chosen on purpose:
  * - An unknown flag or a malformed command-line value throws {@link FlagError} naming the flag
  *   (the CLI exits 2); flanneld prints usage and exits 0.
- * - `--iptables-resync` below 1 is rejected (quirk 27: flanneld busy-loops);
+ * - `--iptables-resync` below 1 is rejected (quirk 27: flanneld busy-loops), and so is one above
+ *   2 147 483 s, the longest delay a timer holds;
  *   `--subnet-lease-renew-margin` must be 1..1439 and `--healthz-port` 0..65535.
  * - `--public-ip`, `--public-ipv6` and `--iface-can-reach` must be addresses of the right family
  *   already at parse time (flanneld fails later, at interface selection).
@@ -25,6 +26,10 @@
  */
 import { type Family, tryParseAddr } from "../ip/mod.ts";
 import { errorText } from "../log.ts";
+import { MAX_TIMER_MS } from "../sleep.ts";
+
+/** The longest `--iptables-resync` (about 24.8 days): the longest delay a timer can hold. */
+export const MAX_RESYNC_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
 
 /** An unknown flag, a malformed value or inconsistent flags; `flag` names the culprit. */
 export class FlagError extends Error {
@@ -310,9 +315,9 @@ const FLAGS = {
   iptablesResync: int(
     "iptables-resync",
     5,
-    "seconds between checks of the iptables rules and blackhole route (>= 1)",
+    `seconds between checks of the iptables rules and blackhole route (1..${MAX_RESYNC_SECONDS})`,
     1,
-    Number.MAX_SAFE_INTEGER,
+    MAX_RESYNC_SECONDS,
   ),
   iptablesForwardRules: bool(
     "iptables-forward-rules",

@@ -237,6 +237,9 @@ Deno.test("flags: ranges of renew margin, iptables-resync (quirk 27) and healthz
     ["iptables-resync", 0, false],
     ["iptables-resync", -1, false],
     ["iptables-resync", 1, true],
+    ["iptables-resync", 2147483, true], // the longest delay a timer holds
+    ["iptables-resync", 2147484, false],
+    ["iptables-resync", 3000000, false], // spun at ~1000 wake-ups/s before the cap
     ["healthz-port", 65535, true],
     ["healthz-port", 65536, false],
     ["healthz-port", -1, false],
@@ -251,6 +254,10 @@ Deno.test("flags: ranges of renew margin, iptables-resync (quirk 27) and healthz
       assert.match(err.message, /must be between/);
     }
   }
+  assert.match(
+    flagErrorOf(() => parse(["--iptables-resync=3000000"])).message,
+    /must be between 1 and 2147483/,
+  );
 });
 
 Deno.test("flags: -h, -help and --help request the usage text", () => {
