@@ -47,6 +47,9 @@ export interface AppOptions {
   readonly token?: string;
 }
 
+/** `Authorization: Bearer <token>`, the scheme in any case, then one or more spaces. */
+const BEARER = /^bearer[ \t]+(\S+)[ \t]*$/i;
+
 /** Paths that answer GET and HEAD only (the probes answer any method, as flannel's do). */
 const GET_ONLY_PATHS = [
   "/v1/status",
@@ -93,9 +96,11 @@ export function createApp(state: DaemonState, metrics: Metrics, options: AppOpti
 
   const token = options.token;
   if (token) {
-    const expected = new TextEncoder().encode(`Bearer ${token}`);
+    const expected = new TextEncoder().encode(token);
     const guard = async (c: Context, next: () => Promise<void>) => {
-      const given = new TextEncoder().encode(c.req.header("authorization") ?? "");
+      // The scheme name is case-insensitive (RFC 9110 §11.1); the token is not.
+      const credentials = BEARER.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
+      const given = new TextEncoder().encode(credentials);
       // Constant-time comparison: the token must not leak through response timing.
       if (given.length === expected.length && timingSafeEqual(given, expected)) return await next();
       c.header("www-authenticate", 'Bearer realm="tartan"');

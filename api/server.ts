@@ -1,21 +1,23 @@
 /**
  * Serving the admin app over HTTP (`--healthz-ip`, `--healthz-port`).
  *
- * Flannel binds `0.0.0.0` by default; Tartan keeps the flag names but defaults the address to
- * `127.0.0.1` ({@link DEFAULT_ADMIN_HOSTNAME}) because `/v1/*` and `/metrics` say more about
- * the cluster than flannel's two probes. As in flannel, `--healthz-port=0` (the default)
- * means no server at all: the caller does not call {@link serveAdmin} then.
+ * As in flannel, `--healthz-ip` defaults to `0.0.0.0` (config/flags.ts), so that
+ * kubelet probes on the pod IP work under host networking, and `--healthz-port=0` (the default)
+ * means no server at all: the caller does not call {@link serveAdmin} then. Because that
+ * address faces the network, the server is the bounded one in `http1.ts` (request deadline, idle
+ * timeout, connection cap), and `--admin-token-file` guards `/v1/*` and `/metrics`.
  *
  * @module
  */
 import type { Hono } from "hono";
 import { errorText, logger } from "../log.ts";
-
-/** Tartan's default for `--healthz-ip` (flannel: `0.0.0.0`). */
-export const DEFAULT_ADMIN_HOSTNAME = "127.0.0.1";
+import { DEFAULT_HTTP1_LIMITS, type Http1Limits, serveHttp1 } from "./http1.ts";
 
 /** How long in-flight requests may run after shutdown begins, as in flannel. */
 export const DRAIN_MS = 3000;
+
+/** How often at most a burst of refused connections is logged. */
+const REFUSED_LOG_INTERVAL_MS = 60_000;
 
 /** Raised when the admin address cannot be bound (flannel crashes here too). */
 export class AdminBindError extends Error {
@@ -28,6 +30,22 @@ export class AdminBindError extends Error {
   }
 }
 
+/** Logs refused connections, at most once per {@link REFUSED_LOG_INTERVAL_MS}. */
+function refusalLogger(limits: Http1Limits): () => void {
+  const log = logger("api");
+  let lastLogged = -Infinity;
+  let unlogged = 0;
+  return () => {
+    unlogged++;
+    if (performance.now() - lastLogged < REFUSED_LOG_INTERVAL_MS) return;
+    log.warn("admin API connection refused: the connection cap is reached", {
+      refused: unlogged,
+      maxConnections: limits.maxConnections,
+    });
+    [lastLogged, unlogged] = [performance.now(), 0];
+  };
+}
+
 /** Where to listen and when to stop. */
 export interface ServeAdminOptions {
   readonly hostname: string;
@@ -35,6 +53,8 @@ export interface ServeAdminOptions {
   readonly port: number;
   /** Aborting starts the graceful shutdown. */
   readonly signal: AbortSignal;
+  /** Timeouts and caps; the defaults suit probes and Prometheus (tests shorten them). */
+  readonly limits?: Http1Limits;
 }
 
 /** A running admin server. */
@@ -60,29 +80,19 @@ export interface AdminServer {
  */
 export function serveAdmin(app: Hono, options: ServeAdminOptions): AdminServer {
   const log = logger("api");
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  const limits = options.limits ?? DEFAULT_HTTP1_LIMITS;
+  let server: ReturnType<typeof serveHttp1>;
   try {
-    server = Deno.serve(
-      { hostname: options.hostname, port: options.port, onListen: () => {} },
-      app.fetch,
-    );
+    server = serveHttp1(options, (request) => app.fetch(request), limits, refusalLogger(limits));
   } catch (err) {
     throw new AdminBindError(options.hostname, options.port, err);
   }
   const { hostname, port } = server.addr;
-  log.info("admin API listening", { address: `${hostname}:${port}` });
 
   const finished = new Promise<void>((resolve) => {
     const stop = async () => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const drained = await Promise.race([
-        server.shutdown().then(() => true),
-        new Promise<boolean>((done) => timer = setTimeout(() => done(false), DRAIN_MS)),
-      ]);
-      clearTimeout(timer);
-      if (!drained) {
+      if (!await server.shutdown(DRAIN_MS)) {
         log.warn("admin API drain timed out; abandoning open requests", { drainMs: DRAIN_MS });
-        server.unref();
       }
       resolve();
     };

@@ -19,7 +19,6 @@ import {
   StatusSchema,
 } from "./schemas.ts";
 import { renderStatus, type StatusReport } from "./status_render.ts";
-import { DEFAULT_ADMIN_HOSTNAME } from "./server.ts";
 
 /** How long each request may take before the daemon counts as unreachable. */
 const REQUEST_TIMEOUT_MS = 5000;
@@ -96,7 +95,8 @@ function urlFromBind(ip: string | undefined, portText: string, source: string): 
   if (!/^[0-9]{1,5}$/.test(portText) || port < 1 || port > 65535) {
     throw new StatusUsageError(`${source}: invalid port ${JSON.stringify(portText)}`);
   }
-  let host = ip || DEFAULT_ADMIN_HOSTNAME;
+  // The daemon binds every address by default (flannel's 0.0.0.0): loopback reaches it.
+  let host = ip || "127.0.0.1";
   if (host === "0.0.0.0") host = "127.0.0.1";
   if (host === "::" || host === "[::]") host = "::1";
   if (host.includes(":") && !host.startsWith("[")) host = `[${host}]`;

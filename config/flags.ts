@@ -329,8 +329,8 @@ const FLAGS = {
     false,
     "keep a blackhole route for this node's own subnet(s)",
   ),
-  // flannel binds 0.0.0.0; the admin API also serves lease state, so loopback is the default.
-  healthzIp: text("healthz-ip", "127.0.0.1", "address the admin/health server listens on"),
+  // flannel's 0.0.0.0, so that kubelet probes on the pod IP work under host networking.
+  healthzIp: text("healthz-ip", "0.0.0.0", "address the admin/health server listens on"),
   healthzPort: int("healthz-port", 0, "port of the health server (0 disables it)", 0, 65535),
   version: { ...bool("version", false, "print the version and exit"), fromEnv: false },
   v: int(

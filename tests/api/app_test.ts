@@ -424,15 +424,30 @@ Deno.test("with a token, /v1/* and /metrics answer 401 without it; probes stay o
     token: "s3cret",
   });
   for (const path of ["/v1/status", "/v1/leases", "/v1/backend", "/metrics"]) {
-    for (const authorization of [undefined, "Bearer wrong", "Bearer s3cret2", "s3cret"]) {
+    const wrong = [
+      undefined,
+      "Bearer wrong",
+      "Bearer s3cret2",
+      "s3cret",
+      "Basic s3cret",
+      "Bearers3cret",
+      "Bearer s3cret extra",
+      "Bearer S3CRET",
+    ];
+    for (const authorization of wrong) {
       const res = await app.request(path, authorization ? { headers: { authorization } } : {});
       assert.equal(res.status, 401, `${path} with ${authorization}`);
       assert.equal(res.headers.get("www-authenticate"), 'Bearer realm="tartan"');
       assert.deepEqual(await res.json(), { error: "missing or wrong bearer token" });
     }
-    const ok = await app.request(path, { headers: { authorization: "Bearer s3cret" } });
-    assert.equal(ok.status, 200, path);
-    await ok.body?.cancel();
+    // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
+    for (
+      const authorization of ["Bearer s3cret", "bearer s3cret", "BEARER  s3cret", "Bearer\ts3cret"]
+    ) {
+      const ok = await app.request(path, { headers: { authorization } });
+      assert.equal(ok.status, 200, `${path} with ${authorization}`);
+      await ok.body?.cancel();
+    }
   }
   for (const path of ["/healthz", "/readyz"]) {
     const res = await app.request(path);

@@ -39,7 +39,7 @@ const SPEC_DEFAULTS: Record<string, unknown> = {
   "iptables-resync": 5,
   "iptables-forward-rules": true,
   "ip-blackhole-route": false,
-  "healthz-ip": "127.0.0.1", // deliberately loopback, unlike flannel's 0.0.0.0
+  "healthz-ip": "0.0.0.0",
   "healthz-port": 0,
   "version": false,
   "v": 0,
@@ -97,7 +97,7 @@ Deno.test("flags: usage lists every flag with its type, default and variable", (
   assert.match(text, /--etcd-endpoints list.*\n.*\(default "http:\/\/127\.0\.0\.1:4001,http/);
   assert.match(text, /--subnet-lease-renew-margin int.*\n.*\(default 60\)/);
   assert.match(text, /--set-node-network-unavailable bool.*\n.*\(default true\)/);
-  assert.match(text, /--healthz-ip string.*\n.*\(default "127\.0\.0\.1"\)/);
+  assert.match(text, /--healthz-ip string.*\n.*\(default "0\.0\.0\.0"\)/);
   assert.ok(!text.includes("FLANNELD_VERSION"));
 });
 
