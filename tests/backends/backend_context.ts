@@ -11,7 +11,7 @@ import { addAddr } from "../../ffi/netlink/addr.ts";
 import { addLink } from "../../ffi/netlink/link.ts";
 import type { NetlinkHandle } from "../../ffi/netlink/socket.ts";
 import { parseAddr, parseNet } from "../../ip/mod.ts";
-import type { Lease, LeaseAttrs } from "../../subnet/lease.ts";
+import type { Lease, LeaseAttrs, LeaseSubnets } from "../../subnet/lease.ts";
 import type { SubnetManager } from "../../subnet/manager.ts";
 import { captureLog } from "../helpers/leases.ts";
 
@@ -21,7 +21,9 @@ export const OWN_SUBNET = "10.244.7.0/24";
 export { networkConfig } from "../helpers/network_config.ts";
 
 /** A manager that only acquires (and remembers what it was asked to publish). */
-export function fixedLeaseManager(): SubnetManager & { published: LeaseAttrs[] } {
+export function fixedLeaseManager(
+  own: LeaseSubnets = { subnet: parseNet(OWN_SUBNET) },
+): SubnetManager & { published: LeaseAttrs[] } {
   const published: LeaseAttrs[] = [];
   const unused = () => Promise.reject(new Error("not used by backend registration"));
   return {
@@ -29,7 +31,7 @@ export function fixedLeaseManager(): SubnetManager & { published: LeaseAttrs[] }
     getNetworkConfig: unused,
     acquireLease(attrs: LeaseAttrs): Promise<Lease> {
       published.push(attrs);
-      return Promise.resolve({ subnet: parseNet(OWN_SUBNET), attrs });
+      return Promise.resolve({ ...own, attrs });
     },
     renewLease: unused,
     maintainLease: unused,
