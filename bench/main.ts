@@ -11,6 +11,7 @@ const BENCHES: Record<string, string> = {
   control_plane: "control_plane.ts",
   dataplane: "dataplane.ts",
   udp: "udp_bench.ts",
+  admin_api: "admin_api.ts",
 };
 
 const chosen = Deno.args.length ? Deno.args : Object.keys(BENCHES);
