@@ -30,7 +30,7 @@ export class CommandFailedError extends Error {
   }
 }
 
-/** Options for {@link commandRunner}. */
+/** Options for {@link commandRunner} and {@link runCommand}. */
 export interface RunnerOptions {
   /** Run every command inside this named network namespace (`ip netns exec`). */
   readonly netns?: string;
@@ -61,6 +61,67 @@ export async function resolveCommand(name: string, searchPath: string): Promise<
   throw new CommandNotFoundError(name);
 }
 
+/** The outcome of {@link runCommand}. */
+export interface CommandResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Options for {@link runCommand}. */
+export interface RunCommandOptions extends RunnerOptions {
+  /** Text written to the command's stdin (closed right after). */
+  readonly stdin?: string;
+  /** Return a non-zero exit instead of throwing {@link CommandFailedError}. */
+  readonly allowFail?: boolean;
+}
+
+/**
+ * Run one command to completion (inside `netns` when given) and return its exit code and output.
+ * Throws {@link CommandNotFoundError} when the program is not installed, and
+ * {@link CommandFailedError} on a non-zero exit (or a kill after the timeout) unless `allowFail`.
+ *
+ * @example
+ * ```ts
+ * const { stdout } = await runCommand(["ip", "-j", "link", "show"], { netns: "tt-abc123-n1" });
+ * ```
+ */
+export async function runCommand(
+  argv: readonly string[],
+  options: RunCommandOptions = {},
+): Promise<CommandResult> {
+  const searchPath = options.searchPath ?? Deno.env.get("PATH") ??
+    "/usr/sbin:/usr/bin:/sbin:/bin";
+  const program = await resolveCommand(argv[0], searchPath);
+  const full = options.netns
+    ? [await resolveCommand("ip", searchPath), "netns", "exec", options.netns, program]
+    : [program];
+  const child = new Deno.Command(full[0], {
+    args: [...full.slice(1), ...argv.slice(1)],
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(options.timeoutMs ?? 30_000),
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    // A program that exits without reading all input reports the problem in its exit status.
+    await writer.write(new TextEncoder().encode(options.stdin)).catch(() => {});
+    await writer.close().catch(() => {});
+  }
+  const out = await child.output();
+  const decoder = new TextDecoder();
+  const result = {
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr),
+  };
+  if (result.code !== 0 && !options.allowFail) {
+    throw new CommandFailedError(argv, result.code, result.stderr);
+  }
+  return result;
+}
+
 /**
  * Build a {@link CommandRunner}.
  *
@@ -71,30 +132,5 @@ export async function resolveCommand(name: string, searchPath: string): Promise<
  * ```
  */
 export function commandRunner(options: RunnerOptions = {}): CommandRunner {
-  const searchPath = options.searchPath ?? Deno.env.get("PATH") ??
-    "/usr/sbin:/usr/bin:/sbin:/bin";
-  const timeoutMs = options.timeoutMs ?? 30_000;
-  return async (argv, stdin) => {
-    const program = await resolveCommand(argv[0], searchPath);
-    const full = options.netns
-      ? [await resolveCommand("ip", searchPath), "netns", "exec", options.netns, program]
-      : [program];
-    const child = new Deno.Command(full[0], {
-      args: [...full.slice(1), ...argv.slice(1)],
-      stdin: stdin === undefined ? "null" : "piped",
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(timeoutMs),
-    }).spawn();
-    if (stdin !== undefined) {
-      const writer = child.stdin.getWriter();
-      // A program that exits without reading all input reports the problem in its exit status.
-      await writer.write(new TextEncoder().encode(stdin)).catch(() => {});
-      await writer.close().catch(() => {});
-    }
-    const { code, stdout, stderr } = await child.output();
-    const decoder = new TextDecoder();
-    if (code !== 0) throw new CommandFailedError(argv, code, decoder.decode(stderr));
-    return decoder.decode(stdout);
-  };
+  return async (argv, stdin) => (await runCommand(argv, { ...options, stdin })).stdout;
 }

@@ -12,7 +12,7 @@ import type { Etcd3 } from "etcd3";
 import { setLogLevel } from "../log.ts";
 import { EtcdSubnetManager } from "../subnet/etcd.ts";
 import { parseAddr } from "../ip/mod.ts";
-import { startEtcd } from "../tests/helpers/etcd.ts";
+import { startEtcd } from "../lab/etcd.ts";
 import { saveResult } from "./results.ts";
 
 /** One acquisition measurement. */

@@ -39,8 +39,8 @@ import {
   writePackets,
 } from "../ffi/tun.ts";
 import { addrToBytes, formatNet, type IPNet, parseAddr } from "../ip/mod.ts";
-import { ipJson, run, withNetns } from "../tests/helpers/netns.ts";
-import { icmpEcho, udpPacket } from "../tests/helpers/packets.ts";
+import { ipJson, run, withNetns } from "../lab/netns.ts";
+import { addr4, icmpEcho, udp } from "../lab/packets.ts";
 import { saveResult } from "./results.ts";
 
 /** What {@link main} measures. */
@@ -242,7 +242,12 @@ function benchTunWrite(ns: string, tun: TunDevice, packets: number) {
   try {
     const batch = createPacketBatch(BATCH, 128);
     for (let i = 0; i < BATCH; i++) {
-      const p = udpPacket("10.99.0.2", "10.99.0.1", 40000 + i, 9999, new Uint8Array(64));
+      const p = udp(
+        { src: addr4("10.99.0.2"), dst: addr4("10.99.0.1") },
+        40000 + i,
+        9999,
+        new Uint8Array(64),
+      );
       batch.buffers[i].set(p);
       batch.lengths[i] = p.length;
     }
@@ -274,7 +279,7 @@ function benchTunWrite(ns: string, tun: TunDevice, packets: number) {
 async function benchWakeUp(tun: TunDevice, rounds: number) {
   const batch = createPacketBatch(8, 2048);
   const request = createPacketBatch(1, 128);
-  const ping = icmpEcho("10.99.0.2", "10.99.0.1", 1);
+  const ping = icmpEcho({ src: addr4("10.99.0.2"), dst: addr4("10.99.0.1") }, 8, 0x7474, 1);
   request.buffers[0].set(ping);
   request.lengths[0] = ping.length;
   while (readPackets(tun, batch) > 0) { /* drop IPv6 chatter queued so far */ }

@@ -4,7 +4,7 @@
  * synchronous poll/read loop a data-path Worker uses, then reports what it saw.
  */
 import { createPacketBatch, pollAndReadPackets, tunFromFd } from "../../ffi/tun.ts";
-import { ipv4Src } from "../helpers/packets.ts";
+import { ipv4Src } from "../../lab/packets.ts";
 
 self.onmessage = (
   e: MessageEvent<{ fd: number; name: string; want: number; timeoutMs: number }>,

@@ -17,7 +17,7 @@ import {
 } from "../../ffi/tun.ts";
 import { parseAddr } from "../../ip/mod.ts";
 import { ipJson, nsExec, rootTest, withNetns } from "../helpers/netns.ts";
-import { icmpEcho, ipv4Dst, ipv4Src } from "../helpers/packets.ts";
+import { addr4, icmpEcho, ipv4Dst, ipv4Src } from "../../lab/packets.ts";
 
 /** Give the TUN 10.99.0.1/24 and bring it up: 10.99.0.0/24 is now routed into it. */
 async function configure(ns: string, tun: TunDevice): Promise<void> {
@@ -92,7 +92,7 @@ rootTest(
         // TUN to kernel: echo requests to our own address come back as replies through the TUN.
         const batch = createPacketBatch(16, 2048);
         for (let i = 0; i < 16; i++) {
-          const pkt = icmpEcho("10.99.0.2", "10.99.0.1", i);
+          const pkt = icmpEcho({ src: addr4("10.99.0.2"), dst: addr4("10.99.0.1") }, 8, 0x7474, i);
           batch.buffers[i].set(pkt);
           batch.lengths[i] = pkt.length;
         }
@@ -171,7 +171,7 @@ rootTest("tun: a Worker runs a synchronous poll/read loop on an fd passed to it"
       await new Promise((r) => setTimeout(r, 50));
       const batch = createPacketBatch(32, 128);
       for (let i = 0; i < 32; i++) {
-        const pkt = icmpEcho("10.99.0.3", "10.99.0.1", i);
+        const pkt = icmpEcho({ src: addr4("10.99.0.3"), dst: addr4("10.99.0.1") }, 8, 0x7474, i);
         batch.buffers[i].set(pkt);
         batch.lengths[i] = pkt.length;
       }

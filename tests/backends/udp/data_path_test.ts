@@ -10,8 +10,8 @@ import { createUdpReceiver, createUdpSender, openUdpSocket } from "../../../ffi/
 import { parseNet } from "../../../ip/mod.ts";
 import { captureLog, waitFor } from "../../helpers/leases.ts";
 import { ipJson, rootTest, run, withNetns } from "../../helpers/netns.ts";
-import { headerChecksumOk, icmpEcho, ipv4, l4ChecksumOk, tcp } from "./fixtures.ts";
 import { POLLIN } from "../../../ffi/unix.ts";
+import { headerChecksumOk, icmpEcho, ipv4, l4ChecksumOk, tcp } from "../../../lab/packets.ts";
 
 Deno.test("data path: a Worker that keeps dying is restarted a bounded number of times", async () => {
   const { log, lines } = captureLog();

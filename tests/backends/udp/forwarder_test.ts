@@ -10,7 +10,7 @@ import {
 import { packetBuffer, pseudoHeaderSum } from "../../../backends/udp/packet.ts";
 import { createPeerTable } from "../../../backends/udp/peers.ts";
 import { VIRTIO_NET_HDR_LEN } from "../../../backends/udp/vnet.ts";
-import { headerChecksumOk, icmpEcho, ipv4, l4ChecksumOk, tcp } from "./fixtures.ts";
+import { headerChecksumOk, icmpEcho, ipv4, l4ChecksumOk, tcp } from "../../../lab/packets.ts";
 
 const OWN = 0x0af40100; // 10.244.1.0/24 is ours
 const PEER_B = { base: 0x0af40200, prefix: 24, publicIP: 0xc612000c }; // 198.18.0.12

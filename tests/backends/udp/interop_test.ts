@@ -9,8 +9,8 @@ import { defaultNetConf, LAB_ETCD_PREFIX, startLab } from "../../../lab/cluster.
 import { createNode, labNames } from "../../../lab/topology.ts";
 import { allocValue, putLease, waitFor } from "../../helpers/leases.ts";
 import { nsExec, rootTest } from "../../helpers/netns.ts";
-import { headerChecksumOk, icmpEcho, ipv4, l4ChecksumOk, tcp } from "./fixtures.ts";
 import { backendView, labPrefix, rawPeer, subnetOf } from "./lab_helpers.ts";
+import { headerChecksumOk, icmpEcho, ipv4, l4ChecksumOk, tcp } from "../../../lab/packets.ts";
 
 const TARTAN = "198.18.0.11";
 const FLANNEL = "198.18.0.12";

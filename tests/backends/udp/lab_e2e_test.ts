@@ -9,8 +9,8 @@ import { allConnected, connectivityMatrix, formatMatrix } from "../../../lab/pod
 import { labNames } from "../../../lab/topology.ts";
 import { waitFor } from "../../helpers/leases.ts";
 import { ipJson, nsExec, rootTest } from "../../helpers/netns.ts";
-import { headerChecksumOk, icmpEcho, ipv4 } from "./fixtures.ts";
 import { backendView, labPrefix, pcapFrames, rawPeer, subnetOf } from "./lab_helpers.ts";
+import { headerChecksumOk, icmpEcho, ipv4 } from "../../../lab/packets.ts";
 
 /** Capture `count` udp/8285 frames on `iface` in `ns` while `traffic` runs. */
 async function capture(ns: string, iface: string, count: number, traffic: () => Promise<void>) {

@@ -10,6 +10,7 @@ import { inNetns } from "../../../ffi/netns.ts";
 import { createUdpReceiver, createUdpSender, openUdpSocket } from "../../../ffi/udp_io.ts";
 import { parseAddr } from "../../../ip/mod.ts";
 import { POLLIN } from "../../../ffi/unix.ts";
+import { dotted } from "../../../lab/packets.ts";
 import { type DataPathCounters, type PeerHealth } from "../../../backends/backend.ts";
 
 /** `tt-<6 lowercase alnum>-`, the form `deleteLabNetns` insists on. */
@@ -38,7 +39,6 @@ export function rawPeer(netns: string, address: string, port = 8285): RawPeer {
   const region = new Uint8Array(new ArrayBuffer(65_536));
   const sender = createUdpSender(fd);
   const receiver = createUdpReceiver(fd, region);
-  const dotted = (n: number) => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join(".");
   return {
     send(payload, to, toPort = 8285) {
       out.set(payload);

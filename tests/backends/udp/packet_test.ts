@@ -12,15 +12,15 @@ import {
   packetBufferOf,
   pseudoHeaderSum,
 } from "../../../backends/udp/packet.ts";
+import { arbIpv4Fields } from "./fixtures.ts";
 import {
-  arbIpv4Fields,
+  checksum as referenceChecksum,
   headerChecksumOk,
   ipv4,
   l4ChecksumOk,
-  referenceChecksum,
   tcp,
   udp,
-} from "./fixtures.ts";
+} from "../../../lab/packets.ts";
 
 /** `data` placed at `offset` in a fresh buffer (so alignment varies). */
 function placed(data: Uint8Array, offset: number) {

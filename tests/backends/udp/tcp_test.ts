@@ -11,7 +11,8 @@ import {
 import { createCoalescer } from "../../../backends/udp/tcp_coalesce.ts";
 import { segmentTcp } from "../../../backends/udp/tcp_segment.ts";
 import { VIRTIO_NET_HDR_LEN } from "../../../backends/udp/vnet.ts";
-import { arbOptions, headerChecksumOk, type Ipv4Fields, l4ChecksumOk, tcp } from "./fixtures.ts";
+import { arbOptions } from "./fixtures.ts";
+import { headerChecksumOk, type Ipv4Fields, l4ChecksumOk, tcp } from "../../../lab/packets.ts";
 
 const FIN = 0x01, SYN = 0x02, RST = 0x04, PSH = 0x08, ACK = 0x10, URG = 0x20, CWR = 0x80;
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
+import { CommandFailedError } from "../../exec.ts";
 import {
-  CommandError,
   createNetns,
   ipJson,
   nsExec,
@@ -9,7 +9,7 @@ import {
   run,
   RUN_PREFIX,
   withNetns,
-} from "./netns.ts";
+} from "../helpers/netns.ts";
 
 async function namespaces(): Promise<string[]> {
   return (await run(["ip", "netns", "list"])).stdout.split("\n").map((l) => l.split(" ")[0]);
@@ -19,7 +19,7 @@ Deno.test("netns fixture: run-unique prefix and refusal to clean foreign prefixe
   assert.match(RUN_PREFIX, /^tt-[a-z0-9]{6}-$/);
   await assert.rejects(() => removeLeftovers("tt"), RangeError);
   await assert.rejects(() => removeLeftovers("eth"), RangeError);
-  await assert.rejects(() => run(["false"]), CommandError);
+  await assert.rejects(() => run(["false"]), CommandFailedError);
   assert.equal((await run(["false"], { allowFail: true })).code, 1);
 });
 
