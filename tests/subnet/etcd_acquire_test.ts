@@ -4,8 +4,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { formatNet, netContainsNet, parseAddr, parseNet } from "../../ip/mod.ts";
-import { runAllocNode } from "../../subnet/alloc_node.ts";
-import { formatLeaseKey, type Lease, type LeaseAttrs, parseLeaseKey } from "../../subnet/lease.ts";
+import { formatLeaseKey, type LeaseAttrs, parseLeaseKey } from "../../subnet/lease.ts";
 import { OutOfSubnetsError } from "../../subnet/manager.ts";
 import { writeSubnetEnv } from "../../subnet/subnet_env.ts";
 import { withEtcdEnv } from "../helpers/etcd_env.ts";
@@ -18,7 +17,6 @@ import {
   readSubnets,
   uniquePrefix,
   vxlanValue,
-  waitFor,
 } from "../helpers/leases.ts";
 
 const SMALL = '{"Network":"10.6.0.0/24","SubnetLen":28,"Backend":{"Type":"alloc"}}';
@@ -285,41 +283,6 @@ Deno.test("etcd lease acquisition", async (t) => {
       const waiting = env.manager(uniquePrefix()).getNetworkConfig(abort.signal);
       abort.abort();
       await assert.rejects(waiting);
-    },
-
-    "an alloc node publishes its lease and subnet.env, and keeps the lease (spec §6.7)": async (
-      env,
-    ) => {
-      const prefix = uniquePrefix();
-      const client = env.etcd.client();
-      await putConfig(client, prefix, '{"Network":"10.5.0.0/16","Backend":{"Type":"alloc"}}');
-      const subnetFile = `${env.tmp}/alloc/subnet.env`;
-      const abort = new AbortController();
-      let lease: Lease | undefined;
-      const running = runAllocNode({
-        manager: env.manager(prefix),
-        publicIP: parseAddr("198.18.0.7"),
-        mtu: 1500,
-        ipMasq: true,
-        subnetFile,
-        onLease: (l) => lease = l,
-      }, abort.signal);
-      try {
-        await waitFor("the lease", () => lease !== undefined);
-        const name = formatLeaseKey(lease!);
-        assert.equal(
-          (await readSubnets(client, prefix)).get(name)!.value,
-          allocValue("198.18.0.7"),
-        );
-        const third = name.split(".")[2];
-        assert.equal(
-          await Deno.readTextFile(subnetFile),
-          `FLANNEL_NETWORK=10.5.0.0/16\nFLANNEL_SUBNET=10.5.${third}.1/24\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=true\n`,
-        );
-      } finally {
-        abort.abort();
-      }
-      await running; // resolves on abort
     },
 
     "a custom prefix is honoured (conformance 1)": async (env) => {
