@@ -18,7 +18,7 @@ import {
 import { errorText, logger, setLogLevel } from "./log.ts";
 import { createApp } from "./api/app.ts";
 import { createMetrics, type Metrics, probePathLabel } from "./api/metrics.ts";
-import { type AdminServer, serveAdmin } from "./api/server.ts";
+import { type AdminServer, readAdminToken, serveAdmin } from "./api/server.ts";
 import { type DaemonState, newDaemonState } from "./state.ts";
 import { backendFor } from "./backends/registry.ts";
 import type { Network } from "./backends/backend.ts";
@@ -217,17 +217,13 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
   let admin: AdminServer | undefined;
   let netlink: NetlinkHandle | undefined;
   try {
+    // Checked before anything else is touched: a bad token file stops the daemon at once.
+    const token = options.adminTokenFile ? await readAdminToken(options.adminTokenFile) : undefined;
     netlink = openNetlink();
     // Process metrics are only ever read through the admin server.
     const metrics = createMetrics(state, { defaultMetrics: options.healthzPort > 0 });
     manager = await createManager(options, state, metrics);
     if (options.healthzPort > 0) {
-      const token = options.adminTokenFile
-        ? (await Deno.readTextFile(options.adminTokenFile)).trim()
-        : undefined;
-      if (options.adminTokenFile && !token) {
-        throw new Error(`--admin-token-file ${options.adminTokenFile} is empty`);
-      }
       admin = serveAdmin(createApp(state, metrics, { log: logger("api"), token }), {
         hostname: options.healthzIp,
         port: options.healthzPort,

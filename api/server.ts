@@ -30,6 +30,24 @@ export class AdminBindError extends Error {
   }
 }
 
+/**
+ * The bearer token in `--admin-token-file` (surrounding whitespace trimmed).
+ *
+ * @throws {Error} naming the file when it cannot be read or holds no token: an empty file would
+ * otherwise leave the API open although the operator asked for a token.
+ */
+export async function readAdminToken(path: string): Promise<string> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    throw new Error(`--admin-token-file ${path}: cannot read: ${errorText(err)}`);
+  }
+  const token = text.trim();
+  if (!token) throw new Error(`--admin-token-file ${path} is empty: put the bearer token in it`);
+  return token;
+}
+
 /** Logs refused connections, at most once per {@link REFUSED_LOG_INTERVAL_MS}. */
 function refusalLogger(limits: Http1Limits): () => void {
   const log = logger("api");

@@ -18,6 +18,8 @@ import {
   PeersSchema,
   StatusSchema,
 } from "./schemas.ts";
+import { errorText } from "../log.ts";
+import { readAdminToken } from "./server.ts";
 import { renderStatus, type StatusReport } from "./status_render.ts";
 
 /** How long each request may take before the daemon counts as unreachable. */
@@ -264,9 +266,9 @@ export async function statusCommand(
   }
   let token: string | undefined;
   try {
-    token = parsed.tokenFile && (await Deno.readTextFile(parsed.tokenFile)).trim() || undefined;
+    token = parsed.tokenFile ? await readAdminToken(parsed.tokenFile) : undefined;
   } catch (err) {
-    io.err(`tartan status: cannot read ${parsed.tokenFile}: ${(err as Error).message}`);
+    io.err(`tartan status: ${errorText(err)}`);
     return 1;
   }
   try {

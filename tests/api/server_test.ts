@@ -180,7 +180,11 @@ Deno.test("tartan status sends the bearer token from --admin-token-file", async 
         await statusCommand(["--url", url, "--admin-token-file=/nonexistent"], missing),
         1,
       );
-      assert.match(missing.err_.join("\n"), /cannot read \/nonexistent/);
+      assert.match(missing.err_.join("\n"), /--admin-token-file \/nonexistent: cannot read/);
+      await Deno.writeTextFile(tokenFile, " \n");
+      const empty = capture();
+      assert.equal(await statusCommand(["--url", url, "--admin-token-file", tokenFile], empty), 1);
+      assert.match(empty.err_.join("\n"), /--admin-token-file .* is empty/);
     });
   } finally {
     await Deno.remove(tokenFile);
