@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { isPluginName } from "./delegate_config.ts";
 import { CniError, ErrorCode } from "./errors.ts";
 import { isJsonObject, type JsonObject } from "./netconf.ts";
+import { syncPath } from "../fsync.ts";
 import { errorText } from "../log.ts";
 
 // The longest file name Linux file systems take, in bytes (NAME_MAX). The spec sets no limit on
@@ -47,15 +48,6 @@ export async function readSavedConfig(
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return undefined;
     throw ioError(`failed to read ${path}`, err);
-  }
-}
-
-async function syncPath(path: string): Promise<void> {
-  const handle = await Deno.open(path, { read: true });
-  try {
-    await handle.sync();
-  } finally {
-    handle.close();
   }
 }
 

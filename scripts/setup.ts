@@ -12,6 +12,8 @@ const PACKAGES: Record<string, string> = {
   ping: "iputils-ping",
   iperf3: "iperf3",
   tcpdump: "tcpdump",
+  // Traces the system calls of durable writes (fsync before rename).
+  strace: "strace",
   // Debian's kubectl; the manifests test uses it for a client-side dry run.
   kubectl: "kubernetes-client",
   // A real container runtime and a real scraper for the e2e tests.

@@ -5,6 +5,7 @@
  * @module
  */
 import { dirname, join } from "node:path";
+import { syncPath } from "../fsync.ts";
 import type { FamilyConfig, NetworkConfig } from "../config/network_config.ts";
 import { firstHost, formatAddr, formatNet, type IPNet, tryParseNet } from "../ip/mod.ts";
 import type { LeaseSubnets } from "./lease.ts";
@@ -80,8 +81,9 @@ export function formatSubnetEnv(env: SubnetEnv): string {
 }
 
 /**
- * Write `subnet.env` atomically: parent created (0755), a temporary file in the same
- * directory, mode 0644 whatever the umask, then rename over `path`.
+ * Write `subnet.env` atomically and durably: parent created (0755), a temporary file in the
+ * same directory, mode 0644 whatever the umask, fsynced, renamed over `path`, and the directory
+ * fsynced; a crash leaves the old file or the new one, never an empty one for the CNI plugin.
  */
 export async function writeSubnetEnv(path: string, env: SubnetEnv): Promise<void> {
   const dir = dirname(path);
@@ -90,7 +92,9 @@ export async function writeSubnetEnv(path: string, env: SubnetEnv): Promise<void
   try {
     await Deno.writeTextFile(temp, formatSubnetEnv(env), { mode: 0o644 });
     await Deno.chmod(temp, 0o644);
+    await syncPath(temp);
     await Deno.rename(temp, path);
+    await syncPath(dir);
   } catch (error) {
     await Deno.remove(temp).catch(() => {});
     throw error;
