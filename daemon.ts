@@ -26,9 +26,8 @@ import { type ExternalInterface, selectExternalInterface } from "./backends/exte
 import { kernelInterfaceSource } from "./backends/interface_source.ts";
 import { closeNetlink, type NetlinkHandle, openNetlink } from "./ffi/netlink/socket.ts";
 import { EtcdSubnetManager } from "./subnet/etcd.ts";
-import { formatLeaseKey, type Lease } from "./subnet/lease.ts";
+import { formatLeaseKey, type Lease, leaseSubnets } from "./subnet/lease.ts";
 import { LeaseGate } from "./subnet/lease_gate.ts";
-import { leaseIdentity } from "./subnet/lease_set.ts";
 import type { NetworkConfig } from "./config/network_config.ts";
 import { listAddrs } from "./ffi/netlink/addr.ts";
 import type { LeaseWatchUpdate, SubnetManager } from "./subnet/manager.ts";
@@ -145,9 +144,9 @@ function createLeaseGate(
     checkVtepMac: config.backend.type === "vxlan",
     onSkip: ({ lease, reason, detail }) => {
       state.leaseSkips[reason]++;
-      gateLog.warn("peer lease skipped", { lease: leaseIdentity(lease), reason, detail });
+      gateLog.warn("peer lease skipped", { lease: leaseSubnets(lease), reason, detail });
     },
-    onAdmit: (lease) => gateLog.info("peer lease admitted", { lease: leaseIdentity(lease) }),
+    onAdmit: (lease) => gateLog.info("peer lease admitted", { lease: leaseSubnets(lease) }),
   });
   state.skipOf = (subnets) => gate.skipOf(subnets);
   state.skippedNow = () => gate.skippedByReason();

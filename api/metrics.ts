@@ -21,7 +21,8 @@
 import type { DaemonState } from "../state.ts";
 import { Histogram, type MetricFamily, renderExposition, type Sample } from "./exposition.ts";
 import { processFamilies } from "./process_metrics.ts";
-import { evaluateReadiness, leaseSubnets } from "./readiness.ts";
+import { evaluateReadiness } from "./readiness.ts";
+import { leaseSubnets } from "../subnet/lease.ts";
 import type { PeerProbeReport, ProbeOutcome } from "../probe/prober.ts";
 import { PEER_VERDICTS, peerVerdict, type ProbePath } from "../probe/peer_state.ts";
 import { type BackendHealth } from "../backends/backend.ts";

@@ -12,8 +12,7 @@
  * @module
  */
 import type { DaemonState } from "../state.ts";
-import { formatNet } from "../ip/mod.ts";
-import type { Lease } from "../subnet/lease.ts";
+import { leaseSubnets } from "../subnet/lease.ts";
 
 /** Flannel's `/healthz` body. */
 export const ALIVE_TEXT = "flanneld is running";
@@ -33,12 +32,6 @@ export interface ReadinessCheck {
 export interface Readiness {
   readonly ready: boolean;
   readonly checks: readonly ReadinessCheck[];
-}
-
-/** The subnet(s) of a lease as text, e.g. `10.244.3.0/24` or `10.244.3.0/24,fc00::/64`. */
-export function leaseSubnets(lease: Lease): string {
-  return [lease.subnet, lease.ipv6Subnet].filter((net) => net !== undefined).map(formatNet)
-    .join(",");
 }
 
 function leaseCheck(state: DaemonState, now: Date): ReadinessCheck {

@@ -7,6 +7,7 @@
 import {
   addrEqual,
   formatAddr,
+  formatNet,
   type IPAddr,
   type IPNet,
   makeNet,
@@ -167,6 +168,12 @@ export function rangesInKeyName(name: string): IPNet[] {
     }
   }
   return out;
+}
+
+/** A lease's subnets as text, e.g. `10.244.3.0/24` or `10.244.3.0/24,fc00:0:0:3::/64`. */
+export function leaseSubnets(lease: LeaseSubnets): string {
+  return [lease.subnet, lease.ipv6Subnet].filter((net) => net !== undefined).map(formatNet)
+    .join(",");
 }
 
 /** Whether two leases cover the same subnet(s). */

@@ -25,7 +25,13 @@ import {
   netOverlaps,
   prefixMask,
 } from "../ip/mod.ts";
-import type { JsonValue, Lease, LeaseEvent, LeaseSubnets } from "./lease.ts";
+import {
+  type JsonValue,
+  type Lease,
+  type LeaseEvent,
+  type LeaseSubnets,
+  leaseSubnets,
+} from "./lease.ts";
 import { leaseIdentity } from "./lease_set.ts";
 import type { LeaseWatchUpdate } from "./manager.ts";
 
@@ -423,8 +429,6 @@ export class LeaseGate {
 
   #describe(id: string): string {
     const lease = this.#admitted.get(id);
-    if (!lease) return id;
-    return [lease.subnet, lease.ipv6Subnet].filter((n) => n !== undefined).map(formatNet)
-      .join(",");
+    return lease ? leaseSubnets(lease) : id;
   }
 }
