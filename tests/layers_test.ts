@@ -13,7 +13,17 @@ const ROOT = normalize(join(dirname(fileURLToPath(import.meta.url)), ".."));
 /** Layers from the bottom; an area may import its own layer and those listed before it. */
 const LAYERS: readonly (readonly string[])[] = [
   // Foundations: addresses, syscalls and the small helpers everything uses.
-  ["ip", "ffi", "log.ts", "sleep.ts", "exec.ts", "version.ts", "v8_flags.ts", "systemd_notify.ts"],
+  [
+    "ip",
+    "ffi",
+    "log.ts",
+    "sleep.ts",
+    "exec.ts",
+    "fsync.ts",
+    "version.ts",
+    "v8_flags.ts",
+    "systemd_notify.ts",
+  ],
   ["config"],
   ["subnet"],
   ["backends", "traffic", "probe"],
