@@ -39,6 +39,13 @@ const COMMANDS: Record<string, Command> = {
       return { usage: STATUS_USAGE, run: statusCommand };
     },
   },
+  doctor: {
+    summary: "find why pods on different nodes cannot talk, and name the fix",
+    load: async () => {
+      const { DOCTOR_USAGE, doctorCommand } = await import("./doctor/command.ts");
+      return { usage: DOCTOR_USAGE, run: doctorCommand };
+    },
+  },
   cni: {
     summary: "the flannel CNI plugin (also used when the binary is named `flannel`)",
     load: async () => {

@@ -67,10 +67,14 @@ export interface StatusArgs {
   readonly tokenFile?: string;
 }
 
-const VALUE_FLAGS = new Set(["url", "healthz-ip", "healthz-port", "admin-token-file"]);
+/** The flags that say where the admin API is (shared with `tartan doctor`). */
+export const ADMIN_FLAGS = ["url", "healthz-ip", "healthz-port", "admin-token-file"] as const;
 
 /** Go-flag style: `-x`/`--x`, `--x=v` or `--x v`; `--json` is a boolean. */
-function readFlags(args: readonly string[]): Map<string, string> {
+export function readFlags(
+  args: readonly string[],
+  valueFlags: ReadonlySet<string> = new Set(ADMIN_FLAGS),
+): Map<string, string> {
   const flags = new Map<string, string>();
   for (let i = 0; i < args.length; i++) {
     const match = /^--?([a-z-]+)(?:=(.*))?$/s.exec(args[i]);
@@ -81,7 +85,7 @@ function readFlags(args: readonly string[]): Map<string, string> {
         throw new StatusUsageError(`invalid boolean value ${JSON.stringify(inline)} for --json`);
       }
       flags.set(name, inline ?? "true");
-    } else if (VALUE_FLAGS.has(name)) {
+    } else if (valueFlags.has(name)) {
       const value = inline ?? args[++i];
       if (value === undefined) throw new StatusUsageError(`flag needs an argument: --${name}`);
       flags.set(name, value);
@@ -118,34 +122,50 @@ function checkedUrl(text: string, source: string): string {
   return url.href.replace(/\/+$/, "");
 }
 
+/**
+ * The admin API's base URL from parsed flags and the environment (see the module doc for the
+ * order); undefined when nothing names it.
+ */
+export function adminUrlFrom(
+  flags: ReadonlyMap<string, string>,
+  env: (name: string) => string | undefined,
+): string | undefined {
+  const url = flags.get("url");
+  if (url !== undefined) return checkedUrl(url, "--url");
+  const port = flags.get("healthz-port");
+  if (port !== undefined) return urlFromBind(flags.get("healthz-ip"), port, "--healthz-port");
+  if (flags.has("healthz-ip")) throw new StatusUsageError("--healthz-ip needs --healthz-port");
+  const envUrl = env("TARTAN_ADMIN_URL");
+  if (envUrl) return checkedUrl(envUrl, "TARTAN_ADMIN_URL");
+  const envPort = env("FLANNELD_HEALTHZ_PORT");
+  if (envPort && envPort !== "0") {
+    return urlFromBind(env("FLANNELD_HEALTHZ_IP"), envPort, "FLANNELD_HEALTHZ_PORT");
+  }
+  return undefined;
+}
+
+/** The daemon's `--admin-token-file`, from the flags or the daemon's environment. */
+export function tokenFileFrom(
+  flags: ReadonlyMap<string, string>,
+  env: (name: string) => string | undefined,
+): string | undefined {
+  return flags.get("admin-token-file") || env("FLANNELD_ADMIN_TOKEN_FILE") || undefined;
+}
+
 /** Parse the arguments and resolve the admin API's base URL. */
 export function parseStatusArgs(
   args: readonly string[],
   env: (name: string) => string | undefined,
 ): StatusArgs {
   const flags = readFlags(args);
-  const json = flags.get("json") === "true";
-  const tokenFile = flags.get("admin-token-file") || env("FLANNELD_ADMIN_TOKEN_FILE") ||
-    undefined;
-  const url = flags.get("url");
-  if (url !== undefined) return { url: checkedUrl(url, "--url"), json, tokenFile };
-  const port = flags.get("healthz-port");
-  if (port !== undefined) {
-    const bound = urlFromBind(flags.get("healthz-ip"), port, "--healthz-port");
-    return { url: bound, json, tokenFile };
+  const url = adminUrlFrom(flags, env);
+  if (url === undefined) {
+    throw new StatusUsageError(
+      "admin API address unknown: pass --url or --healthz-port, or set TARTAN_ADMIN_URL " +
+        "(the daemon serves it only when started with --healthz-port)",
+    );
   }
-  if (flags.has("healthz-ip")) throw new StatusUsageError("--healthz-ip needs --healthz-port");
-  const envUrl = env("TARTAN_ADMIN_URL");
-  if (envUrl) return { url: checkedUrl(envUrl, "TARTAN_ADMIN_URL"), json, tokenFile };
-  const envPort = env("FLANNELD_HEALTHZ_PORT");
-  if (envPort && envPort !== "0") {
-    const url = urlFromBind(env("FLANNELD_HEALTHZ_IP"), envPort, "FLANNELD_HEALTHZ_PORT");
-    return { url, json, tokenFile };
-  }
-  throw new StatusUsageError(
-    "admin API address unknown: pass --url or --healthz-port, or set TARTAN_ADMIN_URL " +
-      "(the daemon serves it only when started with --healthz-port)",
-  );
+  return { url, json: flags.get("json") === "true", tokenFile: tokenFileFrom(flags, env) };
 }
 
 /** fetch wraps the useful text ("Connection refused") in causes of a generic TypeError. */

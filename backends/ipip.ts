@@ -29,7 +29,7 @@ import { createRouteSync } from "./route_sync.ts";
 /** The device flannel names its ipip tunnel. */
 export const IPIP_DEVICE = "flannel.ipip";
 /** Outer IPv4 header. */
-const IPIP_OVERHEAD = 20;
+export const IPIP_OVERHEAD = 20;
 
 /** Interfaces a peer route can use. */
 export interface IpipDevices {

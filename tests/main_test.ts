@@ -26,7 +26,7 @@ Deno.test("the program name picks the CNI plugin or the daemon", () => {
 Deno.test("help, version and an unknown command", async () => {
   const help = await tartan(["help"]);
   assert.equal(help.code, 0);
-  for (const name of ["run", "status", "cni", "lab", "config", "cleanup", "version"]) {
+  for (const name of ["run", "status", "doctor", "cni", "lab", "config", "cleanup", "version"]) {
     assert.match(help.stdout, new RegExp(`^  ${name} `, "m"));
   }
   const version = await tartan(["version"]);
