@@ -30,8 +30,8 @@ const LAYERS: readonly (readonly string[])[] = [
   // The daemon's state only aggregates what the components below report.
   ["state.ts"],
   ["api"],
-  // The programs: the daemon, the CNI plugin, the uninstaller.
-  ["daemon.ts", "cni", "cleanup.ts"],
+  // The programs: the daemon, the CNI plugin, the uninstaller, the doctor.
+  ["daemon.ts", "cni", "cleanup.ts", "doctor"],
   ["lab"],
   // The binary's entry dispatches to every program (the lab included); benchmarks and scripts.
   ["main.ts", "bench", "scripts"],
