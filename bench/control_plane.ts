@@ -46,6 +46,7 @@ import { listFdb, listNeighs } from "../ffi/netlink/neigh.ts";
 import { listRoutes, routeFromMessage } from "../ffi/netlink/route.ts";
 import { closeNetlink, type NetlinkHandle, openNetlink } from "../ffi/netlink/socket.ts";
 import { formatNet } from "../ip/mod.ts";
+import { findPid, memory } from "./proc.ts";
 import { percentile, round } from "./stats.ts";
 import { saveResult } from "./results.ts";
 
@@ -231,23 +232,8 @@ async function eventLatency(
 }
 
 /** The daemon's pid: the process whose command line names this node's subnet file. */
-async function daemonPid(node: NodeDaemon): Promise<number> {
-  const needle = `--subnet-file=${node.subnetFile}`;
-  for await (const entry of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    const cmdline = await Deno.readTextFile(`/proc/${entry.name}/cmdline`).catch(() => "");
-    if (cmdline.split("\0").includes(needle) && cmdline.includes("main.ts")) {
-      return Number(entry.name);
-    }
-  }
-  throw new Error(`no process for ${node.ns}`);
-}
-
-async function memory(node: NodeDaemon): Promise<{ rss: number; peak: number }> {
-  const status = await Deno.readTextFile(`/proc/${await daemonPid(node)}/status`);
-  const kib = (field: string) =>
-    Number(status.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"))?.[1]);
-  return { rss: round(kib("VmRSS") / 1024, 1), peak: round(kib("VmHWM") / 1024, 1) };
+function daemonPid(node: NodeDaemon): Promise<number> {
+  return findPid(`--subnet-file=${node.subnetFile}`);
 }
 
 /** Sum of the daemon's etcd request counts from /metrics. */
@@ -346,7 +332,7 @@ export async function main(options: ControlPlaneOptions = {}): Promise<ControlPl
     });
     await waitReady(node, performance.now());
     h = openNetlink({ netns: node.ns });
-    const idle = await memory(node);
+    const idle = await memory(await daemonPid(node));
     const results: SizeResult[] = [];
     for (const n of sizes) {
       const started = performance.now();
@@ -358,7 +344,7 @@ export async function main(options: ControlPlaneOptions = {}): Promise<ControlPl
       const before = await etcdRequests(node);
       await new Promise((r) => setTimeout(r, 10_000)); // one full resync period
       const etcdRequestsPerSecond = round((await etcdRequests(node) - before) / 10, 1);
-      const mem = await memory(node);
+      const mem = await memory(await daemonPid(node));
 
       await node.stop();
       await run(["ip", "-n", node.ns, "link", "del", "flannel.1"]);
@@ -383,8 +369,8 @@ export async function main(options: ControlPlaneOptions = {}): Promise<ControlPl
         coldSubnetEnvMs: round(coldSubnetEnvMs, 1),
         ipBatchMs: round(ipBatchMs, 1),
         removalMs: round(removalMs, 1),
-        rssMiB: mem.rss,
-        peakRssMiB: mem.peak,
+        rssMiB: mem.rssMiB,
+        peakRssMiB: mem.peakRssMiB,
         etcdRequestsPerSecond,
       });
       console.error(`done: ${n} peers`);
@@ -392,7 +378,7 @@ export async function main(options: ControlPlaneOptions = {}): Promise<ControlPl
     return {
       date: new Date().toISOString(),
       kernel: Deno.osRelease(),
-      idleRssMiB: idle.rss,
+      idleRssMiB: idle.rssMiB,
       sizes: results,
     };
   } finally {

@@ -12,6 +12,7 @@ const BENCHES: Record<string, string> = {
   dataplane: "dataplane.ts",
   udp: "udp_bench.ts",
   admin_api: "admin_api.ts",
+  footprint: "footprint.ts",
 };
 
 const chosen = Deno.args.length ? Deno.args : Object.keys(BENCHES);

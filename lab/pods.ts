@@ -56,14 +56,28 @@ export function cniConflist(subnetFile: string, dir: string): CniConflist {
 }
 
 /** Run our CNI plugin in `nodeNs` as a container runtime would; returns its stdout. */
-export async function invokeCni(
+export function invokeCni(
+  command: "ADD" | "DEL",
+  nodeNs: string,
+  podNs: string,
+  config: string,
+): Promise<string> {
+  return execCniPlugin(tartanArgv(["cni"]), command, nodeNs, podNs, config);
+}
+
+/**
+ * Run the CNI plugin `argv` in `nodeNs` as a container runtime would (container ID = pod
+ * namespace name); returns its stdout.
+ */
+export async function execCniPlugin(
+  argv: readonly string[],
   command: "ADD" | "DEL",
   nodeNs: string,
   podNs: string,
   config: string,
 ): Promise<string> {
   const child = new Deno.Command("ip", {
-    args: ["netns", "exec", nodeNs, ...tartanArgv(["cni"])],
+    args: ["netns", "exec", nodeNs, ...argv],
     env: {
       CNI_COMMAND: command,
       CNI_CONTAINERID: podNs,

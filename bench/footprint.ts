@@ -1,0 +1,367 @@
+/**
+ * Footprint benchmark: what a Tartan node costs its machine, in one run.
+ *
+ * - bare Deno: the resident memory of `deno run` on a script that only waits;
+ * - each runtime dependency: the RSS of a bare process after importing only that module, minus
+ *   bare Deno (every npm package and `node:` module the daemon's code imports, from
+ *   `deno info main.ts`);
+ * - the daemon idle in etcd mode with 100 peers, in kube mode (fake API server) with 100 peers,
+ *   and in etcd mode with 10 000 peers: RSS 30 s after start (or 10 s after the last peer is
+ *   programmed, if later), started as the lab starts it (with the daemon's V8 flags and the
+ *   admin API on), then its context switches per second and CPU over 20 s at rest;
+ * - CNI ADD: `tartan cni` against the `bridge` plugin alone given the config Tartan delegates.
+ *
+ * Memory is in MB (10^6 bytes), as the goals are written (issue 19).
+ *
+ * Run: `deno task bench footprint` (root: namespaces, etcd). Prints a table, writes
+ * bench/results/footprint.json.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+import { commandRunner } from "../exec.ts";
+import { LAB_ETCD_PREFIX } from "../lab/cluster.ts";
+import { startEtcd } from "../lab/etcd.ts";
+import { type FakeKubeApi, fakeNode, startFakeKubeApi } from "../lab/kube_api.ts";
+import { type NodeDaemon, type NodeStoreOptions, startNodeDaemon } from "../lab/node.ts";
+import { CNI_BIN_DIR, cniConfig, cniDataDir, execCniPlugin, invokeCni } from "../lab/pods.ts";
+import { addNetns, createNode, createUnderlay, deleteLabNetns, labNames } from "../lab/topology.ts";
+import { findPid, type RestActivity, restActivity } from "./proc.ts";
+import { DAEMON_V8_FLAGS } from "../v8_flags.ts";
+import { saveResult } from "./results.ts";
+import { median, round } from "./stats.ts";
+
+/** The goals of issue 19, MB. */
+export const GOALS = { kubeMB: 64, etcd100MB: 80, peers10kMB: 150 } as const;
+
+/** One daemon measured at rest. */
+export interface DaemonFootprint {
+  readonly mode: "etcd" | "kube";
+  readonly peers: number;
+  /** RSS at the measuring time (30 s after start, or 10 s after programming if later). */
+  readonly rssMB: number;
+  /** Peak RSS so far (VmHWM). */
+  readonly peakRssMB: number;
+  /** Seconds from spawn to every peer's route in the kernel. */
+  readonly programmedSeconds: number;
+  readonly measuredAtSeconds: number;
+  readonly goalMB?: number;
+  readonly rest: RestActivity;
+}
+
+/** What {@link main} measures. */
+export interface FootprintResult {
+  readonly date: string;
+  readonly deno: string;
+  readonly v8Flags: string;
+  readonly bareDenoMB: number;
+  /** RSS added by importing only that module into a bare process, MB (median of 3). */
+  readonly dependencies: Record<string, number>;
+  readonly daemons: DaemonFootprint[];
+  readonly cniAdd: {
+    readonly runs: number;
+    /** `tartan cni` ADD, median ms. */
+    readonly tartanMs: number;
+    /** The bridge plugin alone with the config Tartan delegates, median ms. */
+    readonly bridgeMs: number;
+    readonly ratio: number;
+  };
+}
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const CONFIG = `${ROOT}deno.json`;
+const SETTLE_SECONDS = 30;
+const REST_SECONDS = 20;
+const PROGRAM_TIMEOUT_MS = 120_000;
+const IMPORT_RUNS = 3;
+const CNI_RUNS = 10;
+const MB = 1e6;
+
+async function bytesOf(pid: number, field: "VmRSS" | "VmHWM"): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  return Number(status.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"))?.[1]) * 1024;
+}
+
+/** RSS of a bare `deno run` that imports `specifier` (nothing when empty) and waits, bytes. */
+async function importRss(specifier: string, dir: string): Promise<number> {
+  const probe = `${dir}/probe.ts`;
+  await Deno.writeTextFile(
+    probe,
+    `${specifier ? `await import(${JSON.stringify(specifier)});\n` : ""}` +
+      `await new Promise((r) => setTimeout(r, 2000));\n` +
+      `console.log(Deno.readTextFileSync("/proc/self/status").match(/VmRSS:\\s+(\\d+)/)[1]);\n`,
+  );
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--config", CONFIG, probe],
+    cwd: ROOT,
+  }).output();
+  if (code !== 0) throw new Error(`import ${specifier}: ${new TextDecoder().decode(stderr)}`);
+  return Number(new TextDecoder().decode(stdout).trim()) * 1024;
+}
+
+/** The npm and `node:` modules the daemon's code imports for their code (not types only). */
+async function runtimeDependencies(): Promise<string[]> {
+  const { stdout } = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", "--config", CONFIG, `${ROOT}main.ts`],
+  }).output();
+  const info = JSON.parse(new TextDecoder().decode(stdout)) as {
+    modules: Array<
+      { specifier: string; dependencies?: Array<{ specifier: string; code?: unknown }> }
+    >;
+  };
+  const found = new Set<string>();
+  for (const module of info.modules) {
+    if (!module.specifier.startsWith(`file://${ROOT}`)) continue;
+    if (/\/(tests|bench|lab)\//.test(module.specifier)) continue;
+    for (const dep of module.dependencies ?? []) {
+      if (dep.code && !/^(\.|\/|file:)/.test(dep.specifier)) found.add(dep.specifier);
+    }
+  }
+  return [...found].sort();
+}
+
+async function medianRss(specifier: string, dir: string): Promise<number> {
+  const runs: number[] = [];
+  for (let i = 0; i < IMPORT_RUNS; i++) runs.push(await importRss(specifier, dir));
+  return median(runs);
+}
+
+/** Routes on flannel.1 in `ns` (one per programmed vxlan peer). */
+async function peerRoutes(ns: string): Promise<number> {
+  const out = await commandRunner()(["ip", "-n", ns, "-4", "route", "show", "dev", "flannel.1"])
+    .catch(() => "");
+  return out.split("\n").filter((line) => / via /.test(line)).length;
+}
+
+async function waitProgrammed(ns: string, peers: number, since: number): Promise<number> {
+  const deadline = performance.now() + PROGRAM_TIMEOUT_MS;
+  while (await peerRoutes(ns) < peers) {
+    if (performance.now() > deadline) throw new Error(`${ns}: ${peers} peers not programmed`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return (performance.now() - since) / 1000;
+}
+
+/** Start a node daemon, wait until its peers are programmed and it has settled, measure. */
+async function measureDaemon(
+  mode: "etcd" | "kube",
+  peers: number,
+  node: () => Promise<NodeDaemon>,
+  goalMB?: number,
+): Promise<DaemonFootprint> {
+  const spawned = performance.now();
+  const daemon = await node();
+  try {
+    const programmedSeconds = await waitProgrammed(daemon.ns, peers, spawned);
+    const measureAt = Math.max(SETTLE_SECONDS, programmedSeconds + 10);
+    const wait = measureAt * 1000 - (performance.now() - spawned);
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const pid = await findPid(`--subnet-file=${daemon.subnetFile}`);
+    const rssMB = round(await bytesOf(pid, "VmRSS") / MB, 1);
+    const peakRssMB = round(await bytesOf(pid, "VmHWM") / MB, 1);
+    const rest = await restActivity(pid, REST_SECONDS);
+    console.error(`measured ${mode} mode, ${peers} peers: ${rssMB} MB`);
+    return {
+      mode,
+      peers,
+      rssMB,
+      peakRssMB,
+      programmedSeconds: round(programmedSeconds, 1),
+      measuredAtSeconds: round(measureAt, 1),
+      ...(goalMB !== undefined && { goalMB }),
+      rest,
+    };
+  } finally {
+    await daemon.close();
+  }
+}
+
+/** Synthetic vxlan peer `i` (0-based) in 10.0.0.0/8 (10.0.0.0/24 is never allocated). */
+function peer(i: number) {
+  const n = i + 1;
+  const hex = (b: number) => b.toString(16).padStart(2, "0");
+  return {
+    subnet: `10.${n >> 8}.${n & 255}.0`,
+    mac: `0e:00:00:${hex((n >> 16) & 255)}:${hex((n >> 8) & 255)}:${hex(n & 255)}`,
+    publicIP: `198.19.${n >> 8}.${n & 255}`,
+  };
+}
+
+const b64 = (text: string) => btoa(text);
+
+/** etcd's JSON gateway (what the etcd tool itself speaks over HTTP). */
+async function etcdCall(endpoint: string, path: string, body: unknown): Promise<unknown> {
+  const res = await fetch(`${endpoint}/v3/${path}`, { method: "POST", body: JSON.stringify(body) });
+  if (!res.ok) throw new Error(`etcd ${path}: ${res.status} ${await res.text()}`);
+  return await res.json();
+}
+
+/** Write peers [from, to) as flannel vxlan leases, 128 per transaction. */
+async function putPeers(endpoint: string, from: number, to: number): Promise<void> {
+  const { ID: lease } = await etcdCall(endpoint, "lease/grant", { TTL: 86_400 }) as { ID: string };
+  const batches: Promise<unknown>[] = [];
+  for (let start = from; start < to; start += 128) {
+    const success = [];
+    for (let i = start; i < Math.min(to, start + 128); i++) {
+      const p = peer(i);
+      const value = `{"PublicIP":"${p.publicIP}","PublicIPv6":null,"BackendType":"vxlan",` +
+        `"BackendData":{"VNI":1,"VtepMAC":"${p.mac}"}}`;
+      const key = `${LAB_ETCD_PREFIX}/subnets/${p.subnet}-24`;
+      success.push({ requestPut: { key: b64(key), value: b64(value), lease } });
+    }
+    batches.push(etcdCall(endpoint, "kv/txn", { success }));
+  }
+  await Promise.all(batches);
+}
+
+/** Peer Nodes as a flannel kube-mode node annotates itself. */
+function seedKubePeers(api: FakeKubeApi, count: number): void {
+  const prefix = "flannel.alpha.coreos.com/";
+  for (let i = 0; i < count; i++) {
+    const p = peer(i);
+    api.setNode(fakeNode(`peer-${i}`, {
+      podCIDR: `${p.subnet}/24`,
+      annotations: {
+        [`${prefix}backend-type`]: "vxlan",
+        [`${prefix}backend-data`]: `{"VNI":1,"VtepMAC":"${p.mac}"}`,
+        [`${prefix}kube-subnet-manager`]: "true",
+        [`${prefix}public-ip`]: p.publicIP,
+      },
+    }));
+  }
+}
+
+/** CNI ADD through Tartan against the bridge plugin alone (the config Tartan delegates). */
+async function cniComparison(node: NodeDaemon, names: ReturnType<typeof labNames>) {
+  const run = commandRunner();
+  const tartan: number[] = [];
+  const bridge: number[] = [];
+  let delegated: string | undefined;
+  for (let j = 1; j <= CNI_RUNS; j++) {
+    const ours = names.pod(1, 2 * j);
+    const theirs = names.pod(1, 2 * j + 1);
+    await addNetns(run, ours);
+    await addNetns(run, theirs);
+    let started = performance.now();
+    await invokeCni("ADD", node.ns, ours, cniConfig(node.subnetFile, node.dir));
+    tartan.push(performance.now() - started);
+    delegated ??= await Deno.readTextFile(`${cniDataDir(node.dir)}/${ours}`);
+    started = performance.now();
+    await execCniPlugin([`${CNI_BIN_DIR}/bridge`], "ADD", node.ns, theirs, delegated);
+    bridge.push(performance.now() - started);
+  }
+  const tartanMs = round(median(tartan), 1);
+  const bridgeMs = round(median(bridge), 1);
+  return { runs: CNI_RUNS, tartanMs, bridgeMs, ratio: round(tartanMs / bridgeMs, 2) };
+}
+
+/** Run every measurement; everything created is removed even on failure. */
+export async function main(): Promise<FootprintResult> {
+  const run = commandRunner();
+  const prefix = `tb-${crypto.randomUUID().slice(0, 6)}f-`;
+  const names = labNames(prefix);
+  const workDir = await Deno.makeTempDir({ prefix: "tartan-footprint-" });
+  const etcd = await startEtcd();
+  const api = startFakeKubeApi();
+  try {
+    const bare = await medianRss("", workDir);
+    const dependencies: Record<string, number> = {};
+    for (const specifier of await runtimeDependencies()) {
+      dependencies[specifier] = round((await medianRss(specifier, workDir) - bare) / MB, 1);
+      console.error(`import ${specifier}: +${dependencies[specifier]} MB`);
+    }
+
+    await etcdCall(etcd.endpoint, "kv/put", {
+      key: b64(`${LAB_ETCD_PREFIX}/config`),
+      value: b64(JSON.stringify({
+        Network: "10.0.0.0/8",
+        SubnetMin: "10.200.0.0",
+        Backend: { Type: "vxlan" },
+      })),
+    });
+    await putPeers(etcd.endpoint, 0, 100);
+    await createUnderlay(run, names.underlay);
+    await createNode(run, names.underlay, names.node(1), 1);
+    await createNode(run, names.underlay, names.node(2), 2);
+    const etcdStore: NodeStoreOptions = { etcdPort: Number(new URL(etcd.endpoint).port) };
+    const etcdNode = (dir: string) => () =>
+      startNodeDaemon({ ns: names.node(1), dir: `${workDir}/${dir}`, ...etcdStore });
+
+    const daemons: DaemonFootprint[] = [];
+    daemons.push(await measureDaemon("etcd", 100, etcdNode("etcd100"), GOALS.etcd100MB));
+
+    const netConfigPath = `${workDir}/net-conf.json`;
+    await Deno.writeTextFile(
+      netConfigPath,
+      JSON.stringify({ Network: "10.0.0.0/8", Backend: { Type: "vxlan" } }),
+    );
+    seedKubePeers(api, 100);
+    api.setNode(fakeNode(names.node(2), { podCIDR: "10.200.0.0/24" }));
+    daemons.push(
+      await measureDaemon("kube", 100, () =>
+        startNodeDaemon({
+          ns: names.node(2),
+          dir: `${workDir}/kube`,
+          kube: { apiPort: api.port, nodeName: names.node(2), netConfigPath },
+        }), GOALS.kubeMB),
+    );
+
+    await putPeers(etcd.endpoint, 100, 10_000);
+    daemons.push(await measureDaemon("etcd", 10_000, etcdNode("etcd10k"), GOALS.peers10kMB));
+
+    // CNI runs against a node with its subnet.env (the 10 000 peers make no difference to it).
+    const cniNode = await startNodeDaemon({
+      ns: names.node(1),
+      dir: `${workDir}/cni`,
+      ...etcdStore,
+    });
+    let cniAdd;
+    try {
+      await waitProgrammed(cniNode.ns, 10_000, performance.now());
+      cniAdd = await cniComparison(cniNode, names);
+    } finally {
+      await cniNode.close();
+    }
+
+    return {
+      date: new Date().toISOString(),
+      deno: Deno.version.deno,
+      v8Flags: DAEMON_V8_FLAGS,
+      bareDenoMB: round(bare / MB, 1),
+      dependencies,
+      daemons,
+      cniAdd,
+    };
+  } finally {
+    await api.close();
+    await deleteLabNetns(run, prefix);
+    await etcd.stop();
+    await Deno.remove(workDir, { recursive: true }).catch(() => {});
+  }
+}
+
+function printTable(r: FootprintResult): void {
+  console.log(`bare deno run: ${r.bareDenoMB} MB (Deno ${r.deno}, daemon V8 flags ${r.v8Flags})`);
+  console.log("import cost (MB over bare Deno):");
+  for (const [name, mb] of Object.entries(r.dependencies)) {
+    console.log(`  ${name.padEnd(28)} +${mb}`);
+  }
+  console.log("daemon at rest:");
+  for (const d of r.daemons) {
+    const verdict = d.goalMB === undefined ? "" : d.rssMB <= d.goalMB ? " meets" : " MISSES";
+    console.log(
+      `  ${d.mode} ${String(d.peers).padStart(6)} peers: ${d.rssMB} MB (peak ${d.peakRssMB}; ` +
+        `goal ≤ ${d.goalMB}${verdict}), ${d.rest.wakeupsPerSecond} wake-ups/s ` +
+        `(main thread ${d.rest.mainThreadWakeupsPerSecond}), CPU ${d.rest.cpuPercent} %, ` +
+        `${d.rest.threads} threads`,
+    );
+  }
+  const c = r.cniAdd;
+  console.log(`CNI ADD: tartan ${c.tartanMs} ms, bridge alone ${c.bridgeMs} ms (×${c.ratio})`);
+}
+
+if (import.meta.main) {
+  const result = await main();
+  printTable(result);
+  await saveResult("footprint", result);
+}
