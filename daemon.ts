@@ -25,7 +25,6 @@ import type { Network } from "./backends/backend.ts";
 import { type ExternalInterface, selectExternalInterface } from "./backends/external_interface.ts";
 import { kernelInterfaceSource } from "./backends/interface_source.ts";
 import { closeNetlink, type NetlinkHandle, openNetlink } from "./ffi/netlink/socket.ts";
-import { EtcdSubnetManager } from "./subnet/etcd.ts";
 import { formatLeaseKey, type Lease, leaseSubnets } from "./subnet/lease.ts";
 import { LeaseGate } from "./subnet/lease_gate.ts";
 import type { NetworkConfig } from "./config/network_config.ts";
@@ -53,15 +52,17 @@ async function createManager(
   metrics: Metrics,
 ): Promise<SubnetManager> {
   if (options.kubeSubnetMgr) {
-    // Loaded only in kube mode: the Kubernetes client alone costs about 76 MB of memory.
+    // Loaded only in kube mode, as the etcd manager only in etcd mode.
     const { KubeSubnetManager } = await import("./subnet/kube.ts");
     const { createKubeClient, loadKubeConfig } = await import("./subnet/kube_client.ts");
     const env = (name: string) => Deno.env.get(name) ?? "";
     return new KubeSubnetManager({
-      client: createKubeClient(loadKubeConfig({
-        apiUrl: options.kubeApiUrl,
-        kubeconfigFile: options.kubeconfigFile,
-      })),
+      client: createKubeClient(
+        await loadKubeConfig({
+          apiUrl: options.kubeApiUrl,
+          kubeconfigFile: options.kubeconfigFile,
+        }),
+      ),
       netConfigPath: options.netConfigPath,
       annotationPrefix: options.kubeAnnotationPrefix,
       nodeName: env("NODE_NAME"),
@@ -71,6 +72,7 @@ async function createManager(
       onNodeName: (name) => state.nodeName = name,
     });
   }
+  const { EtcdSubnetManager } = await import("./subnet/etcd.ts");
   return new EtcdSubnetManager({
     endpoints: options.etcdEndpoints,
     ...etcdTlsFiles(options),

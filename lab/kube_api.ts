@@ -128,14 +128,21 @@ export function kubeApiApp(
   });
 
   app.get("/api/v1/nodes", (c) => {
+    // The one field selector a node agent uses: its own Node (`metadata.name=<name>`).
+    const selector = c.req.query("fieldSelector");
+    const name = selector?.match(/^metadata\.name=(.+)$/)?.[1];
+    if (selector !== undefined && name === undefined) {
+      return failure(c, 400, "BadRequest", `unsupported field selector ${selector}`);
+    }
     if (c.req.query("watch") !== "true") {
       const limit = Number(c.req.query("limit") ?? "0");
-      return reply(c, store.listNodes(limit, Number(c.req.query("continue") ?? "0")));
+      return reply(c, store.listNodes(limit, Number(c.req.query("continue") ?? "0"), name));
     }
     const rv = c.req.query("resourceVersion");
     const watch = store.watchNodes(
       rv === undefined ? undefined : Number(rv),
       Number(c.req.query("timeoutSeconds") ?? "0"),
+      name,
     );
     if (!(watch instanceof ReadableStream)) return reply(c, watch);
     return new Response(watch, {

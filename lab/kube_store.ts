@@ -109,6 +109,8 @@ export function status(code: number, reason: string, message: string): JsonObjec
 
 interface WatchStream {
   readonly controller: ReadableStreamDefaultController<Uint8Array>;
+  /** Only this node's changes (`fieldSelector=metadata.name=…`). */
+  readonly name?: string;
   /** Last resourceVersion sent to this watcher. */
   sent: number;
   closed: boolean;
@@ -229,9 +231,9 @@ export class FakeKubeStore {
     return pod ? ok(pod) : failure(404, "NotFound", `pods "${name}" not found`);
   }
 
-  /** List nodes, `limit` per page from the `continue` token on. */
-  listNodes(limit: number, from: number): StoreReply {
-    const all = [...this.#nodes.keys()].sort();
+  /** List nodes (all, or the one named), `limit` per page from the `continue` token on. */
+  listNodes(limit: number, from: number, name?: string): StoreReply {
+    const all = [...this.#nodes.keys()].filter((n) => name === undefined || n === name).sort();
     const names = limit > 0 ? all.slice(from, from + limit) : all.slice(from);
     const next = limit > 0 && from + limit < all.length ? String(from + limit) : undefined;
     return ok({
@@ -266,11 +268,12 @@ export class FakeKubeStore {
   /**
    * A watch from resourceVersion `from` (default: now) as a stream of JSON lines, ended after
    * `timeoutSeconds` when above 0; a 410 reply when `from` is expired and expiry is answered
-   * over HTTP.
+   * over HTTP. With `name`, only that node's changes are sent.
    */
   watchNodes(
     from: number | undefined,
     timeoutSeconds: number,
+    name?: string,
   ): ReadableStream<Uint8Array> | StoreReply {
     const start = from ?? this.#rv;
     const gone = () => `too old resource version: ${start} (${this.#oldest})`;
@@ -279,14 +282,14 @@ export class FakeKubeStore {
     let timer: ReturnType<typeof setTimeout> | undefined;
     return new ReadableStream<Uint8Array>({
       start: (controller) => {
-        stream = { controller, sent: start, closed: false };
+        stream = { controller, name, sent: start, closed: false };
         if (start < this.#oldest) {
           this.#send(stream, { type: "ERROR", object: status(410, "Expired", gone()) });
           this.#end(stream);
           return;
         }
         for (const change of this.#history) {
-          if (change.rv > start) this.#send(stream, { type: change.type, object: change.object });
+          if (change.rv > start) this.#sendChange(stream, change);
         }
         stream.sent = this.#rv;
         this.#watches.add(stream);
@@ -316,9 +319,14 @@ export class FakeKubeStore {
     const change = { rv: this.#rv, type, object: copy(object) };
     this.#history.push(change);
     for (const stream of this.#watches) {
-      this.#send(stream, { type, object: change.object });
+      this.#sendChange(stream, change);
       stream.sent = this.#rv;
     }
+  }
+
+  #sendChange(stream: WatchStream, change: Change): void {
+    if (stream.name !== undefined && nameOf(change.object) !== stream.name) return;
+    this.#send(stream, { type: change.type, object: change.object });
   }
 
   #send(stream: WatchStream, line: JsonObject): void {

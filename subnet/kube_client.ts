@@ -1,100 +1,18 @@
 /**
- * The Kubernetes API as the kube subnet manager uses it, on `@kubernetes/client-node`: where the
- * API is (in-cluster service account, `--kubeconfig-file`, `--kube-api-url`, as flannel resolves
- * them) and the five calls flannel makes — get/list/watch nodes, patch `nodes/<name>/status`,
- * get a pod. Every request has a deadline and every watch an idle limit, so nothing here can hang
- * the daemon. The watch runs on `fetch` (see `kube_stream.ts`), the rest on the library's client.
+ * The Kubernetes API as the kube subnet manager uses it, on Deno's `fetch`: the five calls
+ * flannel makes — get/list/watch nodes, strategic-merge patch of `nodes/<name>/status`, get a
+ * pod. Every request has a deadline and every watch an idle limit, so nothing here can hang the
+ * daemon. (A general client library cost ~80 MB of resident memory for these five calls.)
  *
  * @module
  */
-import * as k8s from "@kubernetes/client-node";
+import type { NodeList, Pod } from "kubernetes-types/core/v1";
+import { errorText } from "../log.ts";
+import type { KubeConnection } from "./kube_config.ts";
 import { statusMessage, type WatchEvent, watchStream, WatchStreamError } from "./kube_stream.ts";
 
+export { KubeConfigError, type KubeConfigSource, loadKubeConfig } from "./kube_config.ts";
 export type { WatchEvent };
-
-/** Where the API is: flannel's two flags, or (both empty) the pod's service account. */
-export interface KubeConfigSource {
-  /** `--kube-api-url`: overrides the server of the kubeconfig, or alone means anonymous access. */
-  readonly apiUrl?: string;
-  /** `--kubeconfig-file`. */
-  readonly kubeconfigFile?: string;
-  /** Tests only: root under which `/var/run/secrets/kubernetes.io/serviceaccount` lives. */
-  readonly serviceAccountRoot?: string;
-}
-
-/** The API cannot be located or the kubeconfig cannot be read. */
-export class KubeConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "KubeConfigError";
-  }
-}
-
-/**
- * Build the client configuration as flannel does: a kubeconfig file (its current context) with
- * `apiUrl` replacing the server when both are given; `apiUrl` alone for an unauthenticated
- * endpoint; neither ⇒ the in-cluster service account (token re-read as it rotates).
- *
- * @throws {KubeConfigError} when the file cannot be loaded, has no current cluster, or in-cluster
- *   mode is chosen outside a pod.
- */
-export function loadKubeConfig(source: KubeConfigSource): k8s.KubeConfig {
-  const kc = locate(source);
-  const current = kc.getCurrentCluster();
-  if (current?.skipTLSVerify && current.server.startsWith("https:")) {
-    throw new KubeConfigError(
-      `insecure-skip-tls-verify is not supported for ${current.server}: give the cluster's CA`,
-    );
-  }
-  // The library refuses plain-http servers unless TLS verification is off; there is none to do.
-  mapClusters(kc, (c) => c.server.startsWith("http:") ? { ...c, skipTLSVerify: true } : c);
-  return kc;
-}
-
-/** Replace the kubeconfig's clusters through `change` (the library keeps them read-only). */
-function mapClusters(kc: k8s.KubeConfig, change: (cluster: k8s.Cluster) => k8s.Cluster): void {
-  kc.loadFromOptions({
-    clusters: kc.clusters.map(change),
-    users: kc.users,
-    contexts: kc.contexts,
-    currentContext: kc.currentContext,
-  });
-}
-
-function locate(source: KubeConfigSource): k8s.KubeConfig {
-  const kc = new k8s.KubeConfig();
-  const apiUrl = source.apiUrl ?? "";
-  if (source.kubeconfigFile) {
-    try {
-      kc.loadFromFile(source.kubeconfigFile);
-    } catch (error) {
-      throw new KubeConfigError(
-        `cannot load kubeconfig ${source.kubeconfigFile}: ${(error as Error).message}`,
-      );
-    }
-    const current = kc.getCurrentCluster();
-    if (!current) {
-      throw new KubeConfigError(`kubeconfig ${source.kubeconfigFile} has no current cluster`);
-    }
-    if (apiUrl) mapClusters(kc, (c) => c.name === current.name ? { ...c, server: apiUrl } : c);
-    return kc;
-  }
-  if (apiUrl) {
-    kc.loadFromClusterAndUser({ name: "kube-api-url", server: apiUrl, skipTLSVerify: false }, {
-      name: "anonymous",
-    });
-    return kc;
-  }
-  // The library reads these itself; without them it would build the URL https://undefined:…
-  if (!Deno.env.get("KUBERNETES_SERVICE_HOST") || !Deno.env.get("KUBERNETES_SERVICE_PORT")) {
-    throw new KubeConfigError(
-      "not running in a pod (KUBERNETES_SERVICE_HOST/PORT unset): " +
-        "give --kubeconfig-file or --kube-api-url",
-    );
-  }
-  kc.loadFromCluster(source.serviceAccountRoot);
-  return kc;
-}
 
 /** A failed API request; `status` is the HTTP status when the server answered. */
 export class KubeApiError extends Error {
@@ -112,6 +30,11 @@ export interface NodeListing {
   readonly resourceVersion: string;
 }
 
+/** Which nodes a listing or watch covers: all, or (`name`) one, by field selector. */
+export interface NodeSelection {
+  readonly name?: string;
+}
+
 /** The calls the kube subnet manager makes. */
 export interface KubeClient {
   /** The API server URL. */
@@ -119,17 +42,23 @@ export interface KubeClient {
   /** GET `/api/v1/nodes/<name>`: the Node object, unchecked. */
   getNode(name: string, signal: AbortSignal): Promise<unknown>;
   /** GET `/api/v1/nodes`, all pages. */
-  listNodes(signal: AbortSignal): Promise<NodeListing>;
+  listNodes(signal: AbortSignal, selection?: NodeSelection): Promise<NodeListing>;
   /**
    * GET `/api/v1/nodes?watch=true&resourceVersion=…`: events until the server ends the stream or
    * it stays silent too long (a dead connection); a refused or broken watch throws
    * {@link KubeApiError}, with the HTTP status when there is one.
    */
-  watchNodes(resourceVersion: string, signal: AbortSignal): AsyncIterable<WatchEvent>;
+  watchNodes(
+    resourceVersion: string,
+    signal: AbortSignal,
+    selection?: NodeSelection,
+  ): AsyncIterable<WatchEvent>;
   /** Strategic-merge PATCH of `/api/v1/nodes/<name>/status` (flannel's only write). */
   patchNodeStatus(name: string, patch: object, signal: AbortSignal): Promise<void>;
   /** GET `/api/v1/namespaces/<ns>/pods/<name>`: the pod's `spec.nodeName` ("" if unscheduled). */
   podNodeName(namespace: string, name: string, signal: AbortSignal): Promise<string>;
+  /** Release the connection pool. */
+  close(): void;
 }
 
 /** Tunables of {@link createKubeClient}. */
@@ -144,106 +73,131 @@ export interface KubeClientOptions {
   readonly watchIdleMs?: number;
 }
 
-/** A library error (or any other failure) as a KubeApiError. */
-function apiError(what: string, error: unknown): KubeApiError {
-  if (error instanceof KubeApiError) return error;
-  if (error instanceof k8s.ApiException) {
-    const detail = statusMessage(error.body) ?? `HTTP ${error.code}`;
-    return new KubeApiError(error.code, `${what}: ${detail}`);
-  }
-  return new KubeApiError(undefined, `${what}: ${(error as Error)?.message ?? String(error)}`);
-}
+const STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json";
 
-/** Per-request options: our deadline, and extra headers. */
-function requestOptions(
-  signal: AbortSignal,
-  timeoutMs: number,
-  headers: Record<string, string> = {},
-): k8s.ConfigurationOptions {
-  return {
-    middleware: [{
-      pre: (context: k8s.RequestContext) => {
-        context.setSignal(AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]));
-        for (const [name, value] of Object.entries(headers)) context.setHeaderParam(name, value);
-        return new k8s.Observable(Promise.resolve(context));
-      },
-      post: (response: k8s.ResponseContext) => new k8s.Observable(Promise.resolve(response)),
-    }],
-    middlewareMergeStrategy: "append",
-  };
+const segment = encodeURIComponent;
+
+function selector(selection: NodeSelection | undefined): Record<string, string> {
+  return selection?.name ? { fieldSelector: `metadata.name=${selection.name}` } : {};
 }
 
 /**
- * A {@link KubeClient} on `@kubernetes/client-node`.
+ * A {@link KubeClient} for `connection`.
  *
  * @example
  * ```ts
- * const client = createKubeClient(loadKubeConfig({ kubeconfigFile: "/etc/kubernetes/kubelet.conf" }));
+ * const client = createKubeClient(await loadKubeConfig({ kubeconfigFile: "/etc/kubernetes/kubelet.conf" }));
  * const node = await client.getNode("node-1", signal);
  * ```
  */
-export function createKubeClient(kc: k8s.KubeConfig, options: KubeClientOptions = {}): KubeClient {
-  const api = kc.makeApiClient(k8s.CoreV1Api);
+export function createKubeClient(
+  connection: KubeConnection,
+  options: KubeClientOptions = {},
+): KubeClient {
   const timeoutMs = options.requestTimeoutMs ?? 30_000;
   const pageSize = options.pageSize ?? 500;
   const watchTimeout = options.watchTimeoutSeconds ??
     (() => 300 + Math.floor(Math.random() * 300));
-  const server = kc.getCurrentCluster()?.server ?? "";
-  const call = async <T>(what: string, request: () => Promise<T>): Promise<T> => {
+  const { caCerts, cert, key } = connection.tls;
+  const httpClient = caCerts || cert
+    ? Deno.createHttpClient({
+      ...(caCerts && { caCerts: [...caCerts] }),
+      ...(cert && key && { cert, key }),
+    })
+    : undefined;
+
+  async function headers(extra: Record<string, string> = {}): Promise<Record<string, string>> {
+    const authorization = await connection.authorization();
+    return { accept: "application/json", ...(authorization && { authorization }), ...extra };
+  }
+
+  /** One request with our deadline; the JSON body of a 2xx answer, else a KubeApiError. */
+  async function request<T>(
+    what: string,
+    path: string,
+    signal: AbortSignal,
+    init: { method?: string; query?: Record<string, string>; body?: string; type?: string } = {},
+  ): Promise<T> {
+    const url = new URL(`${connection.server}${path}`);
+    for (const [name, value] of Object.entries(init.query ?? {})) url.searchParams.set(name, value);
+    let res: Response;
     try {
-      return await request();
+      res = await fetch(url, {
+        method: init.method ?? "GET",
+        headers: await headers(init.type ? { "content-type": init.type } : {}),
+        body: init.body,
+        signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+        ...(httpClient && { client: httpClient }),
+      });
     } catch (error) {
-      throw apiError(what, error);
+      throw new KubeApiError(undefined, `${what}: ${errorText(error)}`);
     }
-  };
+    const text = await res.text().catch(() => "");
+    if (!res.ok) {
+      const detail = statusMessage(text) ?? `HTTP ${res.status}`;
+      throw new KubeApiError(res.status, `${what}: ${detail}`);
+    }
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new KubeApiError(res.status, `${what}: the answer is not JSON`);
+    }
+  }
+
   return {
-    server,
+    server: connection.server,
     getNode: (name, signal) =>
-      call(`get node ${name}`, () => api.readNode({ name }, requestOptions(signal, timeoutMs))),
-    async listNodes(signal) {
+      request(`get node ${name}`, `/api/v1/nodes/${segment(name)}`, signal),
+    async listNodes(signal, selection) {
       const items: unknown[] = [];
       let next: string | undefined;
       let resourceVersion = "";
       do {
-        const page = await call("list nodes", () =>
-          api.listNode(
-            { limit: pageSize, ...(next && { _continue: next }) },
-            requestOptions(signal, timeoutMs),
-          ));
-        items.push(...page.items);
+        const page = await request<NodeList>("list nodes", "/api/v1/nodes", signal, {
+          query: {
+            limit: String(pageSize),
+            ...selector(selection),
+            ...(next && { continue: next }),
+          },
+        });
+        items.push(...(Array.isArray(page.items) ? page.items : []));
         resourceVersion = page.metadata?.resourceVersion ?? "";
-        next = page.metadata?._continue || undefined;
+        next = page.metadata?.continue || undefined;
       } while (next);
       return { items, resourceVersion };
     },
-    async *watchNodes(resourceVersion, signal) {
+    async *watchNodes(resourceVersion, signal, selection) {
       const params = {
         resourceVersion,
         allowWatchBookmarks: "true",
         timeoutSeconds: String(watchTimeout()),
+        ...selector(selection),
       };
       try {
-        yield* watchStream(kc, "/api/v1/nodes", params, { idleMs: options.watchIdleMs }, signal);
+        yield* watchStream({
+          url: `${connection.server}/api/v1/nodes`,
+          params,
+          headers: await headers(),
+          client: httpClient,
+          idleMs: options.watchIdleMs,
+        }, signal);
       } catch (error) {
         if (!(error instanceof WatchStreamError)) throw error;
         throw new KubeApiError(error.status, error.message);
       }
     },
     async patchNodeStatus(name, patch, signal) {
-      await call(`patch node ${name} status`, () =>
-        api.patchNodeStatus(
-          { name, body: patch },
-          requestOptions(signal, timeoutMs, {
-            "Content-Type": k8s.PatchStrategy.StrategicMergePatch,
-          }),
-        ));
+      await request(`patch node ${name} status`, `/api/v1/nodes/${segment(name)}/status`, signal, {
+        method: "PATCH",
+        body: JSON.stringify(patch),
+        type: STRATEGIC_MERGE_PATCH,
+      });
     },
     async podNodeName(namespace, name, signal) {
-      const pod = await call(
-        `get pod ${namespace}/${name}`,
-        () => api.readNamespacedPod({ namespace, name }, requestOptions(signal, timeoutMs)),
-      );
+      const path = `/api/v1/namespaces/${segment(namespace)}/pods/${segment(name)}`;
+      const pod = await request<Pod>(`get pod ${namespace}/${name}`, path, signal);
       return pod.spec?.nodeName ?? "";
     },
+    close: () => httpClient?.close(),
   };
 }

@@ -1,17 +1,9 @@
 /**
- * A Kubernetes watch stream over Deno's own `fetch`: GET `<path>?watch=true&…`, then one JSON
- * event per line of the chunked body.
- *
- * Why not `@kubernetes/client-node`'s `Watch`: under Deno its stream does not end when aborted —
- * neither by its own 30 s idle timer nor by the caller — so a silent connection stalls the watch
- * for good (measured: a node added after the idle timer fired was never seen). The library still
- * supplies everything else: the kubeconfig, the in-cluster service account, auth headers (token,
- * token file, exec plugins) and the TLS material, which becomes a `Deno.HttpClient`.
+ * A Kubernetes watch stream over Deno's own `fetch`: GET `<url>?watch=true&…`, then one JSON
+ * event per line of the chunked body, ended (to be resumed) when it stays silent too long.
  *
  * @module
  */
-import type { RequestOptions } from "node:https";
-import type * as k8s from "@kubernetes/client-node";
 import { z } from "zod";
 
 /** One event of a watch stream, as the API sends it. */
@@ -29,8 +21,15 @@ export class WatchStreamError extends Error {
   }
 }
 
-/** Tunables of {@link watchStream}. */
-export interface WatchStreamOptions {
+/** What {@link watchStream} opens. */
+export interface WatchRequest {
+  /** The collection, e.g. `https://10.96.0.1/api/v1/nodes`. */
+  readonly url: string;
+  /** Query parameters besides `watch=true` (resourceVersion, …). */
+  readonly params: Readonly<Record<string, string>>;
+  readonly headers: Readonly<Record<string, string>>;
+  /** Carries the TLS settings, when there are any. */
+  readonly client?: Deno.HttpClient;
   /**
    * End the stream (normally, to be resumed) after this long without a byte: catches dead
    * connections. Default 90 s, above the API server's once-a-minute bookmarks.
@@ -46,61 +45,34 @@ export function statusMessage(body: unknown): string | undefined {
   return StatusBody.safeParse(typeof body === "string" ? safeJson(body) : body).data?.message;
 }
 
-/** Auth headers and an HTTP client carrying the kubeconfig's TLS settings. */
-async function connection(
-  kc: k8s.KubeConfig,
-): Promise<{ headers: Record<string, string>; client?: Deno.HttpClient }> {
-  const opts: RequestOptions = {};
-  await kc.applyToHTTPSOptions(opts);
-  const headers: Record<string, string> = { Accept: "application/json" };
-  for (const [name, value] of Object.entries(opts.headers ?? {})) headers[name] = String(value);
-  if (opts.auth) headers.Authorization = `Basic ${btoa(opts.auth)}`;
-  const pem = (value: unknown) => value === undefined ? undefined : String(value);
-  const ca = pem(opts.ca);
-  const cert = pem(opts.cert);
-  const key = pem(opts.key);
-  if (!ca && !cert) return { headers };
-  return {
-    headers,
-    client: Deno.createHttpClient({
-      ...(ca && { caCerts: [ca] }),
-      ...(cert && key && { cert, key }),
-    }),
-  };
-}
-
 /**
- * Watch `path` (e.g. `/api/v1/nodes`) from `params` (resourceVersion, …) until the server ends
- * the stream, it goes idle, or `signal` aborts — all of which simply end the iteration.
+ * Watch `request.url` until the server ends the stream, it goes idle, or `signal` aborts — all
+ * of which simply end the iteration.
  *
  * @throws {WatchStreamError} when the server refuses the watch (with its HTTP status, e.g. 410)
  *   or the stream breaks or carries a line that is not a watch event.
  * @example
  * ```ts
- * for await (const event of watchStream(kc, "/api/v1/nodes", { resourceVersion: "42" }, {}, signal)) {
- *   console.log(event.type);
- * }
+ * const request = { url: `${server}/api/v1/nodes`, params: { resourceVersion: "42" }, headers: {} };
+ * for await (const event of watchStream(request, signal)) console.log(event.type);
  * ```
  */
 export async function* watchStream(
-  kc: k8s.KubeConfig,
-  path: string,
-  params: Readonly<Record<string, string>>,
-  options: WatchStreamOptions,
+  request: WatchRequest,
   signal: AbortSignal,
 ): AsyncGenerator<WatchEvent> {
-  const server = kc.getCurrentCluster()?.server ?? "";
-  const url = new URL(`${server.replace(/\/$/, "")}${path}`);
+  const url = new URL(request.url);
   url.searchParams.set("watch", "true");
-  for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
-  const idleMs = options.idleMs ?? 90_000;
+  for (const [name, value] of Object.entries(request.params)) url.searchParams.set(name, value);
+  const path = url.pathname;
+  const idleMs = request.idleMs ?? 90_000;
   const idle = new AbortController();
   let timer: ReturnType<typeof setTimeout> | undefined;
   const stillAlive = () => {
     clearTimeout(timer);
     timer = setTimeout(() => idle.abort(), idleMs);
   };
-  const { headers, client } = await connection(kc);
+  const { headers, client } = request;
   const stop = AbortSignal.any([signal, idle.signal]);
   let reader: ReadableStreamDefaultReader<string> | undefined;
   try {
@@ -140,7 +112,6 @@ export async function* watchStream(
     clearTimeout(timer);
     idle.abort();
     await reader?.cancel().catch(() => {});
-    client?.close();
   }
 }
 

@@ -10,7 +10,7 @@
 import { z } from "zod";
 import { Backoff } from "./backoff.ts";
 import { sleep } from "../sleep.ts";
-import { KubeApiError, type KubeClient } from "./kube_client.ts";
+import { KubeApiError, type KubeClient, type NodeSelection } from "./kube_client.ts";
 import {
   type KubeNode,
   nameOf,
@@ -38,6 +38,8 @@ export interface NodeWatchFailure {
 
 /** Tunables and observers of {@link listWatchNodes}. */
 export interface NodeWatchOptions {
+  /** Which nodes: all by default, or one by name. */
+  readonly selection?: NodeSelection;
   /** Delay after a failure: starts at `initialMs`, doubles up to `maxMs` (default 100 ms, 5 s). */
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
   /** Told about each failure, for counters and logs. */
@@ -87,7 +89,7 @@ export async function* listWatchNodes(
   while (!signal.aborted) {
     if (resume === undefined) {
       try {
-        const listing = await client.listNodes(signal);
+        const listing = await client.listNodes(signal, options.selection);
         resume = listing.resourceVersion;
         backoff.reset();
         const nodes = listing.items.map(parse).filter((n): n is KubeNode => n !== undefined);
@@ -102,7 +104,7 @@ export async function* listWatchNodes(
     const opened = Date.now();
     let delivered = false;
     try {
-      for await (const { type, object } of client.watchNodes(resume, signal)) {
+      for await (const { type, object } of client.watchNodes(resume, signal, options.selection)) {
         if (type === "ERROR") {
           const status = WatchStatus.safeParse(object).data;
           throw new KubeApiError(status?.code, `watch error: ${status?.message ?? "no status"}`);

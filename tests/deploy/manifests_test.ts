@@ -5,7 +5,11 @@
  * holds only real FLANNELD_* variables.
  */
 import assert from "node:assert/strict";
-import * as k8s from "@kubernetes/client-node";
+import { loadAll } from "js-yaml";
+import type { DaemonSet } from "kubernetes-types/apps/v1";
+import type { ConfigMap, Namespace, ServiceAccount } from "kubernetes-types/core/v1";
+import type { ObjectMeta } from "kubernetes-types/meta/v1";
+import type { ClusterRole, ClusterRoleBinding } from "kubernetes-types/rbac/v1";
 import { parseNetConfig } from "../../config/netconf.ts";
 import { parseRunFlags } from "../../config/flags.ts";
 import { hasCommand, testNeeding } from "../helpers/netns.ts";
@@ -13,11 +17,18 @@ import { hasCommand, testNeeding } from "../helpers/netns.ts";
 const DEPLOY = new URL("../../deploy/", import.meta.url).pathname;
 const MANIFEST = `${DEPLOY}kube-tartan.yml`;
 
-async function objects(): Promise<k8s.KubernetesObject[]> {
-  return k8s.loadAllYaml(await Deno.readTextFile(MANIFEST)) as k8s.KubernetesObject[];
+/** What every Kubernetes object has. */
+interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: ObjectMeta;
 }
 
-function find<T extends k8s.KubernetesObject>(all: k8s.KubernetesObject[], kind: string): T {
+async function objects(): Promise<KubeObject[]> {
+  return loadAll(await Deno.readTextFile(MANIFEST)) as KubeObject[];
+}
+
+function find<T extends KubeObject>(all: KubeObject[], kind: string): T {
   const found = all.filter((o) => o.kind === kind);
   assert.equal(found.length, 1, `one ${kind}`);
   return found[0] as T;
@@ -33,24 +44,24 @@ Deno.test("the manifest holds flannel's set of objects, all in one namespace", a
     "ConfigMap",
     "DaemonSet",
   ]);
-  const ns = find<k8s.V1Namespace>(all, "Namespace").metadata!.name;
+  const ns = find<Namespace>(all, "Namespace").metadata!.name;
   for (
     const o of all.filter((o) => ["ServiceAccount", "ConfigMap", "DaemonSet"].includes(o.kind!))
   ) {
     assert.equal(o.metadata?.namespace, ns, String(o.kind));
   }
-  const binding = find<k8s.V1ClusterRoleBinding>(all, "ClusterRoleBinding");
-  const account = find<k8s.V1ServiceAccount>(all, "ServiceAccount");
+  const binding = find<ClusterRoleBinding>(all, "ClusterRoleBinding");
+  const account = find<ServiceAccount>(all, "ServiceAccount");
   assert.deepEqual(JSON.parse(JSON.stringify(binding.subjects)), [{
     kind: "ServiceAccount",
     name: account.metadata!.name,
     namespace: ns,
   }]);
-  assert.equal(binding.roleRef.name, find<k8s.V1ClusterRole>(all, "ClusterRole").metadata!.name);
+  assert.equal(binding.roleRef.name, find<ClusterRole>(all, "ClusterRole").metadata!.name);
 });
 
 Deno.test("RBAC is exactly what the kube subnet manager uses (spec §4.2)", async () => {
-  const role = find<k8s.V1ClusterRole>(await objects(), "ClusterRole");
+  const role = find<ClusterRole>(await objects(), "ClusterRole");
   const grants = role.rules!.flatMap((r) =>
     r.resources!.map((res) => `${r.apiGroups!.join(",")}/${res}: ${[...r.verbs].sort().join(",")}`)
   ).sort();
@@ -58,7 +69,7 @@ Deno.test("RBAC is exactly what the kube subnet manager uses (spec §4.2)", asyn
 });
 
 Deno.test("the ConfigMap carries the repo's CNI config and a net-conf that parses", async () => {
-  const cm = find<k8s.V1ConfigMap>(await objects(), "ConfigMap");
+  const cm = find<ConfigMap>(await objects(), "ConfigMap");
   const repoConflist = JSON.parse(
     await Deno.readTextFile(new URL("../../cni/10-flannel.conflist", import.meta.url)),
   );
@@ -70,12 +81,12 @@ Deno.test("the ConfigMap carries the repo's CNI config and a net-conf that parse
 
 Deno.test("the DaemonSet runs the daemon with flags that parse, and probes the port it binds", async () => {
   const all = await objects();
-  const ds = find<k8s.V1DaemonSet>(all, "DaemonSet");
+  const ds = find<DaemonSet>(all, "DaemonSet");
   const pod = ds.spec!.template.spec!;
   assert.equal(pod.hostNetwork, true);
   assert.equal(
     pod.serviceAccountName,
-    find<k8s.V1ServiceAccount>(all, "ServiceAccount").metadata!.name,
+    find<ServiceAccount>(all, "ServiceAccount").metadata!.name,
   );
   const [main] = pod.containers;
   const env = Object.fromEntries(main.env!.map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath]));
@@ -112,7 +123,7 @@ Deno.test("the DaemonSet runs the daemon with flags that parse, and probes the p
   const volumes = Object.fromEntries(pod.volumes!.map((v) => [v.name, v]));
   assert.equal(
     volumes[mounts["/etc/kube-flannel/"]].configMap?.name,
-    find<k8s.V1ConfigMap>(all, "ConfigMap").metadata!.name,
+    find<ConfigMap>(all, "ConfigMap").metadata!.name,
   );
   assert.equal(options.netConfigPath, "/etc/kube-flannel/net-conf.json");
   assert.equal(volumes[mounts["/run/flannel"]].hostPath?.path, "/run/flannel");

@@ -105,3 +105,28 @@ Deno.test("fake kube API: a watch replays history from its resourceVersion, 410 
   assert.equal((await gone.json()).reason, "Expired");
   await reader.cancel();
 });
+
+Deno.test("fake kube API: fieldSelector=metadata.name lists and watches one node", async () => {
+  const { store, app } = setup();
+  store.setNode(fakeNode("n1"));
+  store.setNode(fakeNode("n2"));
+  const from = store.resourceVersion;
+  const list = await (await app.request("/api/v1/nodes?fieldSelector=metadata.name%3Dn2")).json();
+  assert.deepEqual(list.items.map((n: { metadata: { name: string } }) => n.metadata.name), ["n2"]);
+  const res = await app.request(
+    `/api/v1/nodes?watch=true&resourceVersion=${from}&fieldSelector=metadata.name%3Dn2`,
+  );
+  store.updateNode("n1", (node) => (node.metadata as Record<string, unknown>).labels = {});
+  store.updateNode("n2", (node) => (node.metadata as Record<string, unknown>).labels = {});
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  const line = (await reader.read()).value!;
+  assert.deepEqual(
+    line.trim().split("\n").map((l) => JSON.parse(l)).map((e) =>
+      `${e.type} ${e.object.metadata.name}`
+    ),
+    ["MODIFIED n2"],
+  );
+  await reader.cancel();
+  const other = await app.request("/api/v1/nodes?fieldSelector=spec.unschedulable%3Dfalse");
+  assert.equal(other.status, 400);
+});
