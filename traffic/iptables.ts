@@ -4,7 +4,8 @@
  *
  * State is read with `iptables-save`, compared with the rendered rules, and repaired with one
  * `iptables-restore --noflush` batch per family, so a repair is atomic and foreign rules stay.
- * Unlike flannel, the jump rules are kept at position 1 and never duplicated (quirk 26).
+ * As flannel, a missing jump rule is appended; unlike flannel, a jump that exists is left where
+ * it is (flannel deletes and re-appends it on every repair) and duplicates are removed.
  *
  * @module
  */
@@ -127,7 +128,15 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((line, i) => line === b[i]);
 }
 
-/** Restore commands for one hooked chain: declarations and rule commands, empty when in sync. */
+/**
+ * Restore commands for one hooked chain: declarations and rule commands, empty when in sync.
+ *
+ * The jump is left where it is found and appended only when missing, as flanneld appends it:
+ * network-policy agents (Calico, kube-router) and Docker put their own jumps first on purpose,
+ * and our ACCEPT above their policy chain would let pod traffic bypass it (spec quirk 26).
+ * Duplicates of our own jump are deleted by their exact text (`-D` removes the first match), so
+ * the last copy stays and no rule of another agent is ever touched or moved.
+ */
 function planChain(
   hooked: HookedChain,
   wanted: readonly string[] | undefined,
@@ -136,24 +145,21 @@ function planChain(
   const jump = jumpRule(hooked);
   const exists = table?.chains.has(hooked.chain) ?? false;
   const current = table?.rules.get(hooked.chain) ?? [];
-  const parent = table?.rules.get(hooked.parent) ?? [];
-  const jumps = parent.filter((rule) => rule === jump).length;
-  const deleteJumps = Array.from({ length: jumps }, () => `-D ${hooked.parent} ${jump}`);
+  const jumps = (table?.rules.get(hooked.parent) ?? []).filter((rule) => rule === jump).length;
+  const deleteJumps = (count: number) =>
+    Array.from({ length: count }, () => `-D ${hooked.parent} ${jump}`);
   if (wanted === undefined) {
     if (!exists && jumps === 0) return { declarations: [], commands: [] };
     const drop = exists ? [`-F ${hooked.chain}`, `-X ${hooked.chain}`] : [];
-    return { declarations: [], commands: [...deleteJumps, ...drop] };
+    return { declarations: [], commands: [...deleteJumps(jumps), ...drop] };
   }
-  if (exists && sameList(current, wanted) && jumps === 1 && parent[0] === jump) {
-    return { declarations: [], commands: [] };
-  }
+  const chainOk = exists && sameList(current, wanted);
   return {
-    // Under --noflush, declaring an existing user chain flushes it.
-    declarations: [`:${hooked.chain} - [0:0]`],
+    // Under --noflush, declaring an existing user chain flushes it (its jump stays).
+    declarations: chainOk ? [] : [`:${hooked.chain} - [0:0]`],
     commands: [
-      ...deleteJumps,
-      ...wanted.map((rule) => `-A ${hooked.chain} ${rule}`),
-      `-I ${hooked.parent} 1 ${jump}`,
+      ...(chainOk ? [] : wanted.map((rule) => `-A ${hooked.chain} ${rule}`)),
+      ...(jumps === 0 ? [`-A ${hooked.parent} ${jump}`] : deleteJumps(jumps - 1)),
     ],
   };
 }

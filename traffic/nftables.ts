@@ -7,6 +7,10 @@
  * chain behind). The state is verified with `nft -j list table`, which also drives a periodic
  * resync that flannel's nftables mode does not have.
  *
+ * There are no jump rules to place (quirk 26 is iptables-only): the chains are base chains of
+ * our own tables, and an `accept` in a base chain ends only that chain, so the chains of other
+ * agents (Calico, kube-proxy, iptables-nft's tables) on the same hook still see every packet.
+ *
  * @module
  */
 import { z } from "zod";

@@ -88,15 +88,45 @@ Deno.test("parseIptablesSave: tables, chains and rules in order; junk ignored", 
   fc.assert(fc.property(fc.string(), (junk) => void parseIptablesSave(junk)));
 });
 
-Deno.test("plan: fresh node gets one atomic batch with jumps inserted at position 1 (quirk 26)", () => {
+Deno.test("plan: fresh node gets one atomic batch with the jumps appended, as flanneld (quirk 26)", () => {
   const batch = planIptablesRestore(rulesFor(C, S, false), new Map());
   assert.ok(batch);
   const lines = batch.split("\n");
   assert.deepEqual(lines.slice(0, 2), ["*nat", ":FLANNEL-POSTRTG - [0:0]"]);
-  assert.ok(lines.includes(`-I POSTROUTING 1 ${jumpRule(MASQ_CHAIN)}`));
-  assert.ok(lines.includes(`-I FORWARD 1 ${jumpRule(FORWARD_CHAIN)}`));
+  assert.ok(lines.includes(`-A POSTROUTING ${jumpRule(MASQ_CHAIN)}`));
+  assert.ok(lines.includes(`-A FORWARD ${jumpRule(FORWARD_CHAIN)}`));
   assert.equal(lines.filter((l) => l === "COMMIT").length, 2);
-  assert.ok(!lines.some((l) => l.startsWith("-D")));
+  assert.ok(!lines.some((l) => l.startsWith("-D") || l.startsWith("-I")));
+});
+
+Deno.test("plan: a jump below another agent's stays there; a damaged chain is refilled around it", () => {
+  const rules = rulesFor(C, S, false);
+  const calico = '-m comment --comment "cali:wUHhoiAYhphO9Mso" -j cali-FORWARD';
+  const saved = (chain: string[]) =>
+    new Map<string, SavedTable>([["filter", {
+      chains: new Set(["FORWARD", "FLANNEL-FWD"]),
+      rules: new Map([["FORWARD", [calico, jumpRule(FORWARD_CHAIN)]], ["FLANNEL-FWD", chain]]),
+    }], ["nat", {
+      chains: new Set(["POSTROUTING", "FLANNEL-POSTRTG"]),
+      rules: new Map([
+        ["POSTROUTING", ["-j KUBE-POSTROUTING", jumpRule(MASQ_CHAIN)]],
+        ["FLANNEL-POSTRTG", desiredChainRules(rules, MASQ_CHAIN)!],
+      ]),
+    }]]);
+  assert.equal(
+    planIptablesRestore(rules, saved(desiredChainRules(rules, FORWARD_CHAIN)!)),
+    undefined,
+  );
+  assert.equal(
+    planIptablesRestore(rules, saved([])),
+    [
+      "*filter",
+      ":FLANNEL-FWD - [0:0]",
+      ...desiredChainRules(rules, FORWARD_CHAIN)!.map((r) => `-A FLANNEL-FWD ${r}`),
+      "COMMIT",
+      "",
+    ].join("\n"),
+  );
 });
 
 // ---- property: the plan, applied by a model of iptables-restore, always converges ------------
@@ -173,7 +203,7 @@ function tableArb(hooked: HookedChain, wanted: string[]) {
   });
 }
 
-Deno.test("property: any drifted state converges in one batch and foreign rules survive in order", () => {
+Deno.test("property: any drifted state converges in one batch; foreign rules keep order and place", () => {
   const full = rulesFor(C, S, true);
   const arb = fc.record({
     masq: fc.boolean(),
@@ -199,8 +229,16 @@ Deno.test("property: any drifted state converges in one batch and foreign rules 
           .filter((r) => r !== jumpRule(hooked));
         assert.deepEqual(parent.filter((r) => r !== jumpRule(hooked)), foreignBefore);
         assert.equal(table.chains.has(hooked.chain), on);
-        assert.equal(parent[0] === jumpRule(hooked), on);
         assert.equal(parent.filter((r) => r === jumpRule(hooked)).length, on ? 1 : 0);
+        if (on) {
+          // Where it was (its last copy), else appended: never above a foreign rule it was below.
+          const old = before.get(hooked.table)!.rules.get(hooked.parent) ?? [];
+          const last = old.lastIndexOf(jumpRule(hooked));
+          const foreignAbove = last < 0
+            ? foreignBefore.length
+            : old.slice(0, last).filter((r) => r !== jumpRule(hooked)).length;
+          assert.equal(parent.indexOf(jumpRule(hooked)), foreignAbove);
+        }
       }
     }),
     { numRuns: 500 },

@@ -19,7 +19,7 @@ import { parseAddr, parseNet } from "../../ip/mod.ts";
 import type { Lease } from "../../subnet/lease.ts";
 import { type CommandRunner, commandRunner } from "../../exec.ts";
 import { parseIptablesSave } from "../../traffic/iptables.ts";
-import { createTrafficManager } from "../../traffic/manager.ts";
+import { createTrafficManager, type TrafficManager } from "../../traffic/manager.ts";
 import { createNftEngine, decodeNftTable, renderNftRule } from "../../traffic/nftables.ts";
 import { removeLeftovers, rootTest, run, withNetnsSet } from "../helpers/netns.ts";
 
@@ -226,7 +226,7 @@ async function assertMasqueradeTraffic(t: Topology): Promise<void> {
 }
 
 nsTest(
-  "iptables: spec rules in order, jumps first, real masquerade and forward accept",
+  "iptables: spec rules in order, jumps appended, real masquerade and forward accept",
   async (t) => {
     const traffic = await manager(t, false);
     await traffic.apply();
@@ -326,14 +326,14 @@ nsTest(
         const v6 = await iptablesState(t.inNode, "ip6tables-save");
         return sameList(v4.rules("nat", "FLANNEL-POSTRTG"), SPEC_MASQ_V4) &&
           v4.rules("filter", "FORWARD").length === 1 &&
-          v4.rules("nat", "POSTROUTING")[0].endsWith("-j FLANNEL-POSTRTG") &&
           v6.rules("nat", "FLANNEL-POSTRTG").length === 6;
       });
       console.log(`iptables drift repaired after ${Math.round(tookMs)} ms (period 1 s)`);
       const after = await iptablesState(t.inNode);
+      // The rule inserted above our jump stays above it (quirk 26).
       assert.deepEqual(after.rules("nat", "POSTROUTING"), [
-        `-m comment --comment "flanneld masq" -j FLANNEL-POSTRTG`,
         "-s 192.0.2.1/32 -j RETURN",
+        `-m comment --comment "flanneld masq" -j FLANNEL-POSTRTG`,
       ]);
       assert.ok(traffic.health().repairs >= 1);
       assert.ok(traffic.health().lastCheck instanceof Date);
@@ -343,6 +343,80 @@ nsTest(
     }
     // Shutdown leaves the rules in place, as flannel does.
     assert.deepEqual((await iptablesState(t.inNode)).rules("nat", "FLANNEL-POSTRTG"), SPEC_MASQ_V4);
+  },
+);
+
+/** Resolve once the resync loop has compared the rules with the kernel `count` more times. */
+async function afterChecks(traffic: TrafficManager, count: number): Promise<void> {
+  let seen = traffic.health().lastCheck?.getTime();
+  for (let left = count; left > 0;) {
+    await waitFor(5000, () => Promise.resolve(traffic.health().lastCheck?.getTime() !== seen));
+    seen = traffic.health().lastCheck?.getTime();
+    left--;
+  }
+}
+
+const CALICO_FORWARD = '-m comment --comment "cali:wUHhoiAYhphO9Mso" -j cali-FORWARD';
+const DOCKER_USER = "-j DOCKER-USER";
+const CALICO_POSTROUTING = '-m comment --comment "cali:O3lYWMrLQYEMJtB5" -j cali-POSTROUTING';
+const OUR_FORWARD = `-m comment --comment "flanneld forward" -j FLANNEL-FWD`;
+const OUR_MASQ = `-m comment --comment "flanneld masq" -j FLANNEL-POSTRTG`;
+
+nsTest(
+  "iptables: other agents' FORWARD and POSTROUTING jumps stay above ours across resyncs",
+  async (t) => {
+    // Calico and Docker were here first, with their jumps on top of the built-in chains.
+    await shell(
+      t,
+      "iptables -N cali-FORWARD && iptables -N DOCKER-USER && " +
+        `iptables -A FORWARD ${CALICO_FORWARD} && iptables -A FORWARD ${DOCKER_USER} && ` +
+        `iptables -t nat -N cali-POSTROUTING && iptables -t nat -A POSTROUTING ${CALICO_POSTROUTING}`,
+    );
+    const traffic = await manager(t, false);
+    await traffic.apply();
+    const order = async () => {
+      const state = await iptablesState(t.inNode);
+      return [state.rules("filter", "FORWARD"), state.rules("nat", "POSTROUTING")];
+    };
+    assert.deepEqual(await order(), [
+      [CALICO_FORWARD, DOCKER_USER, OUR_FORWARD],
+      [CALICO_POSTROUTING, OUR_MASQ],
+    ]);
+    const stop = new AbortController();
+    const loop = traffic.startResync(stop.signal);
+    try {
+      // In sync: resyncs write nothing and move nothing.
+      await afterChecks(traffic, 2);
+      assert.equal(traffic.health().repairs, 0);
+      assert.deepEqual(await order(), [
+        [CALICO_FORWARD, DOCKER_USER, OUR_FORWARD],
+        [CALICO_POSTROUTING, OUR_MASQ],
+      ]);
+      // Calico re-asserts its place (delete and insert first); we damage our own chain and
+      // leave a duplicate of our jump on top. The repair refills our chain, drops our duplicate
+      // (the first copy; the one below Calico's stays) and leaves every foreign rule alone.
+      await shell(
+        t,
+        `iptables -D FORWARD ${CALICO_FORWARD} && iptables -I FORWARD 1 ${CALICO_FORWARD} && ` +
+          `iptables -F FLANNEL-FWD && iptables -t nat -I POSTROUTING 1 ${OUR_MASQ}`,
+      );
+      await waitFor(5000, () => Promise.resolve(traffic.health().repairs >= 1));
+      await afterChecks(traffic, 2);
+      assert.deepEqual(await order(), [
+        [CALICO_FORWARD, DOCKER_USER, OUR_FORWARD],
+        [CALICO_POSTROUTING, OUR_MASQ],
+      ]);
+      assert.deepEqual((await iptablesState(t.inNode)).rules("filter", "FLANNEL-FWD"), SPEC_FWD_V4);
+      // A jump of ours found above another agent's is left there too: never moved, either way.
+      await shell(t, `iptables -D FORWARD ${OUR_FORWARD} && iptables -I FORWARD 1 ${OUR_FORWARD}`);
+      const repairs = traffic.health().repairs;
+      await afterChecks(traffic, 2);
+      assert.equal(traffic.health().repairs, repairs, "nothing to repair");
+      assert.deepEqual((await order())[0], [OUR_FORWARD, CALICO_FORWARD, DOCKER_USER]);
+    } finally {
+      stop.abort();
+      await loop;
+    }
   },
 );
 
