@@ -14,7 +14,6 @@ import {
 import { fdbRequest, listFdb, listNeighs, neighRequest } from "../ffi/netlink/neigh.ts";
 import { listRoutes, type Route, routeRequest } from "../ffi/netlink/route.ts";
 import {
-  executeBatch,
   type NetlinkError,
   type NetlinkHandle,
   type NetlinkRequest,
@@ -23,6 +22,7 @@ import { formatNet, type IPNet, netContainsNet, netEqual, netOverlaps } from "..
 import type { KernelObjects, RouteObject } from "./kernel_objects.ts";
 import { keyOf } from "./kernel_objects.ts";
 import type { KernelPort, ObjectFailure } from "./route_sync.ts";
+import { executeBatch } from "../ffi/netlink/batch.ts";
 
 /** What a backend owns in the kernel. */
 export interface PortScope {

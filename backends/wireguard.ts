@@ -26,12 +26,7 @@ import { replaceAddr } from "../ffi/netlink/addr.ts";
 import { resolveFamily } from "../ffi/netlink/genl.ts";
 import { deleteLink, getLink, type Link, setLinkUp } from "../ffi/netlink/link.ts";
 import { replaceRoute } from "../ffi/netlink/route.ts";
-import {
-  closeNetlink,
-  executeBatch,
-  type NetlinkHandle,
-  openNetlink,
-} from "../ffi/netlink/socket.ts";
+import { closeNetlink, type NetlinkHandle, openNetlink } from "../ffi/netlink/socket.ts";
 import {
   setDevice,
   setDeviceRequest,
@@ -55,6 +50,7 @@ import type { JsonValue, Lease } from "../subnet/lease.ts";
 import { leaseIdentity, LeaseSet } from "../subnet/lease_set.ts";
 import { type Backend, BackendError, type Network, type PeerHealth } from "./backend.ts";
 import { createTunnelLink } from "./kernel_module.ts";
+import { executeBatch } from "../ffi/netlink/batch.ts";
 
 /** Where flannel keeps the node's private key. */
 export const DEFAULT_KEY_FILE = "/run/flannel/wgkey";

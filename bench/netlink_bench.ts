@@ -27,7 +27,7 @@ import {
 import { addAddr } from "../ffi/netlink/addr.ts";
 import { addLink, getLink, setLinkUp } from "../ffi/netlink/link.ts";
 import { replaceRoute, routeRequest, type RouteSpec } from "../ffi/netlink/route.ts";
-import { executeBatch, type NetlinkHandle, withNetlink } from "../ffi/netlink/socket.ts";
+import { type NetlinkHandle, withNetlink } from "../ffi/netlink/socket.ts";
 import {
   closeTun,
   createPacketBatch,
@@ -42,6 +42,7 @@ import { addrToBytes, formatNet, type IPNet, parseAddr } from "../ip/mod.ts";
 import { ipJson, run, withNetns } from "../lab/netns.ts";
 import { addr4, icmpEcho, udp } from "../lab/packets.ts";
 import { saveResult } from "./results.ts";
+import { executeBatch } from "../ffi/netlink/batch.ts";
 
 /** What {@link main} measures. */
 export interface NetlinkBenchResult {

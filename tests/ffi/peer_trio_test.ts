@@ -15,9 +15,10 @@ import {
   replaceNeigh,
 } from "../../ffi/netlink/neigh.ts";
 import { deleteRoute, replaceRoute, routeRequest } from "../../ffi/netlink/route.ts";
-import { executeBatch, type NetlinkHandle, withNetlink } from "../../ffi/netlink/socket.ts";
+import { type NetlinkHandle, withNetlink } from "../../ffi/netlink/socket.ts";
 import { type IPAddr, type IPNet, parseAddr, parseNet } from "../../ip/mod.ts";
 import { bridgeJson, ipJson, nsExec, rootTest, withNetnsSet } from "../helpers/netns.ts";
+import { executeBatch } from "../../ffi/netlink/batch.ts";
 
 interface Peer {
   subnet: IPNet;

@@ -6,7 +6,6 @@ import { watchEvents } from "../../ffi/netlink/monitor.ts";
 import { listRoutes, routeRequest } from "../../ffi/netlink/route.ts";
 import {
   closeNetlink,
-  executeBatch,
   NetlinkError,
   openNetlink,
   readEvents,
@@ -15,6 +14,7 @@ import {
 import { type IPNet, parseAddr } from "../../ip/mod.ts";
 import { waitFor } from "../helpers/leases.ts";
 import { ipJson, rootTest, run, withNetns, withNetnsSet } from "../helpers/netns.ts";
+import { executeBatch } from "../../ffi/netlink/batch.ts";
 
 function subnet(i: number): IPNet {
   return { family: 4, base: (10n << 24n) | (BigInt(i) << 8n), prefix: 24 };
