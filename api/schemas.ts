@@ -169,6 +169,8 @@ export type DataPathBody = z.infer<typeof DataPathSchema>;
 /** `GET /v1/backend`. */
 export const BackendSchema = z.object({
   type: z.string(),
+  /** What runs the devices where there is a choice (wireguard: `kernel` or `wireguard-go`). */
+  implementation: z.string().nullable(),
   ready: z.boolean(),
   lastReconcile: Timestamp.nullable(),
   lastReconcileOk: z.boolean().nullable(),

@@ -150,7 +150,7 @@ function backendLines(backend: BackendBody | null, now: Date): string[] {
   const peers = backend.peersInSync + backend.peersOutOfSync;
   const lines = [field(
     "backend",
-    backend.type,
+    backend.implementation ? `${backend.type} (${backend.implementation})` : backend.type,
     backend.ready ? "ready" : "not ready",
     `last reconcile ${since(backend.lastReconcile, now)}${outcome(backend.lastReconcileOk)}`,
     `drift repaired ${backend.driftRepaired}`,

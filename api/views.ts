@@ -211,6 +211,7 @@ export function backendView(health: BackendHealth): BackendBody {
   const dataPath = health.dataPath;
   return {
     type: health.type,
+    implementation: health.implementation ?? null,
     ready: health.ready,
     lastReconcile: iso(health.lastReconcile),
     lastReconcileOk: health.lastReconcileOk ?? null,

@@ -35,6 +35,8 @@ export interface DataPathCounters {
 /** What a backend reports about itself. */
 export interface BackendHealth {
   readonly type: string;
+  /** Which implementation runs the devices, where there is a choice (wireguard: `kernel` or `wireguard-go`). */
+  readonly implementation?: string;
   /** Devices created and the first reconcile done. */
   readonly ready: boolean;
   readonly lastReconcile?: Date;

@@ -13,7 +13,7 @@ import { hostGwBackend } from "./hostgw.ts";
 import { ipipBackend } from "./ipip.ts";
 import { udpBackend } from "./udp/backend.ts";
 import { vxlanBackend } from "./vxlan.ts";
-import { wireguardBackend } from "./wireguard.ts";
+import { wireguardBackend } from "./wireguard/backend.ts";
 
 /** A type flannel knows that Tartan does not run: why, so the error is precise. */
 interface NotAvailable {
