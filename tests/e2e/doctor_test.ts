@@ -14,7 +14,7 @@ import { defaultNetConf, type LabCluster } from "../../lab/cluster.ts";
 import { NODE_ADMIN_PORT } from "../../lab/node.ts";
 import { tartanArgv } from "../../lab/self.ts";
 import { labNames, nodeUnderlayIP } from "../../lab/topology.ts";
-import { nsExec, run } from "../helpers/netns.ts";
+import { nsExec, run, withNetns } from "../helpers/netns.ts";
 import { withLab } from "./faults_kit.ts";
 import {
   flannelVxlanValue,
@@ -196,3 +196,26 @@ rootSuite("doctor names each fault in a running lab, healthy before and after", 
     });
   });
 });
+
+rootSuite(
+  "doctor without a daemon checks the host alone and says so",
+  () =>
+    withNetns(async (ns) => {
+      await nsExec(ns, ["ip", "link", "set", "lo", "up"]);
+      const argv = tartanArgv([
+        "doctor",
+        "--subnet-file=/nonexistent/subnet.env",
+        "--etcd-endpoints=http://127.0.0.1:1",
+        "--json",
+      ]);
+      const { code, stdout } = await nsExec(ns, argv, { allowFail: true });
+      assert.equal(code, 1);
+      const report = JSON.parse(stdout) as DoctorReport;
+      assert.deepEqual(
+        report.findings.map((f) => f.check).sort(),
+        ["datastore", "ip-forward", "subnet-env"],
+        "a fresh namespace forwards nothing, has no subnet.env and no etcd",
+      );
+      assert.ok(report.notes.some((note) => /checked the host only/.test(note)));
+    }),
+);
