@@ -285,7 +285,14 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
     });
     await traffic.apply();
     state.traffic = traffic.health;
-    log.info("traffic rules installed", { engine: traffic.engine, ipMasq: options.ipMasq });
+    log.info("traffic rules installed", {
+      engine: traffic.engine,
+      ...(traffic.iptablesVariant && {
+        variant: traffic.iptablesVariant.variant ?? "plain",
+        why: traffic.iptablesVariant.reason,
+      }),
+      ipMasq: options.ipMasq,
+    });
 
     await writeSubnetEnv(
       options.subnetFile,

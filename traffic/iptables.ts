@@ -9,8 +9,14 @@
  *
  * @module
  */
-import { type Family, formatNet } from "../ip/mod.ts";
+import { formatNet } from "../ip/mod.ts";
 import type { RuleEngine } from "./engine.ts";
+import {
+  detectIptablesVariant,
+  type IptablesTools,
+  iptablesTools,
+  type VariantChoice,
+} from "./iptables_variant.ts";
 import { CommandNotFoundError, type CommandRunner } from "../exec.ts";
 import {
   type AddressMatch,
@@ -49,11 +55,6 @@ export const FORWARD_CHAIN: HookedChain = {
 };
 
 const HOOKED_CHAINS = [MASQ_CHAIN, FORWARD_CHAIN] as const;
-
-const TOOLS: Readonly<Record<Family, { save: string; restore: string }>> = {
-  4: { save: "iptables-save", restore: "iptables-restore" },
-  6: { save: "ip6tables-save", restore: "ip6tables-restore" },
-};
 
 const TARGETS = { return: "RETURN", accept: "ACCEPT", masquerade: "MASQUERADE" } as const;
 
@@ -185,6 +186,11 @@ export function planIptablesRestore(
   return blocks.length > 0 ? blocks.join("") : undefined;
 }
 
+/** The iptables engine, with the variant it chose. */
+export interface IptablesEngine extends RuleEngine {
+  readonly variant: VariantChoice;
+}
+
 /** Whether iptables `version` (e.g. `iptables v1.8.9 (nf_tables)`) is at least 1.6.2. */
 export function isModernIptables(version: string): boolean {
   const match = /v(\d+)\.(\d+)\.(\d+)/.exec(version);
@@ -198,24 +204,26 @@ function wantsNothing(rules: FamilyRules): boolean {
 }
 
 /**
- * Create the iptables engine. Probes `iptables --version` once: 1.6.2 or newer has both
+ * Create the iptables engine, writing with the iptables variant the host already uses
+ * ({@link detectIptablesVariant}). Probes `iptables --version` once: 1.6.2 or newer has both
  * `--random-fully` and `iptables-restore --wait` (the test flannel uses). A missing binary is
  * not an error here; it fails later only if rules are actually wanted (quirk 37).
  */
-export async function createIptablesEngine(run: CommandRunner): Promise<RuleEngine> {
+export async function createIptablesEngine(run: CommandRunner): Promise<IptablesEngine> {
+  const choice = await detectIptablesVariant(run);
+  const tools = iptablesTools(choice.variant);
   let modern = false;
   try {
-    modern = isModernIptables(await run(["iptables", "--version"]));
+    modern = isModernIptables(await run([tools.iptables, "--version"]));
   } catch (error) {
     if (!(error instanceof CommandNotFoundError)) throw error;
   }
   const restoreFlags = modern ? ["--noflush", "--wait"] : ["--noflush"];
 
-  async function reconcileFamily(rules: FamilyRules): Promise<boolean> {
-    const tools = TOOLS[rules.family];
+  async function reconcileFamily(with_: IptablesTools, rules: FamilyRules): Promise<boolean> {
     let dump: string;
     try {
-      dump = await run([tools.save]);
+      dump = await run([with_.save[rules.family]]);
     } catch (error) {
       // No ip(6)tables installed means none of our chains can exist either.
       if (error instanceof CommandNotFoundError && wantsNothing(rules)) return false;
@@ -223,13 +231,15 @@ export async function createIptablesEngine(run: CommandRunner): Promise<RuleEngi
     }
     const batch = planIptablesRestore(rules, parseIptablesSave(dump));
     if (batch === undefined) return false;
-    await run([tools.restore, ...restoreFlags], batch);
+    await run([with_.restore[rules.family], ...restoreFlags], batch);
     return true;
   }
 
-  async function reconcile(rules: RuleSet): Promise<boolean> {
+  async function reconcileWith(with_: IptablesTools, rules: RuleSet): Promise<boolean> {
     // Both families are attempted even if the first fails; the first error is reported.
-    const outcomes = await Promise.allSettled(families(rules).map(reconcileFamily));
+    const outcomes = await Promise.allSettled(
+      families(rules).map((family) => reconcileFamily(with_, family)),
+    );
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === "rejected");
     if (failed) throw failed.reason;
     return outcomes.some((o) => o.status === "fulfilled" && o.value);
@@ -237,10 +247,13 @@ export async function createIptablesEngine(run: CommandRunner): Promise<RuleEngi
 
   return {
     name: "iptables",
+    variant: choice,
     fullyRandomSupported: modern,
-    reconcile,
+    reconcile: (rules) => reconcileWith(tools, rules),
     removeAll: async () => {
-      await reconcile(EMPTY_RULE_SET);
+      // Both variants: chains left by an earlier run (or by flanneld) may be in either.
+      const all = choice.variant ? [iptablesTools("legacy"), iptablesTools("nft")] : [tools];
+      for (const each of all) await reconcileWith(each, EMPTY_RULE_SET);
     },
   };
 }

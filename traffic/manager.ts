@@ -21,6 +21,7 @@ import type { Lease } from "../subnet/lease.ts";
 import type { EngineName, RuleEngine } from "./engine.ts";
 import { type CommandRunner, commandRunner } from "../exec.ts";
 import { createIptablesEngine } from "./iptables.ts";
+import type { VariantChoice } from "./iptables_variant.ts";
 import { createNftEngine } from "./nftables.ts";
 import { buildRuleSet, type RuleSet } from "./rules.ts";
 import { errorText } from "../log.ts";
@@ -66,6 +67,8 @@ export interface TrafficHealth {
 /** Masquerade and forward rules of one node, whichever engine holds them. */
 export interface TrafficManager {
   readonly engine: EngineName;
+  /** In iptables mode: the variant written to (legacy or nft) and why it was chosen. */
+  readonly iptablesVariant?: VariantChoice;
   /** The rules this manager keeps installed. */
   readonly rules: RuleSet;
   /** Remove the other engine's state, then install the rules. Throws on failure. */
@@ -160,6 +163,7 @@ export async function createTrafficManager(
 
   return {
     engine: engine.name,
+    ...(engine === iptables && { iptablesVariant: iptables.variant }),
     rules,
     apply: () =>
       serial(async () => {

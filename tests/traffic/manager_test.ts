@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { NetworkConfig } from "../../config/network_config.ts";
 import { parseAddr, parseNet } from "../../ip/mod.ts";
 import type { Lease } from "../../subnet/lease.ts";
-import { CommandFailedError, type CommandRunner } from "../../exec.ts";
+import { CommandFailedError, CommandNotFoundError, type CommandRunner } from "../../exec.ts";
 import { createTrafficManager, type TrafficOptions } from "../../traffic/manager.ts";
 
 // The manager's own logic (engine choice, order of steps, health, the loop) against a scripted
@@ -28,7 +28,10 @@ interface Call {
   readonly stdin?: string;
 }
 
-/** A runner that records calls and answers from `reply` (throwing what it throws). */
+/**
+ * A runner that records calls and answers from `reply` (throwing what it throws). The scripted
+ * host has only plain `iptables*` commands, no `-legacy`/`-nft` variants to choose from.
+ */
 function scripted(
   reply: (argv: readonly string[]) => string,
 ): { run: CommandRunner; calls: Call[] } {
@@ -37,6 +40,9 @@ function scripted(
     calls,
     run: (argv, stdin) => {
       calls.push({ argv, stdin });
+      if (/^ip6?tables-(legacy|nft)/.test(argv[0])) {
+        return Promise.reject(new CommandNotFoundError(argv[0]));
+      }
       return Promise.resolve().then(() => reply(argv));
     },
   };
