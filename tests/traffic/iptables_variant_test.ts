@@ -5,24 +5,15 @@
  * then appear in the chosen variant only.
  */
 import assert from "node:assert/strict";
-import type { NetworkConfig } from "../../config/network_config.ts";
 import { type CommandRunner, commandRunner } from "../../exec.ts";
 import { parseAddr, parseNet } from "../../ip/mod.ts";
 import { withNetns } from "../../lab/netns.ts";
 import { createTrafficManager } from "../../traffic/manager.ts";
 import { detectIptablesVariant, type IptablesVariant } from "../../traffic/iptables_variant.ts";
 import { removeLeftovers, rootTest } from "../helpers/netns.ts";
+import { networkConfig } from "../helpers/network_config.ts";
 
-const CONFIG: NetworkConfig = {
-  ipv4: {
-    network: parseNet("10.244.0.0/16"),
-    subnetLen: 24,
-    subnetMin: parseAddr("10.244.1.0"),
-    subnetMax: parseAddr("10.244.255.0"),
-  },
-  enableNFTables: false,
-  backend: { type: "vxlan", options: {} },
-};
+const CONFIG = networkConfig("vxlan");
 
 /** Which variants hold Tartan's chains in the namespace. */
 async function holders(run: CommandRunner): Promise<IptablesVariant[]> {
