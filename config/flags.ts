@@ -13,9 +13,6 @@
  *   `--subnet-lease-renew-margin` must be 1..1439 and `--healthz-port` 0..65535.
  * - `--public-ip`, `--public-ipv6` and `--iface-can-reach` must be addresses of the right family
  *   already at parse time (flanneld fails later, at interface selection).
- * - For repeatable flags the environment variable may hold a comma-separated list (quirk 33):
- *   `FLANNELD_IFACE=eth0,10.0.0.2`. `FLANNELD_IFACE_REGEX` splits only on commas outside
- *   `()`, `[]` and `{}` so that a regex such as `eth{1,2}` keeps working.
  * - A `--etcd-certfile` without `--etcd-keyfile` (or the reverse) is an error instead of
  *   silently using plain HTTP; see {@link etcdTlsFiles} for the CA-alone fix (quirk 19).
  * - Environment values that do not parse, or are out of range, are ignored with a warning
@@ -61,8 +58,6 @@ interface FlagSpec<T> {
   readonly isBool?: boolean;
   /** Each occurrence adds to the previous ones instead of replacing them. */
   readonly merge?: (previous: T, next: T) => T;
-  /** Splits an environment value into several occurrences (repeatable flags only). */
-  readonly splitEnv?: (text: string) => string[];
   /** False when the flag is never read from the environment (`version`). */
   readonly fromEnv?: boolean;
   /** Value hidden by {@link redactedOptions}. */
@@ -152,19 +147,18 @@ function commaList(name: string, defaultText: string, help: string): FlagSpec<re
   return { name, type: "list", default: splitCommas(defaultText), help, parse: splitCommas };
 }
 
-/** A flag that may be given many times; every occurrence adds one element. */
-function repeated(
-  name: string,
-  help: string,
-  splitEnv: (text: string) => string[],
-): FlagSpec<readonly string[]> {
+/**
+ * A flag that may be given many times; every occurrence adds one element. Its environment
+ * variable is one element, the whole value, as in flanneld: a comma in `eth{0,1}` belongs to
+ * the regex.
+ */
+function repeated(name: string, help: string): FlagSpec<readonly string[]> {
   return {
     name,
     type: "string (repeatable)",
     default: [],
     help,
     merge: (previous, next) => [...previous, ...next],
-    splitEnv,
     parse: (value) => [value],
   };
 }
@@ -194,28 +188,6 @@ function oneOf<const T extends string>(
 
 function splitCommas(value: string): string[] {
   return value.split(",").map((part) => part.trim()).filter((part) => part !== "");
-}
-
-/** Splits on commas outside `()`, `[]`, `{}` and escapes, so `eth{1,2}` stays one regex. */
-function splitRegexList(value: string): string[] {
-  const parts: string[] = [];
-  let depth = 0;
-  let inClass = false;
-  let start = 0;
-  for (let i = 0; i < value.length; i++) {
-    const c = value[i];
-    if (c === "\\") i++;
-    else if (inClass) inClass = c !== "]";
-    else if (c === "[") inClass = true;
-    else if (c === "(" || c === "{") depth++;
-    else if ((c === ")" || c === "}") && depth > 0) depth--;
-    else if (c === "," && depth === 0) {
-      parts.push(value.slice(start, i));
-      start = i + 1;
-    }
-  }
-  parts.push(value.slice(start));
-  return parts.filter((part) => part !== "");
 }
 
 /** klog's `-vmodule` syntax: comma-separated `pattern=N`. */
@@ -287,12 +259,10 @@ const FLAGS = {
   iface: repeated(
     "iface",
     "interface name or IP for inter-node traffic; repeat to try several in order",
-    splitCommas,
   ),
   ifaceRegex: repeated(
     "iface-regex",
     "regex over interface IPs, then names; repeat to try several, after every --iface",
-    splitRegexList,
   ),
   ifaceCanReach: address(
     "iface-can-reach",
@@ -523,10 +493,8 @@ function applyEnvironment(
     known.add(variable);
     const value = env[variable];
     if (given.has(spec.name) || !value) continue;
-    const texts = spec.splitEnv ? spec.splitEnv(value) : [value];
     try {
-      if (texts.length === 0) throw new Error("empty list");
-      store(key, spec, texts, values);
+      store(key, spec, [value], values);
       given.add(spec.name);
     } catch (err) {
       warnings.push(`ignoring ${variable}=${JSON.stringify(value)}: ${errorText(err)}`);
