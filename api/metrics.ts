@@ -161,14 +161,14 @@ const STATE_METRICS: readonly StateMetric[] = [
     "Unparsable leases skipped.",
   ),
   {
-    name: "tartan_leases_skipped_total",
+    name: "tartan_lease_skips_total",
     help: "Peer leases the lease gate kept from the backend, by reason (each skip counted once).",
     type: "counter",
     labelNames: ["reason"],
     read: (state) => byReason(state.leaseSkips),
   },
   {
-    name: "tartan_leases_skipped",
+    name: "tartan_skipped_leases",
     help: "Peer leases kept from the backend now, by reason (/v1/leases says which and why).",
     type: "gauge",
     labelNames: ["reason"],

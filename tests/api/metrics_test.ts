@@ -173,7 +173,7 @@ Deno.test("/metrics counts skipped leases by reason, now and since start", async
   const app = createApp(state, createMetrics(state, { defaultMetrics: false }));
   const families = parseExposition(await (await app.request("/metrics")).text());
   const reason = { reason: "subnet_outside_network" };
-  assert.equal(value(families, "tartan_leases_skipped", reason), 1);
-  assert.equal(value(families, "tartan_leases_skipped_total", reason), 1);
-  assert.equal(value(families, "tartan_leases_skipped", { reason: "vtep_mac_taken" }), 0);
+  assert.equal(value(families, "tartan_skipped_leases", reason), 1);
+  assert.equal(value(families, "tartan_lease_skips_total", reason), 1);
+  assert.equal(value(families, "tartan_skipped_leases", { reason: "vtep_mac_taken" }), 0);
 });

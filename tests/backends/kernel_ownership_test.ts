@@ -233,6 +233,17 @@ rootTest(
             JSON.stringify(health.peers),
           );
           assert.equal(health.driftRepaired, 0, "an unchanged state is written once, not repaired");
+
+          // IPv6 too: a peer claiming the whole IPv6 network gets no IPv6 route.
+          const before = await routes(ns, "-6");
+          const greedy = { ...dualVxlanPeer(14), ipv6Subnet: parseNet("fd00:244::/48") };
+          runner.push({ type: "events", events: [{ type: "added", lease: greedy }] });
+          await reconciles(network, 3);
+          const after = await routes(ns, "-6");
+          assert.deepEqual(after.filter((r) => !before.includes(r)), [], "no IPv6 route added");
+          const peer = network.health().peers.find((p) => p.subnet.includes("fd00:244::/48"));
+          assert.match(peer?.error ?? "", /refused/);
+          assert.equal(network.health().driftRepaired, 0);
         } finally {
           await runner.stop();
         }

@@ -190,9 +190,9 @@ rootSuite("hostile leases: skipped, counted, and the kernel untouched", async (t
       const expected = new Map<string, number>();
       for (const [, reason] of reasons) expected.set(reason, (expected.get(reason) ?? 0) + 1);
       for (const [reason, count] of expected) {
-        assert.equal(sampleValue(families, "tartan_leases_skipped", { reason }), count, reason);
+        assert.equal(sampleValue(families, "tartan_skipped_leases", { reason }), count, reason);
         assert.equal(
-          sampleValue(families, "tartan_leases_skipped_total", { reason }),
+          sampleValue(families, "tartan_lease_skips_total", { reason }),
           count,
           reason,
         );
