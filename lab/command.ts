@@ -20,7 +20,7 @@ import { deleteLabNetns, listLabNetns, nodeUnderlayIP } from "./topology.ts";
 
 /** Every lab started from the CLI names its namespaces `tl-<tag>-…`. */
 const LAB_PREFIX_ROOT = "tl-";
-const BACKENDS = ["vxlan", "host-gw", "udp", "alloc"];
+const BACKENDS = ["vxlan", "host-gw", "udp", "wireguard", "alloc"];
 
 export const LAB_USAGE = `usage: tartan lab demo|up|down|status|soak [options]
 
@@ -34,7 +34,7 @@ export const LAB_USAGE = `usage: tartan lab demo|up|down|status|soak [options]
 options:
   --nodes N        number of nodes (default 3)
   --pods N         pods per node (default 2)
-  --backend TYPE   vxlan | host-gw | udp | alloc (default vxlan)
+  --backend TYPE   vxlan | host-gw | udp | wireguard | alloc (default vxlan)
   --ip-masq        run the nodes with --ip-masq
   --prefix P       (down) only namespaces starting with P
   --minutes M      (soak) how long to churn, 0.5..1440 (default 2)

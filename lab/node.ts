@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { WIREGUARD_SOCKET_DIR } from "../backends/wireguard/uapi_client.ts";
 import { type Forwarder, forwardTcp } from "./forward.ts";
 import { tartanArgv } from "./self.ts";
 
@@ -21,6 +22,13 @@ export interface NodeDaemon {
   readonly dir: string;
   readonly subnetFile: string;
   readonly logFile: string;
+  /**
+   * The node's own WireGuard socket directory: the daemon runs in a private mount namespace with
+   * it bind-mounted on /var/run/wireguard (wireguard-go's fixed path), so nodes do not collide.
+   */
+  readonly wireguardDir: string;
+  /** The daemon's process id (to enter its namespaces), while it runs. */
+  pid(): number | undefined;
   /** Host loopback URL of the node's admin API. */
   readonly adminUrl: string;
   /** Whether the daemon process is running. */
@@ -105,6 +113,9 @@ export async function startNodeDaemon(options: NodeDaemonOptions): Promise<NodeD
   await Deno.mkdir(dir, { recursive: true });
   const subnetFile = `${dir}/subnet.env`;
   const logFile = `${dir}/tartan.log`;
+  const wireguardDir = `${dir}/wireguard`;
+  await Deno.mkdir(wireguardDir, { recursive: true });
+  await Deno.mkdir(WIREGUARD_SOCKET_DIR, { recursive: true });
   const store = storeWiring(ns, options);
   const forwarders: Forwarder[] = [store.forwarder];
   const admin = forwardTcp({ port: 0 }, { netns: ns, port: NODE_ADMIN_PORT });
@@ -141,17 +152,29 @@ export async function startNodeDaemon(options: NodeDaemonOptions): Promise<NodeD
     dir,
     subnetFile,
     logFile,
+    wireguardDir,
+    pid: () => child?.pid,
     adminUrl: `http://127.0.0.1:${admin.port}`,
     running: () => child !== undefined,
     async start() {
       if (child) return;
       const log = await Deno.open(logFile, { append: true, create: true, write: true });
       child = new Deno.Command("ip", {
-        args: ["netns", "exec", ns, ...argv],
+        args: [
+          ...["netns", "exec", ns, "unshare", "--mount", "sh", "-c"],
+          `mount --bind "$0" ${WIREGUARD_SOCKET_DIR} && exec "$@"`,
+          wireguardDir,
+          ...argv,
+        ],
         stdin: "null",
         stdout: "null",
         stderr: "piped",
-        env: { NO_COLOR: "1", ...store.env, ...options.env },
+        env: {
+          NO_COLOR: "1",
+          WIREGUARD_KEY_FILE: `${dir}/wgkey`, // each node its own key, not the host's
+          ...store.env,
+          ...options.env,
+        },
       }).spawn();
       appendTo(log, child.stderr).catch(() => {});
       exited = child.status;

@@ -153,6 +153,15 @@ export async function deleteLabNetns(run: CommandRunner, prefix: string): Promis
     throw new RangeError(`refusing to delete prefix ${prefix}`);
   }
   const names = (await listLabNetns(run, prefix)).sort((a, b) => b.length - a.length);
-  for (const name of names) await run(["ip", "netns", "del", name]).catch(() => {});
+  for (const name of names) {
+    // A process left inside (a wireguard-go whose daemon was killed) would keep the namespace.
+    const pids = await run(["ip", "netns", "pids", name]).catch(() => "");
+    for (const pid of pids.split(/\s+/).filter(Boolean)) {
+      try {
+        Deno.kill(Number(pid), "SIGKILL");
+      } catch { /* gone */ }
+    }
+    await run(["ip", "netns", "del", name]).catch(() => {});
+  }
   return names;
 }
