@@ -144,6 +144,7 @@ function createLeaseGate(
       ...[ext.publicIP, ext.publicIPv6].filter((ip) => ip !== undefined),
     ],
     checkVtepMac: config.backend.type === "vxlan",
+    checkWireguardKey: config.backend.type === "wireguard",
     onSkip: ({ lease, reason, detail }) => {
       state.leaseSkips[reason]++;
       gateLog.warn("peer lease skipped", { lease: leaseSubnets(lease), reason, detail });

@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { decodeWireguardKey } from "../config/backend_options.ts";
 import { normalizeMac } from "../ffi/mac.ts";
 import {
   addrEqual,
@@ -47,6 +48,8 @@ export const SKIP_REASONS = [
   "vtep_mac_unusable",
   "vtep_mac_own",
   "vtep_mac_taken",
+  "wireguard_key_unusable",
+  "wireguard_key_own",
 ] as const;
 export type SkipReason = typeof SKIP_REASONS[number];
 
@@ -73,6 +76,8 @@ export interface LeaseGateOptions {
   readonly ownAddresses: readonly IPAddr[];
   /** Check the VtepMAC of vxlan leases (the node runs the vxlan backend). */
   readonly checkVtepMac: boolean;
+  /** Check the PublicKey of wireguard leases (the node runs the wireguard backend). */
+  readonly checkWireguardKey?: boolean;
   /** A lease was newly skipped, or for another reason than before (log it, count it). */
   readonly onSkip?: (skipped: SkippedLease) => void;
   /** A lease skipped before is admitted now (its conflict went away, or it was fixed). */
@@ -96,6 +101,18 @@ export function vtepMacOf(data: JsonValue | undefined): string | undefined {
 }
 
 const CANONICAL_MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
+
+/**
+ * The WireGuard public key a wireguard lease publishes in `BackendData` / `BackendV6Data`, as
+ * canonical base64; undefined when absent, not the base64 of 32 bytes, or all zeros (no peer can
+ * have it).
+ */
+export function wireguardKeyOf(data: JsonValue | undefined): string | undefined {
+  if (typeof data !== "object" || data === null || Array.isArray(data)) return undefined;
+  const text = data.PublicKey;
+  if (typeof text !== "string") return undefined;
+  return decodeWireguardKey(text)?.some((b) => b !== 0) ? text.trim() : undefined;
+}
 
 /** Why no tunnel may point at `addr`, or undefined when it is a usable unicast address. */
 function unusableAddress(addr: IPAddr): string | undefined {
@@ -171,6 +188,7 @@ export class LeaseGate {
   readonly #ownId: string;
   readonly #ownSubnets: IPNet[];
   readonly #ownMacs: Set<string>;
+  readonly #ownWireguardKeys: Set<string>;
   readonly #ownAddresses: IPAddr[];
   /** Admitted leases by identity, in admission order. */
   readonly #admitted = new Map<string, Lease>();
@@ -192,6 +210,8 @@ export class LeaseGate {
     this.#ownSubnets = [own.subnet, own.ipv6Subnet].filter((n) => n !== undefined);
     const macs = [vtepMacOf(own.attrs.backendData), vtepMacOf(own.attrs.backendV6Data)];
     this.#ownMacs = new Set(macs.filter((m) => m !== undefined));
+    const keys = [wireguardKeyOf(own.attrs.backendData), wireguardKeyOf(own.attrs.backendV6Data)];
+    this.#ownWireguardKeys = new Set(keys.filter((k) => k !== undefined));
     this.#ownAddresses = [
       ...options.ownAddresses,
       own.attrs.publicIP,
@@ -396,7 +416,8 @@ export class LeaseGate {
     }
     for (const part of parts) {
       const verdict = this.#checkSubnet(part) ?? this.#checkPublicIP(part) ??
-        (this.#checksMac(lease) ? this.#checkMac(part) : undefined);
+        (this.#checksMac(lease) ? this.#checkMac(part) : undefined) ??
+        (this.#checksWireguardKey(lease) ? this.#checkWireguardKey(part) : undefined);
       if (verdict) return verdict;
     }
     return undefined;
@@ -447,6 +468,23 @@ export class LeaseGate {
     if (overlay) {
       const detail = `${text()} is inside the overlay network ${formatNet(overlay)}`;
       return { reason: "public_ip_in_overlay", detail };
+    }
+    return undefined;
+  }
+
+  #checksWireguardKey(lease: Lease): boolean {
+    return this.#options.checkWireguardKey === true && lease.attrs.backendType === "wireguard";
+  }
+
+  #checkWireguardKey({ family, backendData }: FamilyPart): Verdict | undefined {
+    const key = wireguardKeyOf(backendData);
+    if (!key) {
+      const name = family === 4 ? "BackendData" : "BackendV6Data";
+      const detail = `${name} has no usable PublicKey (the base64 of 32 bytes, not all zeros)`;
+      return { reason: "wireguard_key_unusable", detail };
+    }
+    if (this.#ownWireguardKeys.has(key)) {
+      return { reason: "wireguard_key_own", detail: `PublicKey ${key} is this node's own` };
     }
     return undefined;
   }

@@ -108,6 +108,44 @@ Deno.test("BackendData is not checked for other backend types, nor on a non-vxla
   assert.deepEqual(events(gate({ checkVtepMac: false }).g, added(bare)), ["added 10.244.5.0/24"]);
 });
 
+Deno.test("wireguard leases on a wireguard node: an unusable or our own PublicKey is skipped", () => {
+  const key = (byte: number) => btoa(String.fromCharCode(...new Array(32).fill(byte)));
+  const wg = (subnet: string, ip: string, data: JsonValue | undefined): Lease => ({
+    subnet: parseNet(subnet),
+    attrs: {
+      publicIP: parseAddr(ip),
+      backendType: "wireguard",
+      ...(data !== undefined && { backendData: data }),
+    },
+  });
+  const ownWg = wg("10.244.7.0/24", "198.18.0.11", { PublicKey: key(7), Port: 51820 });
+  const { g, skips } = gate({ own: ownWg, checkVtepMac: false, checkWireguardKey: true });
+  const cases: Array<[Lease, string]> = [
+    [wg("10.244.1.0/24", "198.18.0.21", undefined), "wireguard_key_unusable"],
+    [
+      wg("10.244.2.0/24", "198.18.0.22", { PublicKey: "c2hvcnQ=", Port: 51820 }),
+      "wireguard_key_unusable",
+    ],
+    [wg("10.244.3.0/24", "198.18.0.23", { PublicKey: 42, Port: 51820 }), "wireguard_key_unusable"],
+    [
+      wg("10.244.4.0/24", "198.18.0.24", { PublicKey: key(0), Port: 51820 }),
+      "wireguard_key_unusable",
+    ],
+    [wg("10.244.5.0/24", "198.18.0.25", "text"), "wireguard_key_unusable"],
+    [wg("10.244.6.0/24", "198.18.0.26", { PublicKey: key(7), Port: 51820 }), "wireguard_key_own"],
+  ];
+  for (const [lease, reason] of cases) {
+    assert.deepEqual(events(g, added(lease)), []);
+    assert.equal(g.skipOf(lease)?.reason, reason, g.skipOf(lease)?.detail);
+  }
+  assert.equal(g.skippedByReason().wireguard_key_unusable, 5, "counted by reason");
+  assert.equal(skips.length, 6);
+  const fixed = wg("10.244.1.0/24", "198.18.0.21", { PublicKey: key(1), Port: 51820 });
+  assert.deepEqual(events(g, added(fixed)), ["added 10.244.1.0/24"], "fixed: admitted");
+  const bare = wg("10.244.9.0/24", "198.18.0.29", undefined);
+  assert.deepEqual(events(gate({ own: ownWg }).g, added(bare)), ["added 10.244.9.0/24"]);
+});
+
 Deno.test("a skip is reported once; a changed reason is reported again", () => {
   const { g, skips } = gate();
   const bad = vx("10.244.4.0/24", "0.0.0.0", "0e:00:00:00:00:20");
