@@ -136,7 +136,7 @@ Deno.test("wireguard leases on a wireguard node: an unusable or our own PublicKe
   ];
   for (const [lease, reason] of cases) {
     assert.deepEqual(events(g, added(lease)), []);
-    assert.equal(g.skipOf(lease)?.reason, reason, g.skipOf(lease)?.detail);
+    assert.equal(g.skipOf(lease)?.reason, reason, String(g.skipOf(lease)?.detail));
   }
   assert.equal(g.skippedByReason().wireguard_key_unusable, 5, "counted by reason");
   assert.equal(skips.length, 6);
