@@ -16,7 +16,6 @@ import {
   usage,
 } from "./config/flags.ts";
 import { errorText, logger, setLogLevel } from "./log.ts";
-import { createApp } from "./api/app.ts";
 import { createMetrics, type Metrics, probePathLabel } from "./api/metrics.ts";
 import { type AdminServer, readAdminToken, serveAdmin } from "./api/server.ts";
 import { type DaemonState, newDaemonState } from "./state.ts";
@@ -226,6 +225,8 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
     const metrics = createMetrics(state, { defaultMetrics: options.healthzPort > 0 });
     manager = await createManager(options, state, metrics);
     if (options.healthzPort > 0) {
+      // The API (and Hono under it) is loaded only when the admin server runs.
+      const { createApp } = await import("./api/app.ts");
       admin = serveAdmin(createApp(state, metrics, { log: logger("api"), token }), {
         hostname: options.healthzIp,
         port: options.healthzPort,

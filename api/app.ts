@@ -13,7 +13,6 @@
  *
  * @module
  */
-import { timingSafeEqual } from "node:crypto";
 import { type Context, Hono } from "hono";
 import type { DaemonState } from "../state.ts";
 import type { IPNet } from "../ip/mod.ts";
@@ -85,6 +84,14 @@ function findLease(state: DaemonState, text: string, nets: readonly IPNet[]) {
   return undefined;
 }
 
+/** Whether two byte strings are equal, in a time that does not depend on where they differ. */
+function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
+}
+
 /**
  * Build the admin app. `metrics` must have been created over the same state.
  */
@@ -102,7 +109,7 @@ export function createApp(state: DaemonState, metrics: Metrics, options: AppOpti
       const credentials = BEARER.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
       const given = new TextEncoder().encode(credentials);
       // Constant-time comparison: the token must not leak through response timing.
-      if (given.length === expected.length && timingSafeEqual(given, expected)) return await next();
+      if (constantTimeEqual(given, expected)) return await next();
       c.header("www-authenticate", 'Bearer realm="tartan"');
       return fail(c, 401, "missing or wrong bearer token");
     };

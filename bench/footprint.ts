@@ -14,11 +14,13 @@
  * Memory is in MB (10^6 bytes), as the goals are written (issue 19).
  *
  * Run: `deno task bench footprint` (root: namespaces, etcd). Prints a table, writes
- * bench/results/footprint.json.
+ * bench/results/footprint.json. `deno run -A bench/footprint.ts --parts kube,etcd` runs only
+ * those parts (of imports, etcd, kube, peers10k) and writes nothing.
  *
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
 import { commandRunner } from "../exec.ts";
 import { LAB_ETCD_PREFIX } from "../lab/cluster.ts";
 import { startEtcd } from "../lab/etcd.ts";
@@ -55,10 +57,11 @@ export interface FootprintResult {
   readonly deno: string;
   readonly v8Flags: string;
   readonly bareDenoMB: number;
-  /** RSS added by importing only that module into a bare process, MB (median of 3). */
+  /** RSS added by importing only that module into a bare process, MB (least of 5 runs each). */
   readonly dependencies: Record<string, number>;
   readonly daemons: DaemonFootprint[];
-  readonly cniAdd: {
+  /** Measured with the etcd-mode daemon. */
+  readonly cniAdd?: {
     readonly runs: number;
     /** `tartan cni` ADD, median ms. */
     readonly tartanMs: number;
@@ -73,7 +76,7 @@ const CONFIG = `${ROOT}deno.json`;
 const SETTLE_SECONDS = 30;
 const REST_SECONDS = 20;
 const PROGRAM_TIMEOUT_MS = 120_000;
-const IMPORT_RUNS = 3;
+const IMPORT_RUNS = 5;
 const CNI_RUNS = 10;
 const MB = 1e6;
 
@@ -120,10 +123,11 @@ async function runtimeDependencies(): Promise<string[]> {
   return [...found].sort();
 }
 
-async function medianRss(specifier: string, dir: string): Promise<number> {
+/** The least RSS over a few runs: the noise (allocator and GC timing) only ever adds. */
+async function leastRss(specifier: string, dir: string): Promise<number> {
   const runs: number[] = [];
   for (let i = 0; i < IMPORT_RUNS; i++) runs.push(await importRss(specifier, dir));
-  return median(runs);
+  return Math.min(...runs);
 }
 
 /** Routes on flannel.1 in `ns` (one per programmed vxlan peer). */
@@ -142,12 +146,16 @@ async function waitProgrammed(ns: string, peers: number, since: number): Promise
   return (performance.now() - since) / 1000;
 }
 
-/** Start a node daemon, wait until its peers are programmed and it has settled, measure. */
+/**
+ * Start a node daemon, wait until its peers are programmed and it has settled, measure; then
+ * run `after` on it, if given, before stopping it.
+ */
 async function measureDaemon(
   mode: "etcd" | "kube",
   peers: number,
   node: () => Promise<NodeDaemon>,
   goalMB?: number,
+  after?: (daemon: NodeDaemon) => Promise<void>,
 ): Promise<DaemonFootprint> {
   const spawned = performance.now();
   const daemon = await node();
@@ -161,6 +169,7 @@ async function measureDaemon(
     const peakRssMB = round(await bytesOf(pid, "VmHWM") / MB, 1);
     const rest = await restActivity(pid, REST_SECONDS);
     console.error(`measured ${mode} mode, ${peers} peers: ${rssMB} MB`);
+    await after?.(daemon);
     return {
       mode,
       peers,
@@ -255,8 +264,12 @@ async function cniComparison(node: NodeDaemon, names: ReturnType<typeof labNames
   return { runs: CNI_RUNS, tartanMs, bridgeMs, ratio: round(tartanMs / bridgeMs, 2) };
 }
 
-/** Run every measurement; everything created is removed even on failure. */
-export async function main(): Promise<FootprintResult> {
+/** The parts of the run. */
+export const PARTS = ["imports", "etcd", "kube", "peers10k"] as const;
+export type Part = typeof PARTS[number];
+
+/** Run the measurements (all parts by default); everything created is removed even on failure. */
+export async function main(parts: ReadonlySet<Part> = new Set(PARTS)): Promise<FootprintResult> {
   const run = commandRunner();
   const prefix = `tb-${crypto.randomUUID().slice(0, 6)}f-`;
   const names = labNames(prefix);
@@ -264,10 +277,10 @@ export async function main(): Promise<FootprintResult> {
   const etcd = await startEtcd();
   const api = startFakeKubeApi();
   try {
-    const bare = await medianRss("", workDir);
+    const bare = await leastRss("", workDir);
     const dependencies: Record<string, number> = {};
-    for (const specifier of await runtimeDependencies()) {
-      dependencies[specifier] = round((await medianRss(specifier, workDir) - bare) / MB, 1);
+    for (const specifier of parts.has("imports") ? await runtimeDependencies() : []) {
+      dependencies[specifier] = round((await leastRss(specifier, workDir) - bare) / MB, 1);
       console.error(`import ${specifier}: +${dependencies[specifier]} MB`);
     }
 
@@ -288,7 +301,14 @@ export async function main(): Promise<FootprintResult> {
       startNodeDaemon({ ns: names.node(1), dir: `${workDir}/${dir}`, ...etcdStore });
 
     const daemons: DaemonFootprint[] = [];
-    daemons.push(await measureDaemon("etcd", 100, etcdNode("etcd100"), GOALS.etcd100MB));
+    let cniAdd: FootprintResult["cniAdd"] | undefined;
+    if (parts.has("etcd")) {
+      daemons.push(
+        await measureDaemon("etcd", 100, etcdNode("etcd100"), GOALS.etcd100MB, async (node) => {
+          cniAdd = await cniComparison(node, names);
+        }),
+      );
+    }
 
     const netConfigPath = `${workDir}/net-conf.json`;
     await Deno.writeTextFile(
@@ -297,30 +317,20 @@ export async function main(): Promise<FootprintResult> {
     );
     seedKubePeers(api, 100);
     api.setNode(fakeNode(names.node(2), { podCIDR: "10.200.0.0/24" }));
-    daemons.push(
-      await measureDaemon("kube", 100, () =>
-        startNodeDaemon({
-          ns: names.node(2),
-          dir: `${workDir}/kube`,
-          kube: { apiPort: api.port, nodeName: names.node(2), netConfigPath },
-        }), GOALS.kubeMB),
-    );
+    if (parts.has("kube")) {
+      daemons.push(
+        await measureDaemon("kube", 100, () =>
+          startNodeDaemon({
+            ns: names.node(2),
+            dir: `${workDir}/kube`,
+            kube: { apiPort: api.port, nodeName: names.node(2), netConfigPath },
+          }), GOALS.kubeMB),
+      );
+    }
 
-    await putPeers(etcd.endpoint, 100, 10_000);
-    daemons.push(await measureDaemon("etcd", 10_000, etcdNode("etcd10k"), GOALS.peers10kMB));
-
-    // CNI runs against a node with its subnet.env (the 10 000 peers make no difference to it).
-    const cniNode = await startNodeDaemon({
-      ns: names.node(1),
-      dir: `${workDir}/cni`,
-      ...etcdStore,
-    });
-    let cniAdd;
-    try {
-      await waitProgrammed(cniNode.ns, 10_000, performance.now());
-      cniAdd = await cniComparison(cniNode, names);
-    } finally {
-      await cniNode.close();
+    if (parts.has("peers10k")) {
+      await putPeers(etcd.endpoint, 100, 10_000);
+      daemons.push(await measureDaemon("etcd", 10_000, etcdNode("etcd10k"), GOALS.peers10kMB));
     }
 
     return {
@@ -357,11 +367,17 @@ function printTable(r: FootprintResult): void {
     );
   }
   const c = r.cniAdd;
-  console.log(`CNI ADD: tartan ${c.tartanMs} ms, bridge alone ${c.bridgeMs} ms (×${c.ratio})`);
+  if (c) {
+    console.log(`CNI ADD: tartan ${c.tartanMs} ms, bridge alone ${c.bridgeMs} ms (×${c.ratio})`);
+  }
 }
 
 if (import.meta.main) {
-  const result = await main();
+  const { values } = parseArgs({ args: Deno.args, options: { parts: { type: "string" } } });
+  const parts = new Set((values.parts?.split(",") ?? PARTS) as Part[]);
+  const unknown = [...parts].filter((part) => !PARTS.includes(part));
+  if (unknown.length) throw new Error(`unknown parts ${unknown.join(",")}; choose from ${PARTS}`);
+  const result = await main(parts);
   printTable(result);
-  await saveResult("footprint", result);
+  if (parts.size === PARTS.length) await saveResult("footprint", result);
 }
