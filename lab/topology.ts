@@ -50,10 +50,20 @@ export function labNames(prefix: string) {
   };
 }
 
+/** `ip -n <ns> <args>`. */
+function ipIn(run: CommandRunner, ns: string, ...args: string[]): Promise<string> {
+  return run(["ip", "-n", ns, ...args]);
+}
+
+/** `sysctl -w <setting>` inside `ns`. */
+function sysctlIn(run: CommandRunner, ns: string, setting: string): Promise<string> {
+  return run(["ip", "netns", "exec", ns, "sysctl", "-qw", setting]);
+}
+
 /** Create a namespace with its loopback up (pods start so; the CNI plugin wires the rest). */
 export async function addNetns(run: CommandRunner, ns: string): Promise<void> {
   await run(["ip", "netns", "add", ns]);
-  await run(["ip", "-n", ns, "link", "set", "lo", "up"]);
+  await ipIn(run, ns, "link", "set", "lo", "up");
 }
 
 /** Create the underlay namespace with its bridge and router address. */
@@ -63,33 +73,15 @@ export async function createUnderlay(
   options: UnderlayOptions = {},
 ): Promise<void> {
   await addNetns(run, ns);
-  await run(["ip", "-n", ns, "link", "add", "br0", "type", "bridge"]);
-  await run([
-    "ip",
-    "-n",
-    ns,
-    "addr",
-    "add",
-    `${UNDERLAY_ROUTER}/${UNDERLAY_PREFIX_LEN}`,
-    "dev",
-    "br0",
-  ]);
+  await ipIn(run, ns, "link", "add", "br0", "type", "bridge");
+  await ipIn(run, ns, "addr", "add", `${UNDERLAY_ROUTER}/${UNDERLAY_PREFIX_LEN}`, "dev", "br0");
   if (options.ipv6) {
-    await run([
-      "ip",
-      "-n",
-      ns,
-      "addr",
-      "add",
-      `${UNDERLAY_ROUTER_V6}/${UNDERLAY_V6_PREFIX_LEN}`,
-      "dev",
-      "br0",
-      "nodad",
-    ]);
+    const address = `${UNDERLAY_ROUTER_V6}/${UNDERLAY_V6_PREFIX_LEN}`;
+    await ipIn(run, ns, "addr", "add", address, "dev", "br0", "nodad");
   }
-  await run(["ip", "-n", ns, "link", "set", "br0", "up"]);
+  await ipIn(run, ns, "link", "set", "br0", "up");
   // The router forwards between nodes only in tests that route across segments; harmless here.
-  await run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+  await sysctlIn(run, ns, "net.ipv4.ip_forward=1");
 }
 
 /**
@@ -105,40 +97,19 @@ export async function createNode(
 ): Promise<void> {
   const port = `n${i}`;
   await addNetns(run, ns);
-  await run([
-    "ip",
-    "-n",
-    underlay,
-    "link",
-    "add",
-    port,
-    "type",
-    "veth",
-    "peer",
-    "name",
-    "ul0",
-    "netns",
-    ns,
-  ]);
-  await run(["ip", "-n", underlay, "link", "set", port, "master", "br0", "up"]);
-  await run([
-    "ip",
-    "-n",
-    ns,
-    "addr",
-    "add",
-    `${nodeUnderlayIP(i)}/${UNDERLAY_PREFIX_LEN}`,
-    "dev",
-    "ul0",
-  ]);
+  const veth = ["type", "veth", "peer", "name", "ul0", "netns", ns];
+  await ipIn(run, underlay, "link", "add", port, ...veth);
+
+  await ipIn(run, underlay, "link", "set", port, "master", "br0", "up");
+  await ipIn(run, ns, "addr", "add", `${nodeUnderlayIP(i)}/${UNDERLAY_PREFIX_LEN}`, "dev", "ul0");
   if (options.ipv6) {
     const address = `${nodeUnderlayIPv6(i)}/${UNDERLAY_V6_PREFIX_LEN}`;
-    await run(["ip", "-n", ns, "addr", "add", address, "dev", "ul0", "nodad"]);
-    await run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    await ipIn(run, ns, "addr", "add", address, "dev", "ul0", "nodad");
+    await sysctlIn(run, ns, "net.ipv6.conf.all.forwarding=1");
   }
-  await run(["ip", "-n", ns, "link", "set", "ul0", "up"]);
-  await run(["ip", "-n", ns, "route", "add", "default", "via", UNDERLAY_ROUTER]);
-  await run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+  await ipIn(run, ns, "link", "set", "ul0", "up");
+  await ipIn(run, ns, "route", "add", "default", "via", UNDERLAY_ROUTER);
+  await sysctlIn(run, ns, "net.ipv4.ip_forward=1");
 }
 
 /** Every namespace whose name starts with `prefix`. */

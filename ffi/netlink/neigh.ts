@@ -193,30 +193,28 @@ const OPS = {
   delete: { type: RTM_DELNEIGH, flags: 0 },
 } as const;
 
+/** An RTM_*NEIGH request for `op` (state NUD_PERMANENT unless the spec says otherwise). */
+function neighMessage(
+  op: keyof typeof OPS,
+  family: number,
+  spec: { readonly index: number; readonly state?: number },
+  flags: number,
+  attrs: Attr[],
+): NetlinkRequest {
+  const msg = { family, index: spec.index, state: spec.state ?? NUD_PERMANENT, flags, type: 0 };
+  return { type: OPS[op].type, flags: OPS[op].flags, body: { kind: "neigh", msg, attrs } };
+}
+
 /** Neighbour operations. */
 export type NeighOp = "add" | "replace" | "delete";
 
-/** The request for one neighbour operation, for batches (`executeBatch` in socket.ts). */
+/** The request for one neighbour operation, for batches (`executeBatch` in batch.ts). */
 export function neighRequest(op: NeighOp, spec: NeighSpec): NetlinkRequest {
   const attrs = [addrAttr(NDA_DST, spec.ip)];
   if (spec.mac !== undefined && op !== "delete") {
     attrs.push(bytesAttr(NDA_LLADDR, parseMac(spec.mac)));
   }
-  return {
-    type: OPS[op].type,
-    flags: OPS[op].flags,
-    body: {
-      kind: "neigh",
-      msg: {
-        family: familyOf(spec.ip.family),
-        index: spec.index,
-        state: spec.state ?? NUD_PERMANENT,
-        flags: spec.flags ?? 0,
-        type: 0,
-      },
-      attrs,
-    },
-  };
+  return neighMessage(op, familyOf(spec.ip.family), spec, spec.flags ?? 0, attrs);
 }
 
 /** Add a neighbour (`EEXIST` if present). */
@@ -244,27 +242,13 @@ export function deleteNeigh(h: NetlinkHandle, spec: NeighSpec): void {
 /** FDB operations; "append" adds another remote for the same MAC (flood lists). */
 export type FdbOp = keyof typeof OPS;
 
-/** The request for one FDB operation, for batches (`executeBatch` in socket.ts). */
+/** The request for one FDB operation, for batches (`executeBatch` in batch.ts). */
 export function fdbRequest(op: FdbOp, spec: FdbSpec): NetlinkRequest {
   const attrs: Attr[] = [bytesAttr(NDA_LLADDR, parseMac(spec.mac))];
   if (spec.dst) attrs.push(addrAttr(NDA_DST, spec.dst));
   if (spec.vni !== undefined) attrs.push(u32Attr(NDA_VNI, spec.vni));
   if (spec.port !== undefined) attrs.push(be16Attr(NDA_PORT, spec.port));
-  return {
-    type: OPS[op].type,
-    flags: OPS[op].flags,
-    body: {
-      kind: "neigh",
-      msg: {
-        family: AF_BRIDGE,
-        index: spec.index,
-        state: spec.state ?? NUD_PERMANENT,
-        flags: spec.flags ?? NTF_SELF,
-        type: 0,
-      },
-      attrs,
-    },
-  };
+  return neighMessage(op, AF_BRIDGE, spec, spec.flags ?? NTF_SELF, attrs);
 }
 
 /**

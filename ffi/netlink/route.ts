@@ -178,7 +178,7 @@ const OPS = {
 } as const;
 
 /**
- * The request for one route operation, for batches (`executeBatch` in socket.ts).
+ * The request for one route operation, for batches (`executeBatch` in batch.ts).
  *
  * @example
  * ```ts

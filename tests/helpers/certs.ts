@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { runCommand } from "../../exec.ts";
 
 /** Paths of the generated PEM files. */
 export interface TestPki extends AsyncDisposable {
@@ -15,73 +16,26 @@ export interface TestPki extends AsyncDisposable {
   readonly clientKey: string;
 }
 
-async function openssl(cwd: string, ...args: string[]): Promise<void> {
-  const out = await new Deno.Command("openssl", { args, cwd, stdout: "null", stderr: "piped" })
-    .output();
-  if (!out.success) {
-    throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(out.stderr)}`);
-  }
-}
+/** A new P-256 key (unencrypted) as `openssl req` takes it. */
+const EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
 
 async function issue(dir: string, name: string, cn: string, ext: string): Promise<void> {
-  await Deno.writeTextFile(`${dir}/${name}.ext`, ext);
-  await openssl(
-    dir,
-    "req",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    `${name}.key`,
-    "-out",
-    `${name}.csr`,
-    "-subj",
-    `/CN=${cn}`,
-  );
-  await openssl(
-    dir,
-    "x509",
-    "-req",
-    "-in",
-    `${name}.csr`,
-    "-CA",
-    "ca.crt",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-days",
-    "2",
-    "-out",
-    `${name}.crt`,
-    "-extfile",
-    `${name}.ext`,
-  );
+  const at = (file: string) => `${dir}/${file}`;
+  await Deno.writeTextFile(at(`${name}.ext`), ext);
+  const csr = ["-keyout", at(`${name}.key`), "-out", at(`${name}.csr`), "-subj", `/CN=${cn}`];
+  await runCommand(["openssl", "req", ...EC_KEY, ...csr]);
+  const ca = ["-CA", at("ca.crt"), "-CAkey", at("ca.key"), "-CAcreateserial", "-days", "2"];
+  const out = ["-out", at(`${name}.crt`), "-extfile", at(`${name}.ext`)];
+  await runCommand(["openssl", "x509", "-req", "-in", at(`${name}.csr`), ...ca, ...out]);
 }
 
 /** Generate a CA, a server certificate (localhost, 127.0.0.1) and a client certificate. */
 export async function makeTestPki(): Promise<TestPki> {
   const dir = await Deno.makeTempDir({ prefix: "tt-pki-" });
   try {
-    await openssl(
-      dir,
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.crt",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=tartan-test-ca",
-    );
+    const caFiles = ["-keyout", `${dir}/ca.key`, "-out", `${dir}/ca.crt`];
+    const caName = ["-days", "2", "-subj", "/CN=tartan-test-ca"];
+    await runCommand(["openssl", "req", "-x509", ...EC_KEY, ...caFiles, ...caName]);
     await issue(
       dir,
       "server",
