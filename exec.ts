@@ -40,25 +40,34 @@ export interface RunnerOptions {
   readonly timeoutMs?: number;
 }
 
-async function isExecutable(path: string): Promise<boolean> {
+function isExecutable(path: string): boolean {
   try {
-    const info = await Deno.stat(path);
+    const info = Deno.statSync(path);
     return info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0;
   } catch {
     return false;
   }
 }
 
-/** Find `name` on a colon-separated search path, or throw {@link CommandNotFoundError}. */
-export async function resolveCommand(name: string, searchPath: string): Promise<string> {
+/** {@link resolveCommand}, synchronously. */
+function findCommand(name: string, searchPath: string): string {
   if (name.includes("/")) {
-    if (await isExecutable(name)) return name;
+    if (isExecutable(name)) return name;
     throw new CommandNotFoundError(name);
   }
   for (const dir of searchPath.split(":")) {
-    if (dir && await isExecutable(`${dir}/${name}`)) return `${dir}/${name}`;
+    if (dir && isExecutable(`${dir}/${name}`)) return `${dir}/${name}`;
   }
   throw new CommandNotFoundError(name);
+}
+
+/** Find `name` on a colon-separated search path, or throw {@link CommandNotFoundError}. */
+export function resolveCommand(name: string, searchPath: string): Promise<string> {
+  try {
+    return Promise.resolve(findCommand(name, searchPath));
+  } catch (error) {
+    return Promise.reject(error);
+  }
 }
 
 /** The outcome of {@link runCommand}. */
@@ -86,23 +95,42 @@ export interface RunCommandOptions extends RunnerOptions {
  * const { stdout } = await runCommand(["ip", "-j", "link", "show"], { netns: "tt-abc123-n1" });
  * ```
  */
-export async function runCommand(
+export function runCommand(
   argv: readonly string[],
   options: RunCommandOptions = {},
 ): Promise<CommandResult> {
+  // Resolved and spawned before returning: a caller that blocks the event loop right after the
+  // call (a synchronous poll) still has its command running.
+  let child: Deno.ChildProcess;
+  try {
+    child = spawn(argv, options);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  return finish(argv, child, options);
+}
+
+function spawn(argv: readonly string[], options: RunCommandOptions): Deno.ChildProcess {
   const searchPath = options.searchPath ?? Deno.env.get("PATH") ??
     "/usr/sbin:/usr/bin:/sbin:/bin";
-  const program = await resolveCommand(argv[0], searchPath);
+  const program = findCommand(argv[0], searchPath);
   const full = options.netns
-    ? [await resolveCommand("ip", searchPath), "netns", "exec", options.netns, program]
+    ? [findCommand("ip", searchPath), "netns", "exec", options.netns, program]
     : [program];
-  const child = new Deno.Command(full[0], {
+  return new Deno.Command(full[0], {
     args: [...full.slice(1), ...argv.slice(1)],
     stdin: options.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
     signal: AbortSignal.timeout(options.timeoutMs ?? 30_000),
   }).spawn();
+}
+
+async function finish(
+  argv: readonly string[],
+  child: Deno.ChildProcess,
+  options: RunCommandOptions,
+): Promise<CommandResult> {
   if (options.stdin !== undefined) {
     const writer = child.stdin.getWriter();
     // A program that exits without reading all input reports the problem in its exit status.

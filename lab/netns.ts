@@ -107,3 +107,35 @@ export async function removeLeftovers(prefix = RUN_PREFIX): Promise<string[]> {
   for (const name of mine) await deleteNetns(name);
   return mine;
 }
+
+/** A command left running in a namespace; disposing of it kills it and waits for its exit. */
+export interface BackgroundCommand extends AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+}
+
+/**
+ * Start `argv` inside `ns` without waiting for it (e.g. a server a test talks to), output
+ * discarded, killed after `timeoutMs` at the latest.
+ *
+ * @example
+ * ```ts
+ * await using _server = spawnInNetns(ns, ["iperf3", "-s", "-1"], 15_000);
+ * ```
+ */
+export function spawnInNetns(ns: string, argv: string[], timeoutMs: number): BackgroundCommand {
+  const child = new Deno.Command("ip", {
+    args: ["netns", "exec", ns, ...argv],
+    stdout: "null",
+    stderr: "null",
+    signal: AbortSignal.timeout(timeoutMs),
+  }).spawn();
+  return {
+    child,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+    },
+  };
+}

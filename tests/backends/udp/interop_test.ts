@@ -8,7 +8,7 @@ import { commandRunner } from "../../../exec.ts";
 import { defaultNetConf, LAB_ETCD_PREFIX, startLab } from "../../../lab/cluster.ts";
 import { createNode, labNames } from "../../../lab/topology.ts";
 import { allocValue, putLease, waitFor } from "../../helpers/leases.ts";
-import { nsExec, rootTest } from "../../helpers/netns.ts";
+import { nsExec, rootTest, spawnInNetns } from "../../helpers/netns.ts";
 import { backendView, labPrefix, rawPeer, subnetOf } from "./lab_helpers.ts";
 import { headerChecksumOk, icmpEcho, ipv4, l4ChecksumOk, tcp } from "../../../lab/packets.ts";
 
@@ -64,13 +64,8 @@ rootTest(
         assert.equal(p[8], 62, "64 at the pod, −1 forwarding in the node, −1 our hop");
 
         // A SYN to a listening pod: the SYN-ACK must reach flannel with a complete checksum.
-        const server = new Deno.Command("ip", {
-          args: ["netns", "exec", pod.ns, "iperf3", "-s", "-1", "-B", pod.ip],
-          stdout: "null",
-          stderr: "null",
-          signal: AbortSignal.timeout(15_000),
-        }).spawn();
-        try {
+        {
+          await using _server = spawnInNetns(pod.ns, ["iperf3", "-s", "-1", "-B", pod.ip], 15_000);
           let synAck: Uint8Array | undefined;
           for (let attempt = 0; attempt < 20 && !synAck; attempt++) {
             const syn = tcp({ src: flannelPod, dst: tartanPod }, {
@@ -86,11 +81,6 @@ rootTest(
           }
           assert.ok(synAck, "a SYN-ACK");
           assert.ok(headerChecksumOk(synAck) && l4ChecksumOk(synAck), "complete checksums");
-        } finally {
-          try {
-            server.kill("SIGKILL");
-          } catch { /* exited */ }
-          await server.status;
         }
 
         // Tartan → flannel: the pod pings the flannel pod; the flannel node answers by hand.

@@ -8,7 +8,7 @@ import {
 import { allConnected, connectivityMatrix, formatMatrix } from "../../../lab/pods.ts";
 import { labNames } from "../../../lab/topology.ts";
 import { waitFor } from "../../helpers/leases.ts";
-import { ipJson, nsExec, rootTest } from "../../helpers/netns.ts";
+import { ipJson, nsExec, rootTest, spawnInNetns } from "../../helpers/netns.ts";
 import { backendView, labPrefix, pcapFrames, rawPeer, subnetOf } from "./lab_helpers.ts";
 import { headerChecksumOk, icmpEcho, ipv4 } from "../../../lab/packets.ts";
 
@@ -76,13 +76,8 @@ rootTest("udp backend e2e: 3 nodes in namespaces, flannel's wire format", async 
 
     {
       // TCP between pods (iperf3, 2 s)
-      const server = new Deno.Command("ip", {
-        args: ["netns", "exec", podC.ns, "iperf3", "-s", "-1", "-B", podC.ip],
-        stdout: "null",
-        stderr: "null",
-        signal: AbortSignal.timeout(20_000),
-      }).spawn();
-      try {
+      {
+        await using _server = spawnInNetns(podC.ns, ["iperf3", "-s", "-1", "-B", podC.ip], 20_000);
         let out = "";
         for (let i = 0; i < 20 && !out; i++) {
           await new Promise((r) => setTimeout(r, 100));
@@ -94,11 +89,6 @@ rootTest("udp backend e2e: 3 nodes in namespaces, flannel's wire format", async 
         }
         const result = JSON.parse(out) as { end: { sum_received: { bytes: number } } };
         assert.ok(result.end.sum_received.bytes > 10_000_000, `${result.end.sum_received.bytes} B`);
-      } finally {
-        try {
-          server.kill("SIGKILL");
-        } catch { /* exited */ }
-        await server.status;
       }
       const path = (await backendView(nodeA.adminUrl)).dataPath!;
       assert.ok(path.packetsTx > 5000 && path.bytesTx > 10_000_000, JSON.stringify(path));
