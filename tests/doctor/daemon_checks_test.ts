@@ -13,7 +13,6 @@ import { assembleReport, renderReport } from "../../doctor/finding.ts";
 import { parseNet } from "../../ip/mod.ts";
 import {
   newPeerProbeState,
-  type PathState,
   type PeerProbeState,
   recordAnswer,
   recordFailure,
