@@ -15,6 +15,7 @@ import { type DaemonState, newDaemonState } from "../../state.ts";
 import { parseAddr, parseNet } from "../../ip/mod.ts";
 import {
   HOUR_MS,
+  probeReport,
   readyState,
   sampleBackend,
   stateWithSkippedLease,
@@ -301,21 +302,12 @@ Deno.test("/v1/peers reports each peer's paths and verdict, and says when probin
   recordAnswer(peer.underlay, 0.25, at);
   recordFailure(peer.overlay!, "no reply within 1000 ms", at);
   recordFailure(peer.fullSize, "no reply within 1000 ms", at);
-  state.peerProbes = () => ({
-    enabled: true,
-    socketKind: "raw",
-    intervalMs: 60_000,
-    maxPerSecond: 50,
-    timeoutMs: 1000,
-    fullSizeBytes: 1450,
-    roundDurationMs: 60_000,
-    peers: [peer],
-    totals: {
+  state.peerProbes = () =>
+    probeReport([peer], {
       underlay: { answered: 1, lost: 0, unsent: 0 },
       overlay: { answered: 0, lost: 1, unsent: 0 },
       fullSize: { answered: 0, lost: 1, unsent: 0 },
-    },
-  });
+    });
   const body = PeersSchema.parse((await getJson(state, "/v1/peers")).body);
   assert.equal(body.verdicts["overlay-blocked"], 1);
   assert.deepEqual(body.peers[0].underlay, {

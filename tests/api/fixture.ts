@@ -10,6 +10,8 @@ import { parseAddr, parseNet } from "../../ip/mod.ts";
 import type { Lease } from "../../subnet/lease.ts";
 import { LeaseGate } from "../../subnet/lease_gate.ts";
 import type { BackendHealth } from "../../backends/backend.ts";
+import type { PeerProbeState } from "../../probe/peer_state.ts";
+import type { PeerProbeReport } from "../../probe/prober.ts";
 
 export const HOUR_MS = 3600_000;
 
@@ -106,4 +108,22 @@ export function stateWithSkippedLease(): DaemonState {
   state.skipOf = (lease) => gate.skipOf(lease);
   state.skippedNow = () => gate.skippedByReason();
   return state;
+}
+
+/** A running prober's report over `peers`, with the daemon's default settings (raw socket). */
+export function probeReport(
+  peers: readonly PeerProbeState[],
+  totals: PeerProbeReport["totals"],
+): PeerProbeReport {
+  return {
+    enabled: true,
+    socketKind: "raw",
+    intervalMs: 60_000,
+    maxPerSecond: 50,
+    timeoutMs: 1000,
+    fullSizeBytes: 1450,
+    roundDurationMs: 60_000,
+    peers,
+    totals,
+  };
 }

@@ -19,7 +19,7 @@ import {
 } from "../../probe/peer_state.ts";
 import { probeTargets } from "../../probe/targets.ts";
 import type { DaemonState } from "../../state.ts";
-import { readyState, vxlanLease } from "../api/fixture.ts";
+import { probeReport, readyState, vxlanLease } from "../api/fixture.ts";
 
 /** Probe histories for the fixture's peers, each shaped by `shape`. */
 function probed(state: DaemonState, shape: (peer: PeerProbeState) => void): void {
@@ -33,17 +33,7 @@ function probed(state: DaemonState, shape: (peer: PeerProbeState) => void): void
     return peer;
   });
   const zero = { answered: 0, lost: 0, unsent: 0 };
-  state.peerProbes = () => ({
-    enabled: true,
-    socketKind: "raw",
-    intervalMs: 60_000,
-    maxPerSecond: 50,
-    timeoutMs: 1000,
-    fullSizeBytes: 1450,
-    roundDurationMs: 60_000,
-    peers,
-    totals: { underlay: zero, overlay: zero, fullSize: zero },
-  });
+  state.peerProbes = () => probeReport(peers, { underlay: zero, overlay: zero, fullSize: zero });
 }
 
 async function viewOf(state: DaemonState): Promise<DaemonView> {

@@ -22,6 +22,12 @@ import { parseIptablesSave } from "../../traffic/iptables.ts";
 import { createTrafficManager, type TrafficManager } from "../../traffic/manager.ts";
 import { createNftEngine, decodeNftTable, renderNftRule } from "../../traffic/nftables.ts";
 import { removeLeftovers, rootTest, run, withNetnsSet } from "../helpers/netns.ts";
+import {
+  SPEC_FWD_V4,
+  SPEC_MASQ_V4,
+  SPEC_MASQ_V6_TAIL,
+  SPEC_NFT_POSTRTG_V4,
+} from "./family_rules.ts";
 
 interface Topology {
   readonly node: string;
@@ -147,32 +153,6 @@ function manager(
     run: t.inNode,
   });
 }
-
-/** Spec §7.1 with C = 10.244.0.0/16, S = 10.244.1.0/24, written out (conformance 25). */
-const SPEC_MASQ_V4 = [
-  `-m mark --mark 0x4000/0x4000 -m comment --comment "flanneld masq" -j RETURN`,
-  `-s 10.244.1.0/24 -d 10.244.0.0/16 -m comment --comment "flanneld masq" -j RETURN`,
-  `-s 10.244.0.0/16 -d 10.244.1.0/24 -m comment --comment "flanneld masq" -j RETURN`,
-  `! -s 10.244.0.0/16 -d 10.244.1.0/24 -m comment --comment "flanneld masq" -j RETURN`,
-  `-s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully`,
-  `! -s 10.244.0.0/16 -d 10.244.0.0/16 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully`,
-];
-const SPEC_FWD_V4 = [
-  `-s 10.244.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT`,
-  `-d 10.244.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT`,
-];
-const SPEC_MASQ_V6_TAIL =
-  `-s fd00:10:244::/56 ! -d ff00::/8 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully`;
-
-/** Spec §7.2 with the quirk-24 fix (exact text `nft list` prints). */
-const SPEC_NFT_POSTRTG_V4 = [
-  "meta mark & 0x00004000 == 0x00004000 return",
-  "ip saddr 10.244.1.0/24 ip daddr 10.244.0.0/16 return",
-  "ip saddr 10.244.0.0/16 ip daddr 10.244.1.0/24 return",
-  "ip saddr != 10.244.0.0/16 ip daddr 10.244.1.0/24 return",
-  "ip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random",
-  "ip saddr != 10.244.0.0/16 ip daddr 10.244.0.0/16 masquerade fully-random",
-];
 
 async function iptablesState(run: CommandRunner, tool = "iptables-save") {
   const tables = parseIptablesSave(await run([tool]));
