@@ -125,6 +125,7 @@ export function readVxlanOptions(options: RawOptions): VxlanOptions {
   return {
     vni: integer(options, "VNI", 1, { min: 0, max: 0xffffff }),
     port: port(options, "Port", 0, "the kernel's default, 8472"),
+    // The larger (IPv6 underlay) overhead: which underlay family is used is known only later.
     mtu: underlayMtu(options, VXLAN_OVERHEAD[6]),
     gbp: option(options, "GBP", "boolean", false),
     learning: option(options, "Learning", "boolean", false),
