@@ -21,6 +21,10 @@ const PACKAGES: Record<string, string> = {
   runc: "runc",
   prometheus: "prometheus",
   promtool: "prometheus",
+  // Userspace WireGuard: the wireguard backend falls back to it where the kernel has no module
+  // (as here), and the interop test configures a hand-made node with wg.
+  "wireguard-go": "wireguard-go",
+  wg: "wireguard-tools",
 };
 const CNI_PLUGIN = "/usr/lib/cni/bridge";
 // Checked by dpkg status: busybox-static has no command of its own (plain busybox has a

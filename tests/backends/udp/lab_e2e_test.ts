@@ -9,40 +9,9 @@ import { allConnected, connectivityMatrix, formatMatrix } from "../../../lab/pod
 import { labNames } from "../../../lab/topology.ts";
 import { waitFor } from "../../helpers/leases.ts";
 import { ipJson, nsExec, rootTest, spawnInNetns } from "../../helpers/netns.ts";
-import { backendView, labPrefix, pcapFrames, rawPeer, subnetOf } from "./lab_helpers.ts";
+import { backendView, labPrefix, rawPeer, subnetOf } from "./lab_helpers.ts";
+import { capture } from "../../helpers/capture.ts";
 import { headerChecksumOk, icmpEcho, ipv4 } from "../../../lab/packets.ts";
-
-/** Capture `count` udp/8285 frames on `iface` in `ns` while `traffic` runs. */
-async function capture(ns: string, iface: string, count: number, traffic: () => Promise<void>) {
-  const file = await Deno.makeTempFile({ suffix: ".pcap" });
-  const dump = new Deno.Command("ip", {
-    args: ["netns", "exec", ns, "tcpdump", "-i", iface, "-U", "-n", "-c", `${count}`, "-w", file],
-    stdout: "null",
-    stderr: "piped",
-    signal: AbortSignal.timeout(10_000),
-  }).spawn();
-  try {
-    // tcpdump says "listening on …" once it captures.
-    const reader = dump.stderr.getReader();
-    let said = "";
-    while (!said.includes("listening on")) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`tcpdump ended: ${said}`);
-      said += new TextDecoder().decode(value);
-    }
-    reader.releaseLock();
-    await traffic();
-    await dump.status;
-    return pcapFrames(await Deno.readFile(file));
-  } finally {
-    try {
-      dump.kill("SIGKILL");
-    } catch { /* done */ }
-    await dump.stderr.cancel().catch(() => {});
-    await dump.status;
-    await Deno.remove(file);
-  }
-}
 
 rootTest("udp backend e2e: 3 nodes in namespaces, flannel's wire format", async () => {
   const lab: LabCluster = await startLab({

@@ -81,15 +81,3 @@ export async function subnetOf(subnetFile: string): Promise<string> {
   if (!m) throw new Error(`no FLANNEL_SUBNET in ${subnetFile}`);
   return `${m[1]}.0/${m[2]}`;
 }
-
-/** The frames of a pcap file (Ethernet link type), each as its captured bytes. */
-export function pcapFrames(data: Uint8Array): Uint8Array[] {
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const frames: Uint8Array[] = [];
-  for (let at = 24; at + 16 <= data.length;) {
-    const captured = view.getUint32(at + 8, true);
-    frames.push(data.slice(at + 16, at + 16 + captured));
-    at += 16 + captured;
-  }
-  return frames;
-}
