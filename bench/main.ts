@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 const BENCHES: Record<string, string> = {
   netlink: "netlink_bench.ts",
   etcd: "etcd_bench.ts",
+  etcd_client: "etcd_client.ts",
   control_plane: "control_plane.ts",
   dataplane: "dataplane.ts",
   udp: "udp_bench.ts",
