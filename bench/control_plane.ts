@@ -26,9 +26,9 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
 import { parseArgs } from "node:util";
-import type { Etcd3 } from "etcd3";
+import type { EtcdClient } from "../etcd/client.ts";
+import type { TxnOp } from "../etcd/codec.ts";
 import { type CommandRunner, commandRunner } from "../exec.ts";
 import { LAB_ETCD_PREFIX } from "../lab/cluster.ts";
 import { startEtcd } from "../lab/etcd.ts";
@@ -113,29 +113,32 @@ function peer(i: number) {
   };
 }
 
-async function putPeers(client: Etcd3, from: number, to: number, lease: string): Promise<void> {
+async function putPeers(
+  client: EtcdClient,
+  from: number,
+  to: number,
+  lease: string,
+): Promise<void> {
   const batches: Promise<unknown>[] = [];
   for (let start = from; start < to; start += TXN_OPS) {
-    const success = [];
+    const success: TxnOp[] = [];
     for (let i = start; i < Math.min(to, start + TXN_OPS); i++) {
       const p = peer(i);
-      success.push({
-        request_put: { key: Buffer.from(p.key), value: Buffer.from(p.value), lease },
-      });
+      success.push({ put: { key: p.key, value: p.value, lease } });
     }
-    batches.push(client.kv.txn({ compare: [], success }));
+    batches.push(client.txn({ compare: [], success }));
   }
   await Promise.all(batches);
 }
 
-async function deletePeers(client: Etcd3, from: number, to: number): Promise<void> {
+async function deletePeers(client: EtcdClient, from: number, to: number): Promise<void> {
   const batches: Promise<unknown>[] = [];
   for (let start = from; start < to; start += TXN_OPS) {
-    const success = [];
+    const success: TxnOp[] = [];
     for (let i = start; i < Math.min(to, start + TXN_OPS); i++) {
-      success.push({ request_delete_range: { key: Buffer.from(peer(i).key) } });
+      success.push({ deleteRange: { key: peer(i).key } });
     }
-    batches.push(client.kv.txn({ compare: [], success }));
+    batches.push(client.txn({ compare: [], success }));
   }
   await Promise.all(batches);
 }
@@ -196,7 +199,7 @@ function routeMonitor(netns: string, signal: AbortSignal) {
 
 /** Event → route latency: `samples` leases written one at a time (after index `base`). */
 async function eventLatency(
-  client: Etcd3,
+  client: EtcdClient,
   netns: string,
   base: number,
   samples: number,
@@ -214,7 +217,7 @@ async function eventLatency(
         setTimeout(() => reject(new Error(`no route for ${p.subnet} within 5 s`)), 5000)
       );
       const started = performance.now();
-      await client.kv.put({ key: Buffer.from(p.key), value: Buffer.from(p.value), lease });
+      await client.put({ key: p.key, value: p.value, lease });
       latencies.push(await Promise.race([seen, timeout]) - started);
       await new Promise((r) => setTimeout(r, 10));
     }
@@ -314,15 +317,16 @@ export async function main(options: ControlPlaneOptions = {}): Promise<ControlPl
   let h: NetlinkHandle | undefined;
   try {
     const client = etcd.client();
-    await client.put(`${LAB_ETCD_PREFIX}/config`).value(
+    await client.put({
+      key: `${LAB_ETCD_PREFIX}/config`,
       // Our own lease comes from above the synthetic peers' 10.0.1.0 … 10.40.x.0 range.
-      JSON.stringify({
+      value: JSON.stringify({
         Network: "10.0.0.0/8",
         SubnetMin: "10.200.0.0",
         Backend: { Type: "vxlan" },
       }),
-    );
-    const { ID: lease } = await client.leaseClient.leaseGrant({ TTL: 86_400 });
+    });
+    const { id: lease } = await client.leaseGrant(86_400);
     await createUnderlay(run, names.underlay);
     await createNode(run, names.underlay, names.node(1), 1);
     node = await startNodeDaemon({

@@ -7,8 +7,8 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
-import type { Etcd3 } from "etcd3";
+import type { EtcdClient } from "../etcd/client.ts";
+import type { TxnOp } from "../etcd/codec.ts";
 import { setLogLevel } from "../log.ts";
 import { EtcdSubnetManager } from "../subnet/etcd.ts";
 import { parseAddr } from "../ip/mod.ts";
@@ -54,21 +54,17 @@ function leaseName(i: number): string {
 }
 
 /** Write leases [from, to) in flannel's format, many per transaction, on one 24 h lease. */
-async function seed(client: Etcd3, prefix: string, from: number, to: number): Promise<void> {
-  const { ID } = await client.leaseClient.leaseGrant({ TTL: 86_400 });
+async function seed(client: EtcdClient, prefix: string, from: number, to: number): Promise<void> {
+  const { id } = await client.leaseGrant(86_400);
   const batches: Promise<unknown>[] = [];
   for (let start = from; start < to; start += MAX_TXN_OPS) {
-    const ops = [];
+    const ops: TxnOp[] = [];
     for (let i = start; i < Math.min(to, start + MAX_TXN_OPS); i++) {
       ops.push({
-        request_put: {
-          key: Buffer.from(`${prefix}/subnets/${leaseName(i)}`),
-          value: Buffer.from(vxlanValue(i)),
-          lease: ID,
-        },
+        put: { key: `${prefix}/subnets/${leaseName(i)}`, value: vxlanValue(i), lease: id },
       });
     }
-    batches.push(client.kv.txn({ success: ops }));
+    batches.push(client.txn({ compare: [], success: ops }));
     if (batches.length >= 8) await Promise.all(batches.splice(0));
   }
   await Promise.all(batches);
@@ -128,7 +124,7 @@ async function measureAcquire(
   }
 }
 
-async function measureWatch(endpoint: string, client: Etcd3, events: number) {
+async function measureWatch(endpoint: string, client: EtcdClient, events: number) {
   const prefix = "/bench-watch/network";
   const watcher = new EtcdSubnetManager({ endpoints: [endpoint], prefix });
   const abort = new AbortController();
@@ -166,9 +162,10 @@ export async function runEtcdBench(
 ): Promise<EtcdBenchResult> {
   await using etcd = await startEtcd();
   const client = etcd.client();
-  await client.put("/bench/network/config").value(
-    '{"Network":"10.0.0.0/8","SubnetLen":24,"Backend":{"Type":"vxlan"}}',
-  );
+  await client.put({
+    key: "/bench/network/config",
+    value: '{"Network":"10.0.0.0/8","SubnetLen":24,"Backend":{"Type":"vxlan"}}',
+  });
   const acquire: AcquireResult[] = [];
   let seeded = 0;
   for (const size of sizes) {

@@ -164,6 +164,8 @@ export class EtcdClient {
   readonly #auth?: { readonly name: string; readonly password: string };
   readonly #timeoutMs: number;
   readonly #probeMs: number;
+  /** We present a client certificate. */
+  readonly #clientCert: boolean;
   /** Aborted by close(): ends every request and watch. */
   readonly #closed = new AbortController();
   #current = 0;
@@ -177,6 +179,7 @@ export class EtcdClient {
     const tlsConfigured = !!(conn.caFile || conn.certFile);
     const endpoints = conn.endpoints.map((e) => parseEndpoint(e, tlsConfigured));
     const tls = tlsMaterial(conn);
+    this.#clientCert = !!tls.cert;
     this.#targets = endpoints.map((endpoint) => ({
       endpoint,
       http: httpClientFor(endpoint, tls),
@@ -310,8 +313,9 @@ export class EtcdClient {
     }
   }
 
-  /** Close every connection and end every request and watch. */
+  /** Close every connection and end every request and watch. Idempotent. */
   close(): void {
+    if (this.#closed.signal.aborted) return;
     this.#closed.abort();
     for (const target of this.#targets) target.http.close();
   }
@@ -445,6 +449,13 @@ export class EtcdClient {
     } catch { /* not the gateway's JSON */ }
     const error = decodeGatewayError(parsed);
     const where = `etcd ${target.endpoint.name}`;
+    if (error && this.#clientCert && /connection closed|handshake failed/.test(error.message)) {
+      return new EtcdError(
+        error.code,
+        `${where}: ${error.message} (etcd's JSON gateway reaches etcd with the server ` +
+          "certificate: with --client-cert-auth it needs the clientAuth usage, as kubeadm's has)",
+      );
+    }
     if (error) return new EtcdError(error.code, `${where}: ${error.message}`);
     // Not etcd's answer (a proxy, another server): try another endpoint.
     return new EtcdError(

@@ -282,7 +282,9 @@ function object(value: unknown, what: string): Json {
 function int(obj: Json, name: string): number {
   const raw = obj[name];
   if (raw === undefined) return 0;
-  const n = typeof raw === "number" ? raw : typeof raw === "string" && /^-?\d+$/.test(raw)
+  const n = typeof raw === "number"
+    ? raw
+    : typeof raw === "string" && /^-?\d+$/.test(raw)
     ? Number(raw)
     : NaN;
   if (!Number.isSafeInteger(n)) throw new EtcdDecodeError(`${name} is not an integer: ${raw}`);

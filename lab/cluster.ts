@@ -103,7 +103,10 @@ export async function startLab(options: LabOptions): Promise<LabCluster> {
   let etcd: EtcdFixture | undefined;
   const lab = await buildLab(options, async () => {
     const fixture = etcd = await startEtcd();
-    await fixture.client().put(`${LAB_ETCD_PREFIX}/config`).value(JSON.stringify(options.netConf));
+    await fixture.client().put({
+      key: `${LAB_ETCD_PREFIX}/config`,
+      value: JSON.stringify(options.netConf),
+    });
     const etcdPort = Number(new URL(fixture.endpoint).port);
     return { wire: () => ({ etcdPort }), stop: () => fixture.stop() };
   });

@@ -1,7 +1,7 @@
 /**
- * A throw-away etcd for the lab and the tests: the Debian `etcd` binary on free loopback ports with a temporary
- * data dir (on /dev/shm when present, so fsync is cheap), killable and restartable for fault
- * tests, removed by `stop()`.
+ * A throw-away etcd for the lab and the tests: the Debian `etcd` binary on free loopback ports
+ * and a unix socket, with a temporary data dir (on /dev/shm when present, so fsync is cheap),
+ * killable and restartable for fault tests, removed by `stop()`.
  *
  * @example
  * ```ts
@@ -11,16 +11,17 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
-import { Etcd3 } from "etcd3";
+import { EtcdClient } from "../etcd/client.ts";
 
 /** A running (or killed) test etcd. */
 export interface EtcdFixture extends AsyncDisposable {
-  /** Client URL, e.g. `http://127.0.0.1:41234`. */
+  /** Client URL, e.g. `http://127.0.0.1:41234`; with TLS `https://127.0.0.1:41234`. */
   readonly endpoint: string;
+  /** The same server on a unix socket (plain, also with TLS): `unix:///dev/shm/…/localhost:41234`. */
+  readonly unixEndpoint: string;
   readonly dataDir: string;
   /** A client shared by the test for seeding and inspecting; closed by `stop()`. */
-  client(): Etcd3;
+  client(): EtcdClient;
   /** The store's current revision. */
   revision(): Promise<number>;
   /** Compact history up to `revision` (default: the current one); returns it. */
@@ -89,18 +90,11 @@ function tlsArgs(tls: EtcdTls | undefined): string[] {
   return tls.client ? [...args, "--client-cert-auth", "--trusted-ca-file", tls.caFile] : args;
 }
 
-function clientFor(endpoint: string, tls: EtcdTls | undefined): Etcd3 {
-  if (!tls) return new Etcd3({ hosts: endpoint });
-  const read = (path: string) => Buffer.from(Deno.readFileSync(path));
-  return new Etcd3({
-    hosts: endpoint,
-    credentials: {
-      rootCertificate: read(tls.caFile),
-      ...(tls.client && {
-        certChain: read(tls.client.certFile),
-        privateKey: read(tls.client.keyFile),
-      }),
-    },
+function clientFor(endpoint: string, tls: EtcdTls | undefined): EtcdClient {
+  return new EtcdClient({
+    endpoints: [endpoint],
+    ...(tls && { caFile: tls.caFile }),
+    ...(tls?.client && { certFile: tls.client.certFile, keyFile: tls.client.keyFile }),
   });
 }
 
@@ -118,9 +112,9 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdFix
   const urls = () => {
     const [clientPort, peerPort, metricsPort] = ports;
     return {
-      listen: `${options.tls ? "https" : "http"}://127.0.0.1:${clientPort}`,
-      // Deno's TLS refuses IP server names, so TLS clients reach it by name (see etcd_client.ts).
-      endpoint: options.tls ? `https://localhost:${clientPort}` : `http://127.0.0.1:${clientPort}`,
+      endpoint: `${options.tls ? "https" : "http"}://127.0.0.1:${clientPort}`,
+      // etcd 3.4 wants host:port here and creates the socket `localhost:PORT` in its cwd.
+      unix: `unix://localhost:${clientPort}`,
       metrics: `http://127.0.0.1:${metricsPort}`,
       peer: `http://127.0.0.1:${peerPort}`,
     };
@@ -133,7 +127,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdFix
       "--data-dir",
       dataDir,
       "--listen-client-urls",
-      u.listen,
+      `${u.endpoint},${u.unix}`,
       "--advertise-client-urls",
       u.endpoint,
       "--listen-peer-urls",
@@ -150,16 +144,19 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdFix
     ];
   };
   let child: Deno.ChildProcess | undefined;
-  let client: Etcd3 | undefined;
+  let client: EtcdClient | undefined;
   let stopped = false;
 
   /** Start etcd once and wait until healthy; a port taken meanwhile is a PortTakenError. */
   async function launch(): Promise<void> {
+    // etcd does not remove a socket left by a killed run; binding it again would fail.
+    await Deno.remove(`${root}/${urls().unix.slice("unix://".length)}`).catch(() => {});
     const logStart = await Deno.stat(logFile).then((s) => s.size, () => 0);
     const log = await Deno.open(logFile, { append: true, create: true, write: true });
     try {
       child = new Deno.Command("etcd", {
         args: args(),
+        cwd: root,
         stdin: "null",
         stdout: "null",
         stderr: "piped",
@@ -233,21 +230,21 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdFix
     await stop();
     throw error;
   }
-  const { endpoint } = urls();
+  const { endpoint, unix } = urls();
   const fixture: EtcdFixture = {
     endpoint,
+    unixEndpoint: unix.replace("unix://", `unix://${root}/`),
     dataDir,
     client() {
       client ??= clientFor(endpoint, options.tls);
       return client;
     },
     async revision() {
-      const res = await fixture.client().kv.range({ key: Buffer.from("\0") });
-      return Number(res.header.revision);
+      return (await fixture.client().range({ key: "\0" })).revision;
     },
     async compact(revision?: number) {
       const target = revision ?? await fixture.revision();
-      await fixture.client().kv.compact({ revision: target, physical: true });
+      await fixture.client().compact(target);
       return target;
     },
     kill,

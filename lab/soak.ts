@@ -229,7 +229,7 @@ async function act(
       const node = target!;
       await stopped(node);
       const key = formatLeaseKey(await readPreviousSubnets(node.subnetFile));
-      await lab.etcd.client().delete().key(`${LAB_ETCD_PREFIX}/subnets/${key}`);
+      await lab.etcd.client().deleteRange({ key: `${LAB_ETCD_PREFIX}/subnets/${key}` });
       cluster.left.add(node);
       return { node, problems };
     }

@@ -16,7 +16,6 @@
  *
  * @module
  */
-import type { Etcd3 } from "etcd3";
 import { DEFAULTS } from "../config/flags.ts";
 import { ConfigError, parseNetConfig } from "../config/netconf.ts";
 import type { NetworkConfig } from "../config/network_config.ts";
@@ -24,7 +23,8 @@ import { errorText, type Logger, logger } from "../log.ts";
 import { Backoff } from "./backoff.ts";
 import { sleep } from "../sleep.ts";
 import { acquire, isOurs } from "./etcd_acquire.ts";
-import { createEtcdClient, type EtcdConnection, EtcdOptionsError } from "./etcd_client.ts";
+import { EtcdClient, type EtcdConnection, EtcdOptionsError } from "../etcd/client.ts";
+import { text } from "../etcd/codec.ts";
 import { claimPublicIP, type PublicIPClaim } from "./etcd_owner.ts";
 import { describeSubnets, EtcdLeaseStore, type OwnLease, toLease } from "./etcd_store.ts";
 import { listWatch, type ListWatchItem, type WatchFailure } from "./etcd_watch.ts";
@@ -94,7 +94,7 @@ function joinKey(...parts: string[]): string {
 export class EtcdSubnetManager implements SubnetManager {
   /** Counters for metrics and tests. */
   readonly stats: LeaseStoreCounters;
-  readonly #client: Etcd3;
+  readonly #client: EtcdClient;
   readonly #store: EtcdLeaseStore;
   readonly #log: Logger;
   readonly #configKey: string;
@@ -127,7 +127,7 @@ export class EtcdSubnetManager implements SubnetManager {
     this.stats = options.counters ?? newLeaseStoreCounters();
     this.#onOwnLease = options.onOwnLease;
     this.#log = options.log ?? logger("etcd");
-    this.#client = createEtcdClient(options);
+    this.#client = new EtcdClient(options);
     this.#store = new EtcdLeaseStore({
       client: this.#client,
       subnetsDir: `${joinKey(prefix, "subnets")}/`,
@@ -162,7 +162,7 @@ export class EtcdSubnetManager implements SubnetManager {
           problem = `flannel config not found in etcd store at ${this.#configKey}. ` +
             "Did you create your config using etcdv3 API?";
         } else {
-          const { config, warnings } = parseNetConfig(kvs[0].value.toString("utf8"), "etcd");
+          const { config, warnings } = parseNetConfig(text(kvs[0].value), "etcd");
           for (const warning of warnings) this.#log.warn(warning, { key: this.#configKey });
           this.#config = config;
           return config;
@@ -295,7 +295,7 @@ export class EtcdSubnetManager implements SubnetManager {
       }
       // A Put nobody can read is left out: the key keeps its last good lease (quirk 1).
       const changes = item.events.flatMap((event): LeaseChange[] => {
-        const deleted = event.type === "Delete";
+        const deleted = event.type === "delete";
         const { name, lease } = this.#store.decode(event.kv, deleted);
         return deleted ? [{ name, lease: undefined }] : lease ? [{ name, lease }] : [];
       });
@@ -371,14 +371,14 @@ export class EtcdSubnetManager implements SubnetManager {
     const own = this.#own!;
     const last = item.type === "snapshot"
       ? item.kvs[0]
-      : item.events.at(-1)?.type === "Put"
+      : item.events.at(-1)?.type === "put"
       ? item.events.at(-1)?.kv
       : undefined;
     if (!last) {
       this.#log.warn("our lease key vanished (expired or deleted)", { key: own.key });
       return true;
     }
-    return last.lease !== (own.leaseId ?? "0") || last.value.toString("utf8") !== own.value;
+    return last.lease !== (own.leaseId ?? "0") || text(last.value) !== own.value;
   }
 
   // --- shared --------------------------------------------------------------------------------

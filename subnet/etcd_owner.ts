@@ -21,12 +21,11 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
-import type { Etcd3, IKeyValue } from "etcd3";
+import type { EtcdClient } from "../etcd/client.ts";
+import { type KeyValue, text } from "../etcd/codec.ts";
 import { z } from "zod";
 import { errorText, type Logger } from "../log.ts";
 import { sleep } from "../sleep.ts";
-import { keyBytes } from "./etcd_client.ts";
 
 /** TTL of the etcd lease that carries a claim. */
 export const OWNER_TTL_SECONDS = 30;
@@ -69,7 +68,7 @@ export interface PublicIPClaim {
 
 /** Options of {@link claimPublicIP}. */
 export interface ClaimOptions {
-  readonly client: Etcd3;
+  readonly client: EtcdClient;
   /** `<prefix>/tartan/owners/<public IP>`. */
   readonly key: string;
   /** The public IP as text, for messages. */
@@ -107,9 +106,9 @@ export function machineIdentity(): string {
   return `${boot}/${netns}`;
 }
 
-function parseRecord(kv: IKeyValue): OwnerRecord | undefined {
+function parseRecord(kv: KeyValue): OwnerRecord | undefined {
   try {
-    return OwnerRecordSchema.parse(JSON.parse(kv.value.toString("utf8")));
+    return OwnerRecordSchema.parse(JSON.parse(text(kv.value)));
   } catch {
     return undefined;
   }
@@ -119,68 +118,52 @@ function parseRecord(kv: IKeyValue): OwnerRecord | undefined {
  * One keep-alive; resolves to the remaining TTL (0 when etcd no longer knows the lease). Rejects
  * after a timeout, or at once when `signal` aborts.
  */
-async function keepAliveOnce(client: Etcd3, id: string, signal: AbortSignal): Promise<number> {
-  const stream = await client.leaseClient.leaseKeepAlive();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let onAbort = () => {};
-  try {
-    return await new Promise<number>((resolve, reject) => {
-      timer = setTimeout(() => reject(new Error("keep-alive timed out")), KEEPALIVE_TIMEOUT_MS);
-      onAbort = () => reject(new Error("keep-alive cancelled"));
-      signal.addEventListener("abort", onAbort, { once: true });
-      if (signal.aborted) onAbort();
-      stream.on("data", (res) => resolve(Number(res.TTL)));
-      stream.on("error", reject);
-      stream.write({ ID: id });
-    });
-  } finally {
-    clearTimeout(timer);
-    signal.removeEventListener("abort", onAbort);
-    // Ending first makes the client library see a closed stream, not a server failure.
-    stream.end();
-    stream.cancel();
-  }
+function keepAliveOnce(client: EtcdClient, id: string, signal: AbortSignal): Promise<number> {
+  return client.leaseKeepAlive(
+    id,
+    AbortSignal.any([signal, AbortSignal.timeout(KEEPALIVE_TIMEOUT_MS)]),
+  );
 }
 
 /** The claim key and the requests on it. */
 class OwnerKey {
-  readonly #value: Buffer;
+  readonly #value: string;
 
   constructor(
-    readonly client: Etcd3,
+    readonly client: EtcdClient,
     readonly key: string,
     readonly record: OwnerRecord,
     readonly ttlSeconds: number,
     readonly log: Logger,
   ) {
-    this.#value = Buffer.from(JSON.stringify(record));
+    this.#value = JSON.stringify(record);
   }
 
-  async read(): Promise<IKeyValue | undefined> {
-    return (await this.client.kv.range({ key: keyBytes(this.key) })).kvs[0];
+  async read(): Promise<KeyValue | undefined> {
+    return (await this.client.range({ key: this.key })).kvs[0];
   }
 
   /** Write our record on a fresh lease if the key is still as `seen` (undefined: absent). */
-  async write(seen: IKeyValue | undefined): Promise<string | undefined> {
-    const key = keyBytes(this.key);
-    const grant = await this.client.leaseClient.leaseGrant({ TTL: this.ttlSeconds });
-    const res = await this.client.kv.txn({
+  async write(seen: KeyValue | undefined): Promise<string | undefined> {
+    const key = this.key;
+    const grant = await this.client.leaseGrant(this.ttlSeconds);
+    const res = await this.client.txn({
       compare: [
         seen
-          ? { key, target: "Mod", result: "Equal", mod_revision: seen.mod_revision }
-          : { key, target: "Version", result: "Equal", version: 0 },
+          ? { key, target: "MOD", result: "EQUAL", modRevision: seen.modRevision }
+          : { key, target: "VERSION", result: "EQUAL", version: 0 },
       ],
-      success: [{ request_put: { key, value: this.#value, lease: grant.ID } }],
+      success: [{ put: { key, value: this.#value, lease: grant.id } }],
     });
-    if (res.succeeded) return grant.ID;
-    await this.revoke(grant.ID);
+    if (res.succeeded) return grant.id;
+    await this.revoke(grant.id);
     return undefined;
   }
 
   /** Best effort: a lease we fail to revoke only lingers until its TTL. */
   async revoke(id: string): Promise<void> {
     if (id === "0") return;
-    await this.client.leaseClient.leaseRevoke({ ID: id }).catch((error) =>
+    await this.client.leaseRevoke(id).catch((error) =>
       this.log.debug("could not revoke an owner lease", { lease: id, error: errorText(error) })
     );
   }
@@ -246,10 +229,10 @@ export async function claimPublicIP(
     // Another machine's claim: alive once a keep-alive moves its expiry, dead once it expires.
     if (current.lease === "0") throw new PublicIPInUseError(publicIP, holder);
     const sent = Date.now();
-    const res = await options.client.leaseClient.leaseTimeToLive({ ID: current.lease });
+    const res = await options.client.leaseTimeToLive(current.lease);
     // etcd truncates the remaining TTL to whole seconds (toward zero: an overdue lease reads
     // 0), so the expiry lies in [sent + TTL, received + TTL + 1 s).
-    const left = Number(res.TTL);
+    const left = res.ttl;
     const expiry = { lease: current.lease, from: sent + left * 1000 };
     const to = Date.now() + (left + 1) * 1000;
     if (left > 0 && observed?.lease === expiry.lease && expiry.from > observed.to) {

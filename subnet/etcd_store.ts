@@ -6,11 +6,10 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
-import type { Etcd3, ICompare, IKeyValue } from "etcd3";
+import type { EtcdClient } from "../etcd/client.ts";
+import { type Compare, type KeyValue, prefixEnd, text } from "../etcd/codec.ts";
 import { errorText, type Logger } from "../log.ts";
 import { formatNet, type IPNet } from "../ip/mod.ts";
-import { keyBytes, prefixEnd, readRange } from "./etcd_client.ts";
 import {
   decodeLeaseAttrs,
   encodeLeaseAttrs,
@@ -39,7 +38,7 @@ export interface OwnLease {
 
 /** One listed key, read as far as it goes. */
 export interface ListedKey {
-  readonly kv: IKeyValue;
+  readonly kv: KeyValue;
   /** The key below `subnets/`. */
   readonly name: string;
   /** Undefined when the key or the value is malformed. */
@@ -50,7 +49,7 @@ export interface ListedKey {
 
 /** Options of {@link EtcdLeaseStore}. */
 export interface EtcdLeaseStoreOptions {
-  readonly client: Etcd3;
+  readonly client: EtcdClient;
   /** `<prefix>/subnets/`, with the trailing slash. */
   readonly subnetsDir: string;
   /** TTL of the etcd leases granted to our key. */
@@ -85,9 +84,14 @@ export function describeSubnets(subnets: LeaseSubnets): string {
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
+/** A transaction condition: `kv` is still at the revision it was read at. */
+function unchanged(kv: KeyValue): Compare {
+  return { key: kv.key, target: "MOD", result: "EQUAL", modRevision: kv.modRevision };
+}
+
 /** The keys under `<prefix>/subnets/`: reads, decoding and guarded writes. */
 export class EtcdLeaseStore {
-  readonly client: Etcd3;
+  readonly client: EtcdClient;
   readonly subnetsDir: string;
   readonly #ttlSeconds: number;
   readonly #counters: Pick<LeaseStoreCounters, "malformedSkipped">;
@@ -111,19 +115,19 @@ export class EtcdLeaseStore {
 
   /** Every key under `subnets/`, decoded, at one revision. */
   async list(): Promise<ListedKey[]> {
-    const { kvs } = await this.timed("range", () => readRange(this.client, this.subnetsDir, true));
+    const { kvs } = await this.timed("range", () => this.client.rangeAll(this.subnetsDir, true));
     return kvs.map((kv) => this.decode(kv));
   }
 
   /** One key exactly; empty when absent. */
-  async read(key: string): Promise<IKeyValue[]> {
-    const { kvs } = await this.timed("range", () => readRange(this.client, key, false));
+  async read(key: string): Promise<KeyValue[]> {
+    const { kvs } = await this.timed("range", () => this.client.rangeAll(key, false));
     return kvs;
   }
 
   /** Decode one key (`keyOnly` for DELETE events); malformed ones are counted, logged once. */
-  decode(kv: IKeyValue, keyOnly = false): ListedKey {
-    const name = kv.key.toString("utf8").slice(this.subnetsDir.length);
+  decode(kv: KeyValue, keyOnly = false): ListedKey {
+    const name = text(kv.key).slice(this.subnetsDir.length);
     let subnets: LeaseSubnets;
     try {
       subnets = parseLeaseKey(name);
@@ -147,28 +151,23 @@ export class EtcdLeaseStore {
   async create(subnets: LeaseSubnets, attrs: LeaseAttrs): Promise<OwnLease | undefined> {
     const key = this.leaseKey(subnets);
     const value = encodeLeaseAttrs(attrs);
-    const compare: ICompare[] = [
-      { key: keyBytes(key), target: "Version", result: "Equal", version: 0 },
-    ];
+    const compare: Compare[] = [{ key, target: "VERSION", result: "EQUAL", version: 0 }];
     if (subnets.subnet) {
       // A dual-stack key for the same IPv4 subnet but another IPv6 one has a different name.
       const sameIPv4 = this.subnetsDir + formatLeaseKey({ subnet: subnets.subnet });
       compare.push({
-        key: keyBytes(sameIPv4),
-        range_end: prefixEnd(sameIPv4),
-        target: "Version",
-        result: "Equal",
+        key: sameIPv4,
+        rangeEnd: prefixEnd(sameIPv4),
+        target: "VERSION",
+        result: "EQUAL",
         version: 0,
       });
     }
     const grant = await this.#grant();
-    const res = await this.timed("txn", () =>
-      this.client.kv.txn({
-        compare,
-        success: [{
-          request_put: { key: keyBytes(key), value: Buffer.from(value), lease: grant.id },
-        }],
-      }));
+    const res = await this.timed(
+      "txn",
+      () => this.client.txn({ compare, success: [{ put: { key, value, lease: grant.id } }] }),
+    );
     if (!res.succeeded) {
       await this.#revoke(grant.id);
       return undefined;
@@ -181,26 +180,20 @@ export class EtcdLeaseStore {
    * and the old one revoked, or, for a reservation, the value only and no lease (quirk 4).
    */
   async claim(
-    kv: IKeyValue,
+    kv: KeyValue,
     subnets: LeaseSubnets,
     attrs: LeaseAttrs,
   ): Promise<OwnLease | undefined> {
-    const key = kv.key.toString("utf8");
+    const key = text(kv.key);
     const value = encodeLeaseAttrs(attrs);
     const reserved = kv.lease === "0";
     const own = { key, subnets, attrs, value };
-    if (reserved && kv.value.toString("utf8") === value) return own;
+    if (reserved && text(kv.value) === value) return own;
     const grant = reserved ? undefined : await this.#grant();
     const res = await this.timed("txn", () =>
-      this.client.kv.txn({
-        compare: [{ key: kv.key, target: "Mod", result: "Equal", mod_revision: kv.mod_revision }],
-        success: [{
-          request_put: {
-            key: kv.key,
-            value: Buffer.from(value),
-            ...(grant && { lease: grant.id }),
-          },
-        }],
+      this.client.txn({
+        compare: [unchanged(kv)],
+        success: [{ put: { key: kv.key, value, ...(grant && { lease: grant.id }) } }],
       }));
     if (!res.succeeded) {
       if (grant) await this.#revoke(grant.id);
@@ -212,12 +205,12 @@ export class EtcdLeaseStore {
   }
 
   /** Delete `kv` unless it changed since it was read; whether it was deleted. */
-  async deleteIfUnchanged(kv: IKeyValue): Promise<boolean> {
-    const res = await this.timed("txn", () =>
-      this.client.kv.txn({
-        compare: [{ key: kv.key, target: "Mod", result: "Equal", mod_revision: kv.mod_revision }],
-        success: [{ request_delete_range: { key: kv.key } }],
-      }));
+  async deleteIfUnchanged(kv: KeyValue): Promise<boolean> {
+    const res = await this.timed(
+      "txn",
+      () =>
+        this.client.txn({ compare: [unchanged(kv)], success: [{ deleteRange: { key: kv.key } }] }),
+    );
     return res.succeeded;
   }
 
@@ -233,17 +226,14 @@ export class EtcdLeaseStore {
 
   async #grant(): Promise<{ id: string; expiration: Date }> {
     const start = Date.now();
-    const res = await this.timed(
-      "grant",
-      () => this.client.leaseClient.leaseGrant({ TTL: this.#ttlSeconds }),
-    );
-    return { id: res.ID, expiration: new Date(start + Number(res.TTL) * 1000) };
+    const res = await this.timed("grant", () => this.client.leaseGrant(this.#ttlSeconds));
+    return { id: res.id, expiration: new Date(start + res.ttl * 1000) };
   }
 
   /** Best effort: a lease we fail to revoke only lingers until its TTL. */
   async #revoke(id: string): Promise<void> {
     try {
-      await this.timed("revoke", () => this.client.leaseClient.leaseRevoke({ ID: id }));
+      await this.timed("revoke", () => this.client.leaseRevoke(id));
     } catch (error) {
       this.#log.warn("could not revoke an etcd lease", { lease: id, error: errorText(error) });
     }

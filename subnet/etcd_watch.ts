@@ -6,15 +6,16 @@
  *
  * @module
  */
-import type { Etcd3, IEvent, IKeyValue, IWatchCreateRequest, IWatchResponse } from "etcd3";
+import type { EtcdClient } from "../etcd/client.ts";
+import { type KeyValue, prefixEnd, type WatchEvent } from "../etcd/codec.ts";
+import { errorText } from "../log.ts";
 import { Backoff } from "./backoff.ts";
 import { sleep } from "../sleep.ts";
-import { keyBytes, prefixEnd, readRange } from "./etcd_client.ts";
 
 /** What {@link listWatch} yields. */
 export type ListWatchItem =
-  | { readonly type: "snapshot"; readonly kvs: readonly IKeyValue[]; readonly revision: number }
-  | { readonly type: "events"; readonly events: readonly IEvent[]; readonly revision: number };
+  | { readonly type: "snapshot"; readonly kvs: readonly KeyValue[]; readonly revision: number }
+  | { readonly type: "events"; readonly events: readonly WatchEvent[]; readonly revision: number };
 
 /** One failed list or watch attempt, reported before the retry. */
 export interface WatchFailure {
@@ -29,7 +30,7 @@ export interface WatchFailure {
 
 /** Where and how to watch. */
 export interface ListWatchOptions {
-  readonly client: Etcd3;
+  readonly client: EtcdClient;
   /** The key, or the key prefix when `prefix` is true. */
   readonly key: string;
   readonly prefix: boolean;
@@ -42,7 +43,8 @@ export interface ListWatchOptions {
 /**
  * A snapshot of the range, then its changes as they happen, until `signal` aborts. A new
  * snapshot is yielded whenever the event history needed to resume was compacted away;
- * consumers diff it against what they know.
+ * consumers diff it against what they know. A broken or garbled stream is re-opened from the
+ * last revision delivered.
  *
  * @example
  * ```ts
@@ -61,149 +63,75 @@ export async function* listWatch(
   while (!signal.aborted) {
     if (resume === undefined) {
       try {
-        const snapshot = await readRange(client, key, prefix);
+        const snapshot = await client.rangeAll(key, prefix, signal);
         resume = snapshot.revision + 1;
         backoff.reset();
         yield { type: "snapshot", kvs: snapshot.kvs, revision: snapshot.revision };
       } catch (error) {
-        onFailure?.({ stage: "list", compacted: false, error: String(error) });
+        if (signal.aborted) return;
+        onFailure?.({ stage: "list", compacted: false, error: errorText(error) });
         await sleep(backoff.next(), signal);
       }
       continue;
     }
-    const stream = new WatchStream(resume, client, {
-      key: keyBytes(key),
-      ...(prefix && { range_end: prefixEnd(key) }),
-      start_revision: resume,
-      progress_notify: true,
-    });
+    const stream = new AbortController();
+    const request = {
+      key,
+      ...(prefix && { rangeEnd: prefixEnd(key) }),
+      startRevision: resume,
+      progressNotify: true,
+    };
     let end: StreamEnd | undefined;
     try {
-      while (!end) {
-        const message = await stream.next(signal);
-        if (message === undefined) return; // aborted
-        if (message.type === "end") {
-          end = message;
-        } else {
-          resume = message.nextRevision;
-          backoff.reset();
-          if (message.events.length > 0) {
-            yield { type: "events", events: message.events, revision: message.revision };
+      for await (const res of client.watch(request, AbortSignal.any([signal, stream.signal]))) {
+        if (res.canceled) {
+          end = {
+            compacted: res.compactRevision !== 0 || compactedText(res.cancelReason),
+            error: res.cancelReason || `watch canceled (compacted at ${res.compactRevision})`,
+          };
+          break;
+        }
+        if (res.created) {
+          // etcd accepts a watch from a future revision and waits for it, so a store restored
+          // from an older backup or an empty data dir would leave us waiting, blind, until its
+          // revision caught up: a store behind what we have seen is treated like compaction.
+          if (res.revision < resume - 1) {
+            end = {
+              compacted: true,
+              error: `etcd store revision went back from ${resume - 1} to ${res.revision}`,
+            };
+            break;
           }
+          // Otherwise the creation response's revision runs ahead of the catch-up events: it
+          // is no resume point.
+          continue;
+        }
+        // An event batch is complete up to its last event; an empty (progress) response up to
+        // its header revision.
+        const last = res.events.at(-1);
+        resume = last ? last.kv.modRevision + 1 : res.revision + 1;
+        backoff.reset();
+        if (res.events.length > 0) {
+          yield { type: "events", events: res.events, revision: res.revision };
         }
       }
+    } catch (error) {
+      end = { compacted: compactedText(errorText(error)), error: errorText(error) };
     } finally {
-      stream.close();
+      stream.abort();
     }
-    onFailure?.({ stage: "watch", compacted: end.compacted, error: end.error });
+    if (signal.aborted) return;
+    end ??= { compacted: false, error: "watch stream ended" };
+    onFailure?.({ stage: "watch", ...end });
     if (end.compacted) resume = undefined;
     await sleep(backoff.next(), signal);
   }
 }
 
-interface StreamBatch {
-  readonly type: "batch";
-  readonly events: IEvent[];
-  readonly revision: number;
-  /** First revision not yet delivered. */
-  readonly nextRevision: number;
-}
-
+/** Why a watch stream ended. */
 interface StreamEnd {
-  readonly type: "end";
   readonly compacted: boolean;
   readonly error: string;
-}
-
-type StreamMessage = StreamBatch | StreamEnd;
-
-/** One gRPC watch stream carrying one watch, turned into a pull-based queue. */
-class WatchStream {
-  readonly #queue: StreamMessage[] = [];
-  #wake: (() => void) | undefined;
-  #close: (() => void) | undefined;
-  #closed = false;
-
-  /** The first revision wanted: the store must already be at `#resume - 1`. */
-  readonly #resume: number;
-
-  constructor(resume: number, client: Etcd3, request: IWatchCreateRequest) {
-    this.#resume = resume;
-    client.watchClient.watch().then((stream) => {
-      // Ending before cancelling makes the client library see a closed stream, so our own
-      // cancellation is not mistaken for a server failure.
-      this.#close = () => {
-        stream.end();
-        stream.cancel();
-      };
-      stream.on("data", (res) => this.#onResponse(res));
-      stream.on("error", (err) => this.#end(compactedText(err.message), err.message));
-      stream.on("end", () => this.#end(false, "watch stream ended"));
-      if (this.#closed) this.#close();
-      else stream.write({ create_request: request });
-    }, (err: Error) => this.#end(false, `cannot open watch stream: ${err.message}`));
-  }
-
-  #onResponse(res: IWatchResponse): void {
-    if (res.canceled) {
-      const compacted = (res.compact_revision ?? "0") !== "0" || compactedText(res.cancel_reason);
-      this.#end(
-        compacted,
-        res.cancel_reason || `watch canceled (compacted at ${res.compact_revision})`,
-      );
-      return;
-    }
-    if (res.created) {
-      // etcd accepts a watch from a future revision and waits for it, so a store restored from
-      // an older backup or an empty data dir would leave us waiting, blind, until its revision
-      // caught up: a store behind what we have seen is treated like compaction (re-list).
-      const current = Number(res.header.revision);
-      if (current < this.#resume - 1) {
-        this.#end(true, `etcd store revision went back from ${this.#resume - 1} to ${current}`);
-      }
-      // Otherwise the creation response's revision runs ahead of the catch-up events: it is no
-      // resume point.
-      return;
-    }
-    const revision = Number(res.header.revision);
-    const events = res.events ?? [];
-    // An event batch is complete up to its last event; an empty (progress) response up to its
-    // header revision.
-    const nextRevision = events.length > 0
-      ? Number(events[events.length - 1].kv.mod_revision) + 1
-      : revision + 1;
-    this.#push({ type: "batch", events, revision, nextRevision });
-  }
-
-  #end(compacted: boolean, error: string): void {
-    this.#push({ type: "end", compacted, error });
-  }
-
-  #push(message: StreamMessage): void {
-    if (this.#closed) return;
-    this.#queue.push(message);
-    this.#wake?.();
-  }
-
-  /** The next message, or undefined once `signal` aborts. */
-  async next(signal: AbortSignal): Promise<StreamMessage | undefined> {
-    while (this.#queue.length === 0) {
-      if (signal.aborted) return undefined;
-      const waiter = new AbortController();
-      const onAbort = () => waiter.abort();
-      signal.addEventListener("abort", onAbort, { once: true });
-      this.#wake = () => waiter.abort();
-      await sleep(Infinity, waiter.signal);
-      signal.removeEventListener("abort", onAbort);
-      this.#wake = undefined;
-    }
-    return this.#queue.shift();
-  }
-
-  close(): void {
-    this.#closed = true;
-    this.#close?.();
-  }
 }
 
 function compactedText(text: string | undefined): boolean {

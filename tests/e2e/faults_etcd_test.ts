@@ -16,7 +16,7 @@ import assert from "node:assert/strict";
 import { TEST_LEASE_TTL_ENV } from "../../daemon.ts";
 import { defaultNetConf, LAB_ETCD_PREFIX, type LabCluster } from "../../lab/cluster.ts";
 import { allConnected, connectivityMatrix, formatMatrix } from "../../lab/pods.ts";
-import { leaseTtl } from "../helpers/leases.ts";
+import { leaseTtl, readKey } from "../helpers/leases.ts";
 import { nodeStatus, probe, startPinger, withLab } from "./faults_kit.ts";
 import {
   expectedVxlanEntries,
@@ -64,12 +64,12 @@ async function snapshot(lab: LabCluster) {
   })));
 }
 
-/** Wait until the fixture's client (circuit breaker included) talks to etcd again. */
+/** Wait until the fixture's client talks to etcd again. */
 async function etcdBack(lab: LabCluster): Promise<void> {
   const client = lab.etcd.client();
   await timeUntil(
     "etcd to answer",
-    () => client.get("/").then(() => true, () => false),
+    () => client.status().then(() => true, () => false),
     20_000,
     200,
   );
@@ -154,8 +154,8 @@ async function outageLongerThanMargin(lab: LabCluster): Promise<void> {
   for (const [i, node] of lab.nodes.entries()) {
     assert.equal(after[i].lease, before[i].lease, `${node.ns}: same subnet`);
     assert.equal(after[i].subnetEnv, before[i].subnetEnv, `${node.ns}: same subnet.env`);
-    const stored = await client.get(SUBNETS_DIR + after[i].lease).exec();
-    const granted = (await leaseTtl(client, stored.kvs[0].lease)).granted;
+    const stored = await readKey(client, SUBNETS_DIR + after[i].lease);
+    const granted = stored && (await leaseTtl(client, stored.lease)).granted;
     assert.equal(granted, LEASE_TTL_SECONDS, `${node.ns}: key on a lease the daemon granted`);
     // Ready again: the daemon's copy of its lease follows the renewals.
     assert.equal(await probe(node, "/readyz"), 200, `${node.ns}: ready`);
@@ -187,7 +187,10 @@ async function restoredEmpty(lab: LabCluster): Promise<void> {
     200,
   );
   console.log(`leases re-created ${Math.round(back)} ms after the empty etcd came up`);
-  await client.put(`${LAB_ETCD_PREFIX}/config`).value(JSON.stringify(defaultNetConf("vxlan")));
+  await client.put({
+    key: `${LAB_ETCD_PREFIX}/config`,
+    value: JSON.stringify(defaultNetConf("vxlan")),
+  });
   await withShortTtl(() => n2.start());
   await lab.waitConverged(30_000);
   await waitForExactState(lab, expectedVxlanEntries, 5000);

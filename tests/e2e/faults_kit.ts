@@ -6,8 +6,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
-import type { Etcd3 } from "etcd3";
+import type { EtcdClient } from "../../etcd/client.ts";
 import { type StatusBody, StatusSchema } from "../../api/schemas.ts";
 import { type LabCluster, type LabOptions, startLab } from "../../lab/cluster.ts";
 import type { NodeDaemon } from "../../lab/node.ts";
@@ -119,15 +118,18 @@ export function syntheticPeer(i: number, generation = 0): SyntheticPeer {
 }
 
 /** Write peers as flannel's vxlan backend would, all on one etcd lease, 500 at a time. */
-export async function seedPeers(client: Etcd3, peers: readonly SyntheticPeer[]): Promise<void> {
-  const { ID } = await client.leaseClient.leaseGrant({ TTL: 3600 });
+export async function seedPeers(
+  client: EtcdClient,
+  peers: readonly SyntheticPeer[],
+): Promise<void> {
+  const { id } = await client.leaseGrant(3600);
   for (let start = 0; start < peers.length; start += 500) {
     await Promise.all(
       peers.slice(start, start + 500).map((p) =>
-        client.kv.put({
-          key: Buffer.from(SUBNETS_DIR + p.name),
-          value: Buffer.from(flannelVxlanValue(p.publicIP, p.mac)),
-          lease: ID,
+        client.put({
+          key: SUBNETS_DIR + p.name,
+          value: flannelVxlanValue(p.publicIP, p.mac),
+          lease: id,
         })
       ),
     );
@@ -135,11 +137,11 @@ export async function seedPeers(client: Etcd3, peers: readonly SyntheticPeer[]):
 }
 
 /** Delete lease keys by name, 500 at a time. */
-export async function deletePeers(client: Etcd3, names: readonly string[]): Promise<void> {
+export async function deletePeers(client: EtcdClient, names: readonly string[]): Promise<void> {
   for (let start = 0; start < names.length; start += 500) {
     await Promise.all(
       names.slice(start, start + 500).map((name) =>
-        client.kv.deleteRange({ key: Buffer.from(SUBNETS_DIR + name) })
+        client.deleteRange({ key: SUBNETS_DIR + name })
       ),
     );
   }

@@ -4,7 +4,6 @@
  * and from the kernel's own listings (`ip -j`, `bridge -j`), never from the daemon's reports.
  */
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
 import { defaultNetConf, type LabCluster } from "../../lab/cluster.ts";
 import { forwardTcp } from "../../lab/forward.ts";
 import { NODE_ETCD_PORT } from "../../lab/node.ts";
@@ -16,6 +15,7 @@ import { getLink } from "../../ffi/netlink/link.ts";
 import { listFdb, listNeighs } from "../../ffi/netlink/neigh.ts";
 import { listRoutes } from "../../ffi/netlink/route.ts";
 import { closeNetlink, openNetlink } from "../../ffi/netlink/socket.ts";
+import { readKey } from "../helpers/leases.ts";
 import { deletePeers, nodeStatus, probe, seedPeers, syntheticPeer, withLab } from "./faults_kit.ts";
 import {
   expectedVxlanEntries,
@@ -81,7 +81,7 @@ async function samePublicIP(lab: LabCluster): Promise<void> {
   const client = lab.etcd.client();
   const [n1] = lab.nodes;
   const name = await ownLeaseName(n1.subnetFile);
-  const before = (await client.get(SUBNETS_DIR + name).exec()).kvs[0];
+  const before = await readKey(client, SUBNETS_DIR + name);
   const started = performance.now();
   const impostor = await runUntilExit(lab, 9, [`--public-ip=${nodeUnderlayIP(1)}`], 60_000);
   const ms = Math.round(performance.now() - started);
@@ -92,8 +92,8 @@ async function samePublicIP(lab: LabCluster): Promise<void> {
     /public IP 198\.18\.0\.11 is already in use by another tartan daemon \(pid \d+ on host/,
   );
   assert.equal(impostor.wroteSubnetEnv, false, "no subnet.env for the impostor");
-  const after = (await client.get(SUBNETS_DIR + name).exec()).kvs[0];
-  assert.equal(after.mod_revision, before.mod_revision, "n1's lease untouched");
+  const after = await readKey(client, SUBNETS_DIR + name);
+  assert.equal(after?.modRevision, before?.modRevision, "n1's lease untouched");
   assert.equal((await readLeases(client)).length, 2, "no lease for the impostor");
   await lab.waitConverged(5000);
 
@@ -218,7 +218,7 @@ async function malformedFlood(lab: LabCluster): Promise<void> {
   for (let start = 0; start < writes.length; start += 100) {
     await Promise.all(
       writes.slice(start, start + 100).map(([name, value]) =>
-        client.kv.put({ key: Buffer.from(SUBNETS_DIR + name), value: Buffer.from(value) })
+        client.put({ key: SUBNETS_DIR + name, value })
       ),
     );
     for (const node of lab.nodes) {

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { defaultNetConf, type LabCluster, startLab } from "../../lab/cluster.ts";
 import { allConnected, connectivityMatrix, formatMatrix } from "../../lab/pods.ts";
 import { nodeUnderlayIP } from "../../lab/topology.ts";
+import { readValue } from "../helpers/leases.ts";
 import { ipJson, removeLeftovers, run, RUN_PREFIX } from "../helpers/netns.ts";
 import {
   adminJson,
@@ -50,7 +51,7 @@ rootSuite("host-gw overlay: 3 nodes in namespaces", async (t) => {
       for (const [i, node] of lab.nodes.entries()) {
         const name = await ownLeaseName(node.subnetFile);
         assert.equal(
-          await client.get(`${SUBNETS_DIR}${name}`).string(),
+          await readValue(client, `${SUBNETS_DIR}${name}`),
           flannelHostGwValue(nodeUnderlayIP(i + 1)),
           "lease JSON byte for byte",
         );

@@ -8,9 +8,9 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
-import type { Etcd3 } from "etcd3";
+import type { EtcdClient } from "../../etcd/client.ts";
+import { prefixEnd, text } from "../../etcd/codec.ts";
 import { LAB_ETCD_PREFIX, type LabCluster } from "../../lab/cluster.ts";
 import { nodeUnderlayIP } from "../../lab/topology.ts";
 import { formatLeaseKey } from "../../subnet/lease.ts";
@@ -57,34 +57,27 @@ export function parseStoredLease(name: string, value: string): StoredLease {
 }
 
 /** Every lease in the lab's etcd. */
-export async function readLeases(client: Etcd3): Promise<StoredLease[]> {
-  const res = await client.kv.range({
-    key: Buffer.from(SUBNETS_DIR),
-    range_end: Buffer.from(`${LAB_ETCD_PREFIX}/subnets0`),
-  });
+export async function readLeases(client: EtcdClient): Promise<StoredLease[]> {
+  const res = await client.range({ key: SUBNETS_DIR, rangeEnd: prefixEnd(SUBNETS_DIR) });
   return res.kvs.map((kv) =>
-    parseStoredLease(kv.key.toString().slice(SUBNETS_DIR.length), kv.value.toString())
+    parseStoredLease(text(kv.key).slice(SUBNETS_DIR.length), text(kv.value))
   );
 }
 
 /** Write a lease as flanneld would: literal JSON, on an etcd lease of `ttl` seconds. */
 export async function putRawLease(
-  client: Etcd3,
+  client: EtcdClient,
   name: string,
   value: string,
   ttl = 86_400,
 ): Promise<void> {
-  const { ID } = await client.leaseClient.leaseGrant({ TTL: ttl });
-  await client.kv.put({
-    key: Buffer.from(SUBNETS_DIR + name),
-    value: Buffer.from(value),
-    lease: ID,
-  });
+  const { id } = await client.leaseGrant(ttl);
+  await client.put({ key: SUBNETS_DIR + name, value, lease: id });
 }
 
 /** Delete a lease key. */
-export async function deleteLease(client: Etcd3, name: string): Promise<void> {
-  await client.kv.deleteRange({ key: Buffer.from(SUBNETS_DIR + name) });
+export async function deleteLease(client: EtcdClient, name: string): Promise<void> {
+  await client.deleteRange({ key: SUBNETS_DIR + name });
 }
 
 /** flannel's vxlan lease value, byte for byte (spec §12 item 4). */

@@ -11,6 +11,8 @@ import { defaultNetConf, type LabCluster, startLab } from "../../lab/cluster.ts"
 import { allConnected, connectivityMatrix, formatMatrix, ping } from "../../lab/pods.ts";
 import { nodeUnderlayIP } from "../../lab/topology.ts";
 import { closeNetlink, type NetlinkHandle, openNetlink } from "../../ffi/netlink/socket.ts";
+import { prefixEnd, text } from "../../etcd/codec.ts";
+import { readValue } from "../helpers/leases.ts";
 import { ipJson, nsExec, removeLeftovers, run, RUN_PREFIX } from "../helpers/netns.ts";
 import {
   adminJson,
@@ -91,7 +93,7 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
       for (const [i, node] of lab.nodes.entries()) {
         const ip = nodeUnderlayIP(i + 1);
         const lease = await byName(await ownLeaseName(node.subnetFile));
-        const stored = (await client.get(`${SUBNETS_DIR}${lease.name}`).string())!;
+        const stored = await readValue(client, `${SUBNETS_DIR}${lease.name}`);
         assert.equal(stored, flannelVxlanValue(ip, lease.vtepMac!), "lease JSON byte for byte");
         await assertDevice(node.ns, ip, lease);
         const firstHost = lease.base.replace(/\.0$/, ".1");
@@ -107,14 +109,20 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
     await t.step("a joining node is programmed on every node", async () => {
       const known = new Set((await readLeases(client)).map((l) => l.name));
       const handles = openHandles(lab, [0, 1, 2]);
-      const watcher = await client.watch().prefix(SUBNETS_DIR).create();
+      const stopWatch = new AbortController();
+      const startRevision = (await client.range({ key: SUBNETS_DIR })).revision + 1;
       let joined: { lease: StoredLease } | undefined;
-      watcher.on("put", (kv) => {
-        const name = kv.key.toString().slice(SUBNETS_DIR.length);
-        if (!known.has(name) && !joined) {
-          joined = { lease: parseStoredLease(name, kv.value.toString()) };
+      const watching = (async () => {
+        const req = { key: SUBNETS_DIR, rangeEnd: prefixEnd(SUBNETS_DIR), startRevision };
+        for await (const res of client.watch(req, stopWatch.signal)) {
+          for (const { type, kv } of res.events) {
+            const name = text(kv.key).slice(SUBNETS_DIR.length);
+            if (type === "put" && !known.has(name) && !joined) {
+              joined = { lease: parseStoredLease(name, text(kv.value)) };
+            }
+          }
         }
-      });
+      })();
       try {
         await lab.addNode();
         const deadline = Date.now() + 20_000;
@@ -124,7 +132,8 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
         // How fast is measured by `deno task bench control-plane`; here only that it happens.
         await whenEachNode(handles, (h) => vxlanPeerObjects(h, seen.lease) === 3, 10_000);
       } finally {
-        await watcher.cancel();
+        stopWatch.abort();
+        await watching;
         handles.forEach(closeNetlink);
       }
       await lab.waitConverged();

@@ -1,6 +1,8 @@
 /**
- * A throw-away PKI made with the `openssl` CLI: a CA, a server certificate for 127.0.0.1 and a
- * client certificate, as PEM files in a temporary directory.
+ * A throw-away PKI made with the `openssl` CLI: a CA, server certificates for 127.0.0.1 and a
+ * client certificate, as PEM files in a temporary directory. Server certificates carry both the
+ * serverAuth and clientAuth usages, as kubeadm's etcd certificates do (etcd's JSON gateway
+ * presents the server certificate to etcd itself when client certificates are required).
  *
  * @module
  */
@@ -10,14 +12,22 @@ import { runCommand } from "../../exec.ts";
 export interface TestPki extends AsyncDisposable {
   readonly dir: string;
   readonly caFile: string;
+  /** SANs DNS:localhost and IP:127.0.0.1. */
   readonly serverCert: string;
   readonly serverKey: string;
+  /** Only an IP SAN, 127.0.0.1, as kubeadm issues them. */
+  readonly ipOnlyCert: string;
+  readonly ipOnlyKey: string;
+  /** Only IP:127.0.0.2: wrong for a server reached at 127.0.0.1. */
+  readonly wrongIpCert: string;
+  readonly wrongIpKey: string;
   readonly clientCert: string;
   readonly clientKey: string;
 }
 
 /** A new P-256 key (unencrypted) as `openssl req` takes it. */
 const EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+const SERVER_USAGE = "extendedKeyUsage=serverAuth,clientAuth\n";
 
 async function issue(dir: string, name: string, cn: string, ext: string): Promise<void> {
   const at = (file: string) => `${dir}/${file}`;
@@ -40,8 +50,10 @@ export async function makeTestPki(): Promise<TestPki> {
       dir,
       "server",
       "127.0.0.1",
-      "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+      `subjectAltName=DNS:localhost,IP:127.0.0.1\n${SERVER_USAGE}`,
     );
+    await issue(dir, "ip-only", "etcd", `subjectAltName=IP:127.0.0.1\n${SERVER_USAGE}`);
+    await issue(dir, "wrong-ip", "etcd", `subjectAltName=IP:127.0.0.2\n${SERVER_USAGE}`);
     await issue(dir, "client", "root", "extendedKeyUsage=clientAuth\n");
   } catch (error) {
     await Deno.remove(dir, { recursive: true });
@@ -52,6 +64,10 @@ export async function makeTestPki(): Promise<TestPki> {
     caFile: `${dir}/ca.crt`,
     serverCert: `${dir}/server.crt`,
     serverKey: `${dir}/server.key`,
+    ipOnlyCert: `${dir}/ip-only.crt`,
+    ipOnlyKey: `${dir}/ip-only.key`,
+    wrongIpCert: `${dir}/wrong-ip.crt`,
+    wrongIpKey: `${dir}/wrong-ip.key`,
     clientCert: `${dir}/client.crt`,
     clientKey: `${dir}/client.key`,
     [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
-import type { Etcd3 } from "etcd3";
+import type { EtcdClient } from "../../etcd/client.ts";
+import { type KeyValue, prefixEnd, text } from "../../etcd/codec.ts";
 import { formatLine, type LogFields, type Logger, type LogLevel } from "../../log.ts";
 
 /** A key prefix no other test uses: `/tt-<random>/network`. */
@@ -14,8 +14,8 @@ export function uniquePrefix(): string {
 }
 
 /** Write `<prefix>/config` as an administrator would. */
-export async function putConfig(client: Etcd3, prefix: string, json: string): Promise<void> {
-  await client.kv.put({ key: Buffer.from(`${prefix}/config`), value: Buffer.from(json) });
+export async function putConfig(client: EtcdClient, prefix: string, json: string): Promise<void> {
+  await client.put({ key: `${prefix}/config`, value: json });
 }
 
 /**
@@ -23,16 +23,16 @@ export async function putConfig(client: Etcd3, prefix: string, json: string): Pr
  * 86400) and put the value on it; `ttl: 0` writes a reservation (no lease). Returns the lease ID.
  */
 export async function putLease(
-  client: Etcd3,
+  client: EtcdClient,
   prefix: string,
   name: string,
   value: string,
   ttl = 86_400,
 ): Promise<string> {
-  const lease = ttl > 0 ? (await client.leaseClient.leaseGrant({ TTL: ttl })).ID : "0";
-  await client.kv.put({
-    key: Buffer.from(`${prefix}/subnets/${name}`),
-    value: Buffer.from(value),
+  const lease = ttl > 0 ? (await client.leaseGrant(ttl)).id : "0";
+  await client.put({
+    key: `${prefix}/subnets/${name}`,
+    value,
     ...(lease !== "0" && { lease }),
   });
   return lease;
@@ -55,25 +55,36 @@ export interface StoredKey {
 }
 
 /** Every key under `<prefix>/subnets/`, by name. */
-export async function readSubnets(client: Etcd3, prefix: string): Promise<Map<string, StoredKey>> {
+export async function readSubnets(
+  client: EtcdClient,
+  prefix: string,
+): Promise<Map<string, StoredKey>> {
   const dir = `${prefix}/subnets/`;
-  const res = await client.kv.range({
-    key: Buffer.from(dir),
-    range_end: Buffer.from(`${prefix}/subnets0`),
-  });
+  const res = await client.range({ key: dir, rangeEnd: prefixEnd(dir) });
   return new Map(res.kvs.map((kv) => [
-    kv.key.toString().slice(dir.length),
-    { value: kv.value.toString(), lease: kv.lease },
+    text(kv.key).slice(dir.length),
+    { value: text(kv.value), lease: kv.lease },
   ]));
+}
+
+/** One key as stored, or undefined when absent. */
+export async function readKey(client: EtcdClient, key: string): Promise<KeyValue | undefined> {
+  return (await client.range({ key })).kvs[0];
+}
+
+/** One key's value as text, or undefined when absent. */
+export async function readValue(client: EtcdClient, key: string): Promise<string | undefined> {
+  const kv = await readKey(client, key);
+  return kv && text(kv.value);
 }
 
 /** Remaining TTL of an etcd lease (-1 once gone) and the TTL it was granted with. */
 export async function leaseTtl(
-  client: Etcd3,
+  client: EtcdClient,
   id: string,
 ): Promise<{ ttl: number; granted: number }> {
-  const res = await client.leaseClient.leaseTimeToLive({ ID: id });
-  return { ttl: Number(res.TTL), granted: Number(res.grantedTTL) };
+  const res = await client.leaseTimeToLive(id);
+  return { ttl: res.ttl, granted: res.grantedTtl };
 }
 
 /** A logger that keeps its lines, for asserting on what was logged. */

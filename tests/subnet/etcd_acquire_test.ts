@@ -2,7 +2,7 @@
  * Lease acquisition against a real etcd, with leases written by hand in flannel's format.
  */
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
+import { text } from "../../etcd/codec.ts";
 import { formatNet, netContainsNet, parseAddr, parseNet } from "../../ip/mod.ts";
 import { formatLeaseKey, type LeaseAttrs, parseLeaseKey } from "../../subnet/lease.ts";
 import { OutOfSubnetsError } from "../../subnet/manager.ts";
@@ -14,6 +14,7 @@ import {
   leaseTtl,
   putConfig,
   putLease,
+  readKey,
   readSubnets,
   uniquePrefix,
   vxlanValue,
@@ -290,8 +291,8 @@ Deno.test("etcd lease acquisition", async (t) => {
       await putConfig(client, "/x/net", '{"Network":"10.8.0.0/16"}');
       const manager = env.manager("/x/net/");
       const lease = await manager.acquireLease(alloc("198.18.0.1"), env.signal);
-      const stored = await client.kv.range({ key: Buffer.from(manager.leaseKey(lease)) });
-      assert.equal(stored.kvs[0].key.toString(), `/x/net/subnets/${formatLeaseKey(lease)}`);
+      const stored = await readKey(client, manager.leaseKey(lease));
+      assert.equal(stored && text(stored.key), `/x/net/subnets/${formatLeaseKey(lease)}`);
     },
   });
 });

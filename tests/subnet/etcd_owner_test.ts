@@ -4,8 +4,8 @@
  * plays a SIGKILL (the daemon stops talking to etcd without revoking anything).
  */
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
-import type { Etcd3 } from "etcd3";
+import type { EtcdClient } from "../../etcd/client.ts";
+import { text } from "../../etcd/codec.ts";
 import { type EtcdManagerOptions, EtcdSubnetManager } from "../../subnet/etcd.ts";
 import { type OwnerRecord, PublicIPInUseError } from "../../subnet/etcd_owner.ts";
 import { parseAddr } from "../../ip/mod.ts";
@@ -17,6 +17,7 @@ import {
   captureLog,
   leaseTtl,
   putConfig,
+  readKey,
   readSubnets,
   uniquePrefix,
   waitFor,
@@ -29,7 +30,7 @@ const TTL = 3;
 const attrs = { publicIP: parseAddr(IP) };
 
 interface Env {
-  readonly client: Etcd3;
+  readonly client: EtcdClient;
   readonly prefix: string;
   readonly signal: AbortSignal;
   /** A daemon on `machine`; through `proxy` when given (so a test can "kill" it). */
@@ -76,9 +77,8 @@ function ownerTest(name: string, fn: (env: Env) => Promise<void>): void {
         return proxy;
       },
       async claim() {
-        const key = Buffer.from(`${prefix}/tartan/owners/${IP}`);
-        const kv = (await etcd.client().kv.range({ key })).kvs[0];
-        return kv && { record: JSON.parse(kv.value.toString()), lease: kv.lease };
+        const kv = await readKey(etcd.client(), `${prefix}/tartan/owners/${IP}`);
+        return kv && { record: JSON.parse(text(kv.value)), lease: kv.lease };
       },
     };
     try {

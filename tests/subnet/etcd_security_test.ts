@@ -1,8 +1,10 @@
 /**
- * TLS and password auth between the subnet manager and a real etcd.
+ * How the subnet manager reaches a real etcd: TLS by IP address (IP-SAN-only certificates, as
+ * kubeadm issues them) and by name, client certificates, password auth, plain `host:port` and
+ * unix sockets; and the connection options that are refused up front.
  */
 import assert from "node:assert/strict";
-import { EtcdOptionsError } from "../../subnet/etcd_client.ts";
+import { EtcdClient, EtcdOptionsError } from "../../etcd/client.ts";
 import { type EtcdManagerOptions, EtcdSubnetManager } from "../../subnet/etcd.ts";
 import { parseAddr } from "../../ip/mod.ts";
 import { makeTestPki } from "../helpers/certs.ts";
@@ -24,9 +26,10 @@ async function canReadConfig(options: EtcdManagerOptions, ms = 1500): Promise<bo
   }
 }
 
-async function etcdctl(etcd: EtcdFixture, caFile: string, ...args: string[]): Promise<void> {
+/** etcdctl over the fixture's unix socket (plain even when the TCP port has TLS). */
+async function etcdctl(etcd: EtcdFixture, ...args: string[]): Promise<void> {
   const out = await new Deno.Command("etcdctl", {
-    args: [`--endpoints=${etcd.endpoint}`, `--cacert=${caFile}`, ...args],
+    args: [`--endpoints=${etcd.unixEndpoint}`, ...args],
     env: { ETCDCTL_API: "3" },
     stdout: "null",
     stderr: "piped",
@@ -34,36 +37,93 @@ async function etcdctl(etcd: EtcdFixture, caFile: string, ...args: string[]): Pr
   if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
 }
 
-Deno.test("etcd over TLS, with and without client certificates, and password auth", async (t) => {
+/** A manager with `options` acquires a lease; returns its subnet. */
+async function acquires(options: EtcdManagerOptions): Promise<string> {
+  const manager = new EtcdSubnetManager({ ...options, log: captureLog().log });
+  try {
+    const lease = await manager.acquireLease(
+      { publicIP: parseAddr("198.18.0.1") },
+      AbortSignal.timeout(5000),
+    );
+    assert.ok(lease.subnet);
+    return String(lease.subnet.base);
+  } finally {
+    await manager.close();
+  }
+}
+
+Deno.test("etcd over TLS by IP address, with and without client certificates, and password auth", async (t) => {
   await using pki = await makeTestPki();
 
   await t.step("server TLS: the CA alone is honoured (quirk 19); auth works", async () => {
     await using etcd = await startEtcd({
       tls: { certFile: pki.serverCert, keyFile: pki.serverKey, caFile: pki.caFile },
     });
+    assert.match(etcd.endpoint, /^https:\/\/127\.0\.0\.1:\d+$/);
     const prefix = uniquePrefix();
     await putConfig(etcd.client(), prefix, CONFIG);
     const base = { endpoints: [etcd.endpoint], prefix };
     assert.ok(await canReadConfig({ ...base, caFile: pki.caFile }));
-    assert.ok(!await canReadConfig(base)); // system roots do not trust our CA
+    assert.ok(!await canReadConfig(base)); // the bundled roots do not trust our CA
 
-    await etcdctl(etcd, pki.caFile, "user", "add", "root:s3cret");
-    await etcdctl(etcd, pki.caFile, "user", "grant-role", "root", "root");
-    await etcdctl(etcd, pki.caFile, "auth", "enable");
+    await etcdctl(etcd, "user", "add", "root:s3cret");
+    await etcdctl(etcd, "user", "grant-role", "root", "root");
+    await etcdctl(etcd, "auth", "enable");
     const authed = { ...base, caFile: pki.caFile, username: "root", password: "s3cret" };
     assert.ok(await canReadConfig(authed));
     assert.ok(!await canReadConfig({ ...authed, password: "wrong" }));
     assert.ok(!await canReadConfig({ ...base, caFile: pki.caFile }));
-    const manager = new EtcdSubnetManager({ ...authed, log: captureLog().log });
+    await acquires(authed);
+    // The same user over the unix socket.
+    await acquires({ ...authed, endpoints: [etcd.unixEndpoint] });
+  });
+
+  await t.step(
+    "an IP-SAN-only certificate verifies against the IP; https and host:port",
+    async () => {
+      await using etcd = await startEtcd({
+        tls: { certFile: pki.ipOnlyCert, keyFile: pki.ipOnlyKey, caFile: pki.caFile },
+      });
+      const prefix = uniquePrefix();
+      await putConfig(etcd.client(), prefix, CONFIG);
+      const hostPort = etcd.endpoint.replace("https://", "");
+      await acquires({ endpoints: [etcd.endpoint], prefix, caFile: pki.caFile });
+      // host:port with TLS files means https, as etcd's own client decides.
+      await acquires({ endpoints: [hostPort], prefix, caFile: pki.caFile });
+      // The certificate names no host: reaching it by name fails verification.
+      const byName = new EtcdClient({
+        endpoints: [etcd.endpoint.replace("127.0.0.1", "localhost")],
+        caFile: pki.caFile,
+      });
+      try {
+        await assert.rejects(byName.status(), /not valid for name "localhost"/);
+      } finally {
+        byName.close();
+      }
+    },
+  );
+
+  await t.step("a certificate for another IP is refused with a clear error", async () => {
+    await using etcd = await startEtcd({
+      tls: { certFile: pki.wrongIpCert, keyFile: pki.wrongIpKey, caFile: pki.caFile },
+    });
+    const prefix = uniquePrefix();
+    const { log, lines } = captureLog();
+    const manager = new EtcdSubnetManager({
+      endpoints: [etcd.endpoint],
+      prefix,
+      caFile: pki.caFile,
+      log,
+    });
     try {
-      const lease = await manager.acquireLease(
-        { publicIP: parseAddr("198.18.0.1") },
-        AbortSignal.timeout(5000),
-      );
-      assert.ok(lease.subnet);
+      await assert.rejects(manager.getNetworkConfig(AbortSignal.timeout(1000)));
     } finally {
       await manager.close();
     }
+    // (logfmt escapes the quotes)
+    const reason =
+      /not valid for name \\"127\.0\.0\.1\\"; .*only valid for IpAddress\(127\.0\.0\.2\)/;
+    assert.ok(lines.some((line) => reason.test(line)), lines.join("\n"));
   });
 
   await t.step("client certificate auth: cert and key are presented", async () => {
@@ -79,15 +139,27 @@ Deno.test("etcd over TLS, with and without client certificates, and password aut
     await putConfig(etcd.client(), prefix, CONFIG);
     const base = { endpoints: [etcd.endpoint], prefix, caFile: pki.caFile };
     assert.ok(!await canReadConfig(base));
-    const full = { ...base, certFile: pki.clientCert, keyFile: pki.clientKey };
-    const manager = new EtcdSubnetManager({ ...full, log: captureLog().log });
-    try {
-      await manager.acquireLease({ publicIP: parseAddr("198.18.0.1") }, AbortSignal.timeout(5000));
-    } finally {
-      await manager.close();
-    }
+    await acquires({ ...base, certFile: pki.clientCert, keyFile: pki.clientKey });
     assert.equal((await readSubnets(etcd.client(), prefix)).size, 1);
   });
+});
+
+Deno.test("etcd by plain host:port and by unix socket; failover past a dead endpoint", async () => {
+  await using etcd = await startEtcd();
+  const prefix = uniquePrefix();
+  await putConfig(etcd.client(), prefix, CONFIG);
+  const hostPort = etcd.endpoint.replace("http://", "");
+  assert.match(hostPort, /^127\.0\.0\.1:\d+$/);
+  const viaHostPort = await acquires({ endpoints: [hostPort], prefix });
+  // The same node (public IP) through the socket finds the same lease.
+  assert.equal(await acquires({ endpoints: [etcd.unixEndpoint], prefix }), viaHostPort);
+  // A closed port first: the next endpoint answers.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closedPort = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  const endpoints = [`http://127.0.0.1:${closedPort}`, etcd.unixEndpoint];
+  assert.equal(await acquires({ endpoints, prefix }), viaHostPort);
+  assert.equal((await readSubnets(etcd.client(), prefix)).size, 1);
 });
 
 Deno.test("unusable connection options fail at construction with EtcdOptionsError", () => {
@@ -95,10 +167,10 @@ Deno.test("unusable connection options fail at construction with EtcdOptionsErro
   for (
     const options of [
       { endpoints: [] },
-      { endpoints: ["https://127.0.0.1:2379"] },
-      { endpoints: ["https://[fd00::1]:2379"] },
-      { endpoints: ["127.0.0.1:2379"] },
-      { endpoints: ["unix:///run/etcd.sock"] },
+      { endpoints: ["ftp://127.0.0.1:2379"] },
+      { endpoints: ["unix://"] },
+      { endpoints: ["http://127.0.0.1:2379/v3"] },
+      { endpoints: ["http://"] },
       { endpoints, certFile: "/nonexistent.crt" },
       { endpoints, certFile: "/a.crt", keyFile: "/nonexistent.key", caFile: "/nonexistent.ca" },
       { endpoints, caFile: "/nonexistent/ca.crt" },

@@ -3,7 +3,6 @@
  * restarts, renewal and lease loss.
  */
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
 import { formatAddr, parseAddr } from "../../ip/mod.ts";
 import { formatLeaseKey, type Lease } from "../../subnet/lease.ts";
 import { LeaseLostError } from "../../subnet/manager.ts";
@@ -61,7 +60,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
 
         await putLease(client, prefix, "10.5.4.0-24", allocValue("198.18.0.4"), 2);
         await waitFor("added", () => w.names().includes("10.5.4.0-24"));
-        await client.kv.deleteRange({ key: Buffer.from(`${prefix}/subnets/10.5.2.0-24`) });
+        await client.deleteRange({ key: `${prefix}/subnets/10.5.2.0-24` });
         await waitFor("deleted", () => !w.names().includes("10.5.2.0-24"));
         const removed = w.events.find((e) => e.type === "removed")!;
         // The removal carries what the lease published, not just its subnet.
@@ -99,13 +98,13 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
         await putLease(client, prefix, "10.5.9.0-24", "not json");
         await putLease(client, prefix, "10.5.2.0-24", '{"PublicIP":null}'); // a valid key turns bad
         await putLease(client, prefix, "10.5.10.0-24/x", allocValue("198.18.0.9"));
-        await client.kv.put({
-          key: Buffer.from(`${prefix}/subnets-old/10.5.8.0-24`),
-          value: Buffer.from(allocValue("198.18.0.8")),
+        await client.put({
+          key: `${prefix}/subnets-old/10.5.8.0-24`,
+          value: allocValue("198.18.0.8"),
         });
         await putLease(client, prefix, "10.5.11.0-24", allocValue("198.18.0.11"));
         await waitFor("the valid lease", () => w.names().includes("10.5.11.0-24"));
-        await client.kv.deleteRange({ key: Buffer.from(`${prefix}/subnets/garbage`) });
+        await client.deleteRange({ key: `${prefix}/subnets/garbage` });
         await putLease(client, prefix, "10.5.12.0-24", allocValue("198.18.0.12"));
         await waitFor("the next valid lease", () => w.names().includes("10.5.12.0-24"));
         assert.deepEqual(w.names(), ["10.5.11.0-24", "10.5.12.0-24", "10.5.2.0-24"]);
@@ -127,7 +126,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
         await waitFor("snapshot", () => w.names().length === 1);
         proxy.cut();
         await putLease(client, prefix, "10.5.3.0-24", allocValue("198.18.0.3"));
-        await client.kv.deleteRange({ key: Buffer.from(`${prefix}/subnets/10.5.2.0-24`) });
+        await client.deleteRange({ key: `${prefix}/subnets/10.5.2.0-24` });
         await env.etcd.compact();
         proxy.restore();
         await waitFor("re-list", () => w.names().join() === "10.5.3.0-24", 15_000);
@@ -187,7 +186,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
         );
         tasks.push(keep);
         await new Promise((r) => setTimeout(r, 200));
-        await client.kv.deleteRange({ key: Buffer.from(`${prefix}/subnets/${name}`) });
+        await client.deleteRange({ key: `${prefix}/subnets/${name}` });
         await waitFor("re-acquisition", () => manager.stats.reacquisitions === 1);
         const stored = (await readSubnets(client, prefix)).get(name)!;
         assert.equal(stored.value, allocValue("198.18.0.1"));

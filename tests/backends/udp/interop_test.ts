@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { commandRunner } from "../../../exec.ts";
 import { defaultNetConf, LAB_ETCD_PREFIX, startLab } from "../../../lab/cluster.ts";
 import { createNode, labNames } from "../../../lab/topology.ts";
-import { allocValue, putLease, waitFor } from "../../helpers/leases.ts";
+import { allocValue, putLease, readValue, waitFor } from "../../helpers/leases.ts";
 import { nsExec, rootTest, spawnInNetns } from "../../helpers/netns.ts";
 import { backendView, labPrefix, rawPeer, subnetOf } from "./lab_helpers.ts";
 import { headerChecksumOk, icmpEcho, ipv4, l4ChecksumOk, tcp } from "../../../lab/packets.ts";
@@ -125,7 +125,7 @@ rootTest(
       // Tartan's own lease is flannel's udp JSON, so flannel nodes accept it too (conformance 5).
       const key = `${LAB_ETCD_PREFIX}/subnets/${tartanSubnet.replace("/", "-")}`;
       assert.equal(
-        await lab.etcd.client().get(key).string(),
+        await readValue(lab.etcd.client(), key),
         `{"PublicIP":"${TARTAN}","PublicIPv6":null}`,
       );
     } finally {

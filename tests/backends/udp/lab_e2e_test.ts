@@ -7,7 +7,7 @@ import {
 } from "../../../lab/cluster.ts";
 import { allConnected, connectivityMatrix, formatMatrix } from "../../../lab/pods.ts";
 import { labNames } from "../../../lab/topology.ts";
-import { waitFor } from "../../helpers/leases.ts";
+import { readValue, waitFor } from "../../helpers/leases.ts";
 import { ipJson, nsExec, rootTest, spawnInNetns } from "../../helpers/netns.ts";
 import { backendView, labPrefix, rawPeer, subnetOf } from "./lab_helpers.ts";
 import { capture } from "../../helpers/capture.ts";
@@ -29,7 +29,7 @@ rootTest("udp backend e2e: 3 nodes in namespaces, flannel's wire format", async 
     {
       // leases are flannel's udp JSON; flannel0 as in spec §6.3
       const key = `${LAB_ETCD_PREFIX}/subnets/${subnets[0].replace("/", "-")}`;
-      const stored = await lab.etcd.client().get(key).string();
+      const stored = await readValue(lab.etcd.client(), key);
       assert.equal(stored, '{"PublicIP":"198.18.0.11","PublicIPv6":null}');
       const [link] = await ipJson<{ mtu: number }[]>(nodeA.ns, ["link", "show", "flannel0"]);
       assert.equal(link.mtu, 1500 - 28);
