@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { isBackendDevice } from "../../backends/registry.ts";
 import { defaultNetConf, startLab } from "../../lab/cluster.ts";
 import { nodeUnderlayIP } from "../../lab/topology.ts";
-import { allocValue } from "../helpers/leases.ts";
+import { allocValue, readValue } from "../helpers/leases.ts";
 import { ipJson, removeLeftovers, RUN_PREFIX } from "../helpers/netns.ts";
 import {
   adminJson,
@@ -37,7 +37,7 @@ rootSuite("alloc backend: 2 daemons in namespaces", async (t) => {
       for (const [i, node] of lab.nodes.entries()) {
         const name = await ownLeaseName(node.subnetFile);
         assert.equal(
-          await client.get(`${SUBNETS_DIR}${name}`).string(),
+          await readValue(client, `${SUBNETS_DIR}${name}`),
           allocValue(nodeUnderlayIP(i + 1)),
           "lease JSON byte for byte",
         );
@@ -71,7 +71,7 @@ rootSuite("alloc backend: 2 daemons in namespaces", async (t) => {
       await timeUntil(
         `${name} to be re-created`,
         async () =>
-          (await client.get(`${SUBNETS_DIR}${name}`).string()) === allocValue(nodeUnderlayIP(1)),
+          (await readValue(client, `${SUBNETS_DIR}${name}`)) === allocValue(nodeUnderlayIP(1)),
         15_000,
       );
     });

@@ -34,7 +34,10 @@ rootSuite("e2e: a bad backend option is a config error, not a crash", async (t) 
 
     await t.step("fixed in etcd, the node comes up with the MTU asked for", async () => {
       const fixed = { Network: NETWORK, Backend: { Type: "vxlan", MTU: 1400 } };
-      await lab.etcd.client().put(`${LAB_ETCD_PREFIX}/config`).value(JSON.stringify(fixed));
+      await lab.etcd.client().put({
+        key: `${LAB_ETCD_PREFIX}/config`,
+        value: JSON.stringify(fixed),
+      });
       await timeUntil("ready", async () => await probe(node, "/readyz") === 200, 30_000, 50);
       const [device] = await ipJson<{ mtu: number }[]>(node.ns, ["link", "show", "flannel.1"]);
       assert.equal(device.mtu, 1350, "the underlay MTU 1400 minus vxlan's 50");

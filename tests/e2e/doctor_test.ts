@@ -8,7 +8,6 @@
  * advertising another node's public IP. Probes run every second (--peer-probe-interval=1).
  */
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
 import type { DoctorReport, Finding } from "../../doctor/finding.ts";
 import { defaultNetConf, type LabCluster } from "../../lab/cluster.ts";
 import { NODE_ADMIN_PORT } from "../../lab/node.ts";
@@ -189,7 +188,7 @@ rootSuite("doctor names each fault in a running lab, healthy before and after", 
         `a second lease on ${n2IP}`,
         () => putRawLease(client, name, flannelVxlanValue(n2IP, "0e:00:00:00:99:01")),
         finding("duplicate-public-ip", "publicIP", n2IP),
-        async () => void await client.kv.deleteRange({ key: Buffer.from(SUBNETS_DIR + name) }),
+        async () => void await client.deleteRange({ key: SUBNETS_DIR + name }),
       );
       assert.match(found.evidence.subnets, new RegExp(name.replace("-", "/")));
       assert.match(found.fix, /--public-ip/);

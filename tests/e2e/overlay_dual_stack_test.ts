@@ -6,12 +6,12 @@
  * other across nodes over IPv4 and over IPv6.
  */
 import assert from "node:assert/strict";
-import { type LabCluster, startLab } from "../../lab/cluster.ts";
+import { LAB_ETCD_PREFIX, type LabCluster, startLab } from "../../lab/cluster.ts";
 import { ping } from "../../lab/pods.ts";
 import { nodeUnderlayIP, nodeUnderlayIPv6 } from "../../lab/topology.ts";
-import { waitFor } from "../helpers/leases.ts";
+import { readSubnets, waitFor } from "../helpers/leases.ts";
 import { ipJson, removeLeftovers, RUN_PREFIX } from "../helpers/netns.ts";
-import { readSubnetEnv, rootSuite, SUBNETS_DIR } from "./overlay_kernel.ts";
+import { readSubnetEnv, rootSuite } from "./overlay_kernel.ts";
 
 const NET_CONF = {
   Network: "10.244.0.0/16",
@@ -92,16 +92,16 @@ rootSuite("dual-stack vxlan overlay: 2 nodes on an IPv4 + IPv6 underlay", async 
     );
 
     await t.step("leases and subnet.env carry both families", async () => {
-      const stored = await lab.etcd.client().getAll().prefix(SUBNETS_DIR).strings();
-      assert.equal(Object.keys(stored).length, 2);
+      const stored = await readSubnets(lab.etcd.client(), LAB_ETCD_PREFIX);
+      assert.equal(stored.size, 2);
       for (const [i, node] of lab.nodes.entries()) {
         const env = await readSubnetEnv(node.subnetFile);
         assert.equal(env.get("FLANNEL_IPV6_NETWORK"), NET_CONF.IPv6Network);
         const v4 = env.get("FLANNEL_SUBNET")!.replace(/\.1\/24$/, ".0-24");
         const v6 = env.get("FLANNEL_IPV6_SUBNET")!.replace(/::1\/64$/, "::-64");
         assert.match(v6, /^2001:db8:244:[0-9a-f]*::-64$/);
-        const value = stored[`${SUBNETS_DIR}${v4}&${v6}`];
-        assert.ok(value, `no dual-stack lease key ${v4}&${v6} in ${Object.keys(stored)}`);
+        const value = stored.get(`${v4}&${v6}`)?.value;
+        assert.ok(value, `no dual-stack lease key ${v4}&${v6} in ${[...stored.keys()]}`);
         const lease = JSON.parse(value) as LeaseJson;
         assert.equal(lease.PublicIP, nodeUnderlayIP(i + 1));
         assert.equal(lease.PublicIPv6, nodeUnderlayIPv6(i + 1));
