@@ -14,7 +14,7 @@ import { defaultNetConf, startLab } from "../../lab/cluster.ts";
 import { allConnected, connectivityMatrix, formatMatrix, ping } from "../../lab/pods.ts";
 import { addNetns, createNode, labNames, nodeUnderlayIP } from "../../lab/topology.ts";
 import { capture } from "../helpers/capture.ts";
-import { waitFor } from "../helpers/leases.ts";
+import { readValue, waitFor } from "../helpers/leases.ts";
 import { removeLeftovers, run, RUN_PREFIX } from "../helpers/netns.ts";
 import {
   adminJson,
@@ -118,7 +118,7 @@ rootSuite("wireguard backend e2e: wireguard-go nodes, the wire, a hand-made peer
 
     await t.step("leases are flannel's JSON; the devices are wireguard-go's", async () => {
       for (const lease of await readLeases(client)) {
-        const raw = (await client.get(SUBNETS_DIR + lease.name).string())!;
+        const raw = (await readValue(client, SUBNETS_DIR + lease.name))!;
         const key = (JSON.parse(raw) as { BackendData: { PublicKey: string } }).BackendData
           .PublicKey;
         assert.equal(raw, flannelWireguardValue(lease.publicIP, key));
@@ -175,7 +175,7 @@ rootSuite("wireguard backend e2e: wireguard-go nodes, the wire, a hand-made peer
       const subnetName = freeSubnet(tartanLeases);
       hand = await buildHandNode(handNs, handPodNs, subnetName.replace("-", "/"), dir);
       for (const lease of tartanLeases) {
-        const raw = (await client.get(SUBNETS_DIR + lease.name).string())!;
+        const raw = (await readValue(client, SUBNETS_DIR + lease.name))!;
         const data = (JSON.parse(raw) as { BackendData: { PublicKey: string; Port: number } })
           .BackendData;
         await hand.wg(
