@@ -132,69 +132,56 @@ Deno.test("netconf: SubnetMin above SubnetMax is an error in etcd mode (flannel 
 });
 
 Deno.test("netconf: IPv4 validation rules with flannel's texts (§2.4)", () => {
-  rejects(
-    {},
-    "Network",
-    "Network: please define a correct Network parameter in the flannel config",
-  );
-  rejects(
-    { Network: "0.0.0.0/0" },
-    "Network",
-    "Network: please define a correct Network parameter in the flannel config",
-  );
-  rejects(
-    { Network: "" },
-    "Network",
-    "Network: please define a correct Network parameter in the flannel config",
-  );
-  rejects(
-    { Network: "10.5.0.0/16", SubnetLen: 31 },
-    "SubnetLen",
-    "SubnetLen: SubnetLen must be less than /31",
-  );
-  rejects(
-    { Network: "10.5.0.0/16", SubnetLen: 17 },
-    "SubnetLen",
-    "SubnetLen: network must be able to accommodate at least four subnets",
-  );
   assert.equal(parse({ Network: "10.5.0.0/16", SubnetLen: 18 }).config.ipv4!.subnetLen, 18);
   assert.equal(parse({ Network: "10.5.0.0/28", SubnetLen: 30 }).config.ipv4!.subnetLen, 30);
-  rejects(
-    { Network: "10.5.0.0/29", SubnetLen: 30 },
-    "SubnetLen",
-    "SubnetLen: network must be able to accommodate at least four subnets",
-  );
-  rejects(
-    { Network: "10.5.0.0/29", SubnetLen: 31 },
-    "SubnetLen",
-    "SubnetLen: SubnetLen must be less than /31",
-  );
-  rejects(
-    { Network: "10.5.0.0/16", SubnetMin: "10.6.1.0" },
-    "SubnetMin",
-    "SubnetMin: SubnetMin is not in the range of the Network",
-  );
-  rejects(
-    { Network: "10.5.0.0/16", SubnetMax: "10.4.255.0" },
-    "SubnetMax",
-    "SubnetMax: SubnetMax is not in the range of the Network",
-  );
-  rejects(
-    { Network: "10.5.0.0/16", SubnetMin: "10.5.1.1" },
-    "SubnetMin",
-    "SubnetMin: SubnetMin is not on a SubnetLen boundary: 10.5.1.1",
-  );
-  rejects(
-    { Network: "10.5.0.0/16", SubnetLen: 25, SubnetMax: "10.5.3.64" },
-    "SubnetMax",
-    "SubnetMax: SubnetMax is not on a SubnetLen boundary: 10.5.3.64",
-  );
-  // flannel's order: both range checks come before the boundary checks.
-  rejects(
-    { Network: "10.5.0.0/16", SubnetMin: "10.5.1.1", SubnetMax: "10.9.0.0" },
-    "SubnetMax",
-    "SubnetMax: SubnetMax is not in the range of the Network",
-  );
+  const rejected: [unknown, string, string][] = [
+    [{}, "Network", "please define a correct Network parameter in the flannel config"],
+    [
+      { Network: "0.0.0.0/0" },
+      "Network",
+      "please define a correct Network parameter in the flannel config",
+    ],
+    [{ Network: "" }, "Network", "please define a correct Network parameter in the flannel config"],
+    [{ Network: "10.5.0.0/16", SubnetLen: 31 }, "SubnetLen", "SubnetLen must be less than /31"],
+    [
+      { Network: "10.5.0.0/16", SubnetLen: 17 },
+      "SubnetLen",
+      "network must be able to accommodate at least four subnets",
+    ],
+    [
+      { Network: "10.5.0.0/29", SubnetLen: 30 },
+      "SubnetLen",
+      "network must be able to accommodate at least four subnets",
+    ],
+    [{ Network: "10.5.0.0/29", SubnetLen: 31 }, "SubnetLen", "SubnetLen must be less than /31"],
+    [
+      { Network: "10.5.0.0/16", SubnetMin: "10.6.1.0" },
+      "SubnetMin",
+      "SubnetMin is not in the range of the Network",
+    ],
+    [
+      { Network: "10.5.0.0/16", SubnetMax: "10.4.255.0" },
+      "SubnetMax",
+      "SubnetMax is not in the range of the Network",
+    ],
+    [
+      { Network: "10.5.0.0/16", SubnetMin: "10.5.1.1" },
+      "SubnetMin",
+      "SubnetMin is not on a SubnetLen boundary: 10.5.1.1",
+    ],
+    [
+      { Network: "10.5.0.0/16", SubnetLen: 25, SubnetMax: "10.5.3.64" },
+      "SubnetMax",
+      "SubnetMax is not on a SubnetLen boundary: 10.5.3.64",
+    ],
+    // flannel's order: both range checks come before the boundary checks.
+    [
+      { Network: "10.5.0.0/16", SubnetMin: "10.5.1.1", SubnetMax: "10.9.0.0" },
+      "SubnetMax",
+      "SubnetMax is not in the range of the Network",
+    ],
+  ];
+  for (const [doc, field, reason] of rejected) rejects(doc, field, `${field}: ${reason}`);
 });
 
 Deno.test("netconf: IPv6 defaults and validation rules (§2.3, §2.4)", () => {
@@ -217,55 +204,54 @@ Deno.test("netconf: IPv6 defaults and validation rules (§2.3, §2.4)", () => {
       subnetMax,
     });
   }
-  rejects(
-    v6({}),
-    "IPv6Network",
-    "IPv6Network: please define a correct IPv6Network parameter in the flannel config",
-  );
-  rejects(
-    v6({ IPv6Network: "::/0" }),
-    "IPv6Network",
-    "IPv6Network: please define a correct IPv6Network parameter in the flannel config",
-  );
-  rejects(
-    v6({ IPv6Network: "fc00::/48", IPv6SubnetLen: 127 }),
-    "IPv6SubnetLen",
-    "IPv6SubnetLen: SubnetLen must be less than /127",
-  );
   assert.equal(
     parse(v6({ IPv6Network: "fc00::/120", IPv6SubnetLen: 126 })).config.ipv6!.subnetLen,
     126,
   );
-  rejects(
-    v6({ IPv6Network: "fc00::/48", IPv6SubnetLen: 49 }),
-    "IPv6SubnetLen",
-    "IPv6SubnetLen: network must be able to accommodate at least four subnets",
-  );
-  rejects(
-    v6({ IPv6Network: "fc00::/125" }),
-    "IPv6Network",
-    "IPv6Network: IPv6Network is too small. Minimum useful network prefix is /124",
-  );
-  rejects(
-    v6({ IPv6Network: "fc00::/48", IPv6SubnetMin: "fc01::" }),
-    "IPv6SubnetMin",
-    "IPv6SubnetMin: IPv6SubnetMin is not in the range of the IPv6Network",
-  );
-  rejects(
-    v6({ IPv6Network: "fc00::/48", IPv6SubnetMax: "fd00::" }),
-    "IPv6SubnetMax",
-    "IPv6SubnetMax: IPv6SubnetMax is not in the range of the IPv6Network",
-  );
-  rejects(
-    v6({ IPv6Network: "fc00::/48", IPv6SubnetMin: "fc00:0:0:1::1" }),
-    "IPv6SubnetMin",
-    "IPv6SubnetMin: IPv6SubnetMin is not on a SubnetLen boundary: fc00:0:0:1::1",
-  );
-  rejects(
-    v6({ IPv6Network: "fc00::/48", IPv6SubnetMax: "fc00:0:0:2:1::" }),
-    "IPv6SubnetMax",
-    "IPv6SubnetMax: IPv6SubnetMax is not on a SubnetLen boundary: fc00:0:0:2:1::",
-  );
+  const rejected: [unknown, string, string][] = [
+    [v6({}), "IPv6Network", "please define a correct IPv6Network parameter in the flannel config"],
+    [
+      v6({ IPv6Network: "::/0" }),
+      "IPv6Network",
+      "please define a correct IPv6Network parameter in the flannel config",
+    ],
+    [
+      v6({ IPv6Network: "fc00::/48", IPv6SubnetLen: 127 }),
+      "IPv6SubnetLen",
+      "SubnetLen must be less than /127",
+    ],
+    [
+      v6({ IPv6Network: "fc00::/48", IPv6SubnetLen: 49 }),
+      "IPv6SubnetLen",
+      "network must be able to accommodate at least four subnets",
+    ],
+    [
+      v6({ IPv6Network: "fc00::/125" }),
+      "IPv6Network",
+      "IPv6Network is too small. Minimum useful network prefix is /124",
+    ],
+    [
+      v6({ IPv6Network: "fc00::/48", IPv6SubnetMin: "fc01::" }),
+      "IPv6SubnetMin",
+      "IPv6SubnetMin is not in the range of the IPv6Network",
+    ],
+    [
+      v6({ IPv6Network: "fc00::/48", IPv6SubnetMax: "fd00::" }),
+      "IPv6SubnetMax",
+      "IPv6SubnetMax is not in the range of the IPv6Network",
+    ],
+    [
+      v6({ IPv6Network: "fc00::/48", IPv6SubnetMin: "fc00:0:0:1::1" }),
+      "IPv6SubnetMin",
+      "IPv6SubnetMin is not on a SubnetLen boundary: fc00:0:0:1::1",
+    ],
+    [
+      v6({ IPv6Network: "fc00::/48", IPv6SubnetMax: "fc00:0:0:2:1::" }),
+      "IPv6SubnetMax",
+      "IPv6SubnetMax is not on a SubnetLen boundary: fc00:0:0:2:1::",
+    ],
+  ];
+  for (const [doc, field, reason] of rejected) rejects(doc, field, `${field}: ${reason}`);
 });
 
 Deno.test("netconf: dual stack, family switches and EnableNFTables", () => {
@@ -291,19 +277,18 @@ Deno.test("netconf: dual stack, family switches and EnableNFTables", () => {
     parse({ Network: "10.0.0.0/16", IPv6Network: "fc00::/125" }).config.ipv6,
     undefined,
   );
-  rejects(
-    { EnableIPv6: true, EnableIPv4: false, Network: "10.0.0.0/33", IPv6Network: "fc00::/48" },
-    "Network",
-    "Network: 10.0.0.0/33 is not a valid CIDR",
-  );
-  rejects(
-    { EnableIPv4: false },
-    "EnableIPv4",
-    "EnableIPv4: neither IPv4 nor IPv6 is enabled",
-  );
-  rejects(
-    { Network: "10.0.0.0/16", EnableIPv6: true },
-    "IPv6Network",
-    "IPv6Network: please define a correct IPv6Network parameter in the flannel config",
-  );
+  const rejected: [unknown, string, string][] = [
+    [
+      { EnableIPv6: true, EnableIPv4: false, Network: "10.0.0.0/33", IPv6Network: "fc00::/48" },
+      "Network",
+      "10.0.0.0/33 is not a valid CIDR",
+    ],
+    [{ EnableIPv4: false }, "EnableIPv4", "neither IPv4 nor IPv6 is enabled"],
+    [
+      { Network: "10.0.0.0/16", EnableIPv6: true },
+      "IPv6Network",
+      "please define a correct IPv6Network parameter in the flannel config",
+    ],
+  ];
+  for (const [doc, field, reason] of rejected) rejects(doc, field, `${field}: ${reason}`);
 });

@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { formatAddr, parseAddr } from "../../ip/mod.ts";
 import { formatLeaseKey, type Lease } from "../../subnet/lease.ts";
 import { LeaseLostError } from "../../subnet/manager.ts";
-import { withEtcdEnv } from "../helpers/etcd_env.ts";
+import type { Etcd3 } from "etcd3";
+import { type EtcdEnv, withEtcdEnv } from "../helpers/etcd_env.ts";
 import {
   allocValue,
   captureLog,
@@ -23,12 +24,24 @@ import { startTcpProxy } from "../helpers/tcp_proxy.ts";
 
 const CONFIG = '{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan"}}';
 
-/** Run `body` with an abort signal that is always aborted afterwards, then await `tasks`. */
-async function scoped(body: (signal: AbortSignal, tasks: Promise<unknown>[]) => Promise<void>) {
+/** What each case gets: a fresh prefix holding CONFIG, a client, a signal and a task list. */
+interface Scope {
+  readonly prefix: string;
+  readonly client: Etcd3;
+  readonly signal: AbortSignal;
+  /** Background work awaited (settled) after the case, once the signal is aborted. */
+  readonly tasks: Promise<unknown>[];
+}
+
+/** Run `body` in a fresh {@link Scope}; the signal is always aborted afterwards. */
+async function scoped(env: EtcdEnv, body: (scope: Scope) => Promise<void>) {
   const abort = new AbortController();
   const tasks: Promise<unknown>[] = [];
+  const prefix = uniquePrefix();
+  const client = env.etcd.client();
+  await putConfig(client, prefix, CONFIG);
   try {
-    await body(abort.signal, tasks);
+    await body({ prefix, client, signal: abort.signal, tasks });
   } finally {
     abort.abort();
     await Promise.allSettled(tasks);
@@ -38,10 +51,7 @@ async function scoped(body: (signal: AbortSignal, tasks: Promise<unknown>[]) => 
 Deno.test("etcd lease watch and upkeep", async (t) => {
   await withEtcdEnv(t, {
     "snapshot, then adds, deletes and expiries carrying the lease (spec §3.5)": (env) =>
-      scoped(async (signal, tasks) => {
-        const prefix = uniquePrefix();
-        const client = env.etcd.client();
-        await putConfig(client, prefix, CONFIG);
+      scoped(env, async ({ prefix, client, signal, tasks }) => {
         await putLease(
           client,
           prefix,
@@ -83,10 +93,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
       }),
 
     "malformed keys and values are skipped and counted, never removals (quirks 1, 31)": (env) =>
-      scoped(async (signal, tasks) => {
-        const prefix = uniquePrefix();
-        const client = env.etcd.client();
-        await putConfig(client, prefix, CONFIG);
+      scoped(env, async ({ prefix, client, signal, tasks }) => {
         await putLease(client, prefix, "10.5.2.0-24", allocValue("198.18.0.2"));
         await putLease(client, prefix, "10.5.66.0-24", "{bad"); // malformed from the start
         const manager = env.manager(prefix);
@@ -113,10 +120,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
       }),
 
     "compaction past the watch revision: re-list, diff and resume (quirk 6)": (env) =>
-      scoped(async (signal, tasks) => {
-        const prefix = uniquePrefix();
-        const client = env.etcd.client();
-        await putConfig(client, prefix, CONFIG);
+      scoped(env, async ({ prefix, client, signal, tasks }) => {
         await putLease(client, prefix, "10.5.2.0-24", allocValue("198.18.0.2"));
         await using proxy = startTcpProxy(Number(new URL(env.etcd.endpoint).port));
         const { log, lines } = captureLog();
@@ -143,10 +147,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
       }),
 
     "etcd killed and restarted: the lease is kept and the watch resumes (spec §10.3)": (env) =>
-      scoped(async (signal, tasks) => {
-        const prefix = uniquePrefix();
-        const client = env.etcd.client();
-        await putConfig(client, prefix, CONFIG);
+      scoped(env, async ({ prefix, client, signal, tasks }) => {
         const manager = env.manager(prefix);
         const lease = await manager.acquireLease({ publicIP: parseAddr("198.18.0.1") }, signal);
         const keep = manager.maintainLease(lease, signal);
@@ -171,10 +172,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
     "a key deleted by an operator is re-acquired; a key taken by another node is lost (quirk 9)": (
       env,
     ) =>
-      scoped(async (signal, tasks) => {
-        const prefix = uniquePrefix();
-        const client = env.etcd.client();
-        await putConfig(client, prefix, CONFIG);
+      scoped(env, async ({ prefix, client, signal, tasks }) => {
         const manager = env.manager(prefix);
         const lease = await manager.acquireLease({ publicIP: parseAddr("198.18.0.1") }, signal);
         const name = formatLeaseKey(lease);
@@ -209,10 +207,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
       }),
 
     "renewal re-puts with a fresh lease and revokes the old one (conformance 7, quirk 5)": (env) =>
-      scoped(async (signal, tasks) => {
-        const prefix = uniquePrefix();
-        const client = env.etcd.client();
-        await putConfig(client, prefix, CONFIG);
+      scoped(env, async ({ prefix, client, signal, tasks }) => {
         // TTL 4 s, renew 2.5 s before expiry: a renewal every ~1.5 s.
         const manager = env.manager(prefix, { leaseTtlSeconds: 4, renewMarginMinutes: 2.5 / 60 });
         const lease = await manager.acquireLease({ publicIP: parseAddr("198.18.0.1") }, signal);
@@ -229,10 +224,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
       }),
 
     "a failed renewal is retried until it succeeds": (env) =>
-      scoped(async (signal, tasks) => {
-        const prefix = uniquePrefix();
-        const client = env.etcd.client();
-        await putConfig(client, prefix, CONFIG);
+      scoped(env, async ({ prefix, client, signal, tasks }) => {
         await using proxy = startTcpProxy(Number(new URL(env.etcd.endpoint).port));
         const manager = env.manager(prefix, {
           endpoints: [`http://${proxy.address}`],
@@ -251,9 +243,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
       }),
 
     "close() ends running watches and upkeep even without an abort": (env) =>
-      scoped(async (signal, tasks) => {
-        const prefix = uniquePrefix();
-        await putConfig(env.etcd.client(), prefix, CONFIG);
+      scoped(env, async ({ prefix, signal, tasks }) => {
         const manager = env.manager(prefix);
         const lease = await manager.acquireLease({ publicIP: parseAddr("198.18.0.1") }, signal);
         const keep = manager.maintainLease(lease, new AbortController().signal);
@@ -266,10 +256,7 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
       }),
 
     "a reservation we hold is never renewed (quirk 4)": (env) =>
-      scoped(async (signal, tasks) => {
-        const prefix = uniquePrefix();
-        const client = env.etcd.client();
-        await putConfig(client, prefix, CONFIG);
+      scoped(env, async ({ prefix, client, signal, tasks }) => {
         await putLease(client, prefix, "10.5.9.0-24", allocValue("198.18.0.1"), 0);
         const manager = env.manager(prefix, { leaseTtlSeconds: 3, renewMarginMinutes: 2 / 60 });
         const lease: Lease = await manager.acquireLease(
