@@ -16,6 +16,7 @@ const LAYERS: readonly (readonly string[])[] = [
   [
     "ip",
     "ffi",
+    "etcd",
     "log.ts",
     "sleep.ts",
     "exec.ts",

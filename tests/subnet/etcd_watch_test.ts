@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { formatAddr, parseAddr } from "../../ip/mod.ts";
 import { formatLeaseKey, type Lease } from "../../subnet/lease.ts";
 import { LeaseLostError } from "../../subnet/manager.ts";
-import type { Etcd3 } from "etcd3";
+import type { EtcdClient } from "../../etcd/client.ts";
 import { type EtcdEnv, withEtcdEnv } from "../helpers/etcd_env.ts";
 import {
   allocValue,
@@ -27,7 +27,7 @@ const CONFIG = '{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan"}}';
 /** What each case gets: a fresh prefix holding CONFIG, a client, a signal and a task list. */
 interface Scope {
   readonly prefix: string;
-  readonly client: Etcd3;
+  readonly client: EtcdClient;
   readonly signal: AbortSignal;
   /** Background work awaited (settled) after the case, once the signal is aborted. */
   readonly tasks: Promise<unknown>[];
