@@ -6,7 +6,6 @@
  *
  * @module
  */
-import { basename } from "node:path";
 import { VERSION } from "./version.ts";
 
 /** What running a subcommand needs; loaded on demand. */
@@ -134,6 +133,11 @@ export async function main(programName: string, args: string[]): Promise<number>
   return await module.run(rest);
 }
 
+/** The last component of a path (node:path's basename, which would cost ~3 MB to load). */
+function baseName(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
+}
+
 /**
  * The name the program was started by. `Deno.execPath()` resolves symlinks, so a `flannel`
  * symlink to the binary is only visible in argv[0], which /proc keeps.
@@ -141,9 +145,9 @@ export async function main(programName: string, args: string[]): Promise<number>
 function programName(): string {
   try {
     const argv0 = Deno.readTextFileSync("/proc/self/cmdline").split("\0")[0];
-    if (argv0) return basename(argv0);
+    if (argv0) return baseName(argv0);
   } catch { /* not Linux: fall back */ }
-  return basename(Deno.execPath());
+  return baseName(Deno.execPath());
 }
 
 if (import.meta.main) {

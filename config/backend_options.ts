@@ -7,7 +7,6 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
 import { ConfigError } from "./config_error.ts";
 
 type RawOptions = Readonly<Record<string, unknown>>;
@@ -146,9 +145,13 @@ export function readIpipOptions(options: RawOptions): IpipOptions {
 /** A base64 WireGuard key as its 32 bytes, or undefined when it is not one. */
 export function decodeWireguardKey(text: string): Uint8Array | undefined {
   const trimmed = text.trim();
-  const bytes = Buffer.from(trimmed, "base64");
-  if (bytes.length !== 32 || bytes.toString("base64") !== trimmed) return undefined;
-  return new Uint8Array(bytes);
+  let bytes: Uint8Array;
+  try {
+    bytes = Uint8Array.fromBase64(trimmed);
+  } catch {
+    return undefined; // not base64 at all
+  }
+  return bytes.length === 32 && bytes.toBase64() === trimmed ? bytes : undefined;
 }
 
 /** Read and check the wireguard members of the Backend object. */

@@ -1,6 +1,6 @@
 /**
  * The net-conf JSON parser (spec §2): flannel's member names matched case-insensitively, shape
- * and types checked with zod, then flannel's defaults and (etcd mode) its validation rules with
+ * and types checked member by member, then flannel's defaults and (etcd mode) its validation rules with
  * its exact message texts, each prefixed by the member it concerns.
  *
  * Differences from flannel, chosen on purpose: `null` counts as an absent member (also for
@@ -12,13 +12,14 @@
  *
  * @module
  */
-import { z } from "zod";
+import { isRecord } from "../json.ts";
 import {
   bitsOf,
   type Family,
   formatAddr,
   formatNet,
   type IPAddr,
+  type IPNet,
   netContains,
   netLast,
   netSize,
@@ -61,38 +62,53 @@ export interface ParsedNetConfig {
   readonly warnings: string[];
 }
 
-function cidr(family: Family) {
-  return z.string({ error: "must be a string" }).transform((text, ctx) => {
-    if (text === "") return undefined;
-    const net = tryParseNet(text);
+/** A member's value is not what the member holds; the message says what it should be. */
+class MemberError extends Error {}
+
+/** Reads one member's value (never null or absent), or throws a {@link MemberError}. */
+type MemberCheck<T> = (value: unknown) => T;
+
+function text(value: unknown): string {
+  if (typeof value !== "string") throw new MemberError("must be a string");
+  return value;
+}
+
+/** A CIDR of `family`; "" counts as absent. */
+function cidr(family: Family): MemberCheck<IPNet | undefined> {
+  return (value) => {
+    const given = text(value);
+    if (given === "") return undefined;
+    const net = tryParseNet(given);
     if (net?.family === family) return net;
-    const message = net ? `${text} is not an IPv${family} CIDR` : `${text} is not a valid CIDR`;
-    ctx.issues.push({ code: "custom", message, input: text });
-    return z.NEVER;
-  });
+    throw new MemberError(
+      net ? `${given} is not an IPv${family} CIDR` : `${given} is not a valid CIDR`,
+    );
+  };
 }
 
-function address(family: Family) {
-  return z.string({ error: "must be a string" }).transform((text, ctx) => {
-    if (text === "") return undefined;
-    const addr = tryParseAddr(text);
+/** An address of `family`; "" counts as absent. */
+function address(family: Family): MemberCheck<IPAddr | undefined> {
+  return (value) => {
+    const given = text(value);
+    if (given === "") return undefined;
+    const addr = tryParseAddr(given);
     if (addr?.family === family) return addr;
-    const message = `${text} is not ${addr ? "an" : "a valid"} IPv${family} address`;
-    ctx.issues.push({ code: "custom", message, input: text });
-    return z.NEVER;
-  });
+    throw new MemberError(`${given} is not ${addr ? "an" : "a valid"} IPv${family} address`);
+  };
 }
 
-const subnetLength = z.int({ error: (issue) => notCount(issue.input) })
-  .min(0, { error: (issue) => notCount(issue.input) });
-const flag = z.boolean({ error: "must be true or false" });
-
-function notCount(input: unknown): string {
-  return `must be a non-negative integer, got ${JSON.stringify(input)}`;
+function subnetLength(value: unknown): number {
+  if (typeof value === "number" && Number.isSafeInteger(value) && value >= 0) return value;
+  throw new MemberError(`must be a non-negative integer, got ${JSON.stringify(value)}`);
 }
 
-/** The top-level members, under flannel's spelling (which error paths use). */
-const TOP_LEVEL = z.object({
+function flag(value: unknown): boolean {
+  if (typeof value !== "boolean") throw new MemberError("must be true or false");
+  return value;
+}
+
+/** The top-level members, under flannel's spelling (which error paths use), in check order. */
+const TOP_LEVEL = {
   Network: cidr(4),
   SubnetLen: subnetLength,
   SubnetMin: address(4),
@@ -105,12 +121,13 @@ const TOP_LEVEL = z.object({
   IPv6SubnetMax: address(6),
   EnableNFTables: flag,
   // Kept as the parsed object (no copy) so that odd member names stay plain data.
-  Backend: z.custom<Record<string, unknown>>(isObject, { error: "must be an object" }),
-}).partial();
+  Backend: (value: unknown): Record<string, unknown> => {
+    if (!isRecord(value)) throw new MemberError("must be an object");
+    return value;
+  },
+};
 
-type TopLevel = z.infer<typeof TOP_LEVEL>;
-
-const BACKEND_TYPE = z.string({ error: "must be a string" }).optional();
+type TopLevel = { -readonly [K in keyof typeof TOP_LEVEL]?: ReturnType<typeof TOP_LEVEL[K]> };
 
 /** Per-family member names, limits and flannel's message texts (spec §2.3–2.4). */
 interface FamilyRules {
@@ -161,9 +178,9 @@ const IPV6_RULES: FamilyRules = {
 export function parseNetConfig(text: string, mode: NetConfMode): ParsedNetConfig {
   const warnings: string[] = [];
   const document = parseJson(text);
-  const canonical = new Map(Object.keys(TOP_LEVEL.shape).map((name) => [name.toLowerCase(), name]));
+  const canonical = new Map(Object.keys(TOP_LEVEL).map((name) => [name.toLowerCase(), name]));
   const members = normaliseMembers(document, (name) => canonical.get(name), warnings, "");
-  const top = check(TOP_LEVEL, members, "");
+  const top = checkTopLevel(members);
   const enableIPv4 = top.EnableIPv4 ?? true;
   const enableIPv6 = top.EnableIPv6 ?? false;
   if (!enableIPv4 && !enableIPv6) {
@@ -186,12 +203,8 @@ function parseJson(text: string): Record<string, unknown> {
   } catch (err) {
     throw new ConfigError("", `invalid JSON: ${err instanceof Error ? err.message : err}`);
   }
-  if (!isObject(document)) throw new ConfigError("", "the network config must be a JSON object");
+  if (!isRecord(document)) throw new ConfigError("", "the network config must be a JSON object");
   return document;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /**
@@ -225,15 +238,24 @@ function normaliseMembers(
   return Object.fromEntries(out);
 }
 
-/** zod shape check; the first issue becomes a ConfigError on `field` + the issue's path. */
-function check<T>(schema: z.ZodType<T>, value: unknown, field: string): T {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  throw new ConfigError(
-    [field, ...issue.path.map(String)].filter((p) => p !== "").join("."),
-    issue.message,
-  );
+/** Read a member with `check`; its MemberError becomes a ConfigError on `field`. */
+function checkMember<T>(check: MemberCheck<T>, value: unknown, field: string): T {
+  try {
+    return check(value);
+  } catch (error) {
+    if (error instanceof MemberError) throw new ConfigError(field, error.message);
+    throw error;
+  }
+}
+
+/** Every top-level member present, read in {@link TOP_LEVEL}'s order. */
+function checkTopLevel(members: Record<string, unknown>): TopLevel {
+  const top: Record<string, unknown> = {};
+  const checks: [string, MemberCheck<unknown>][] = Object.entries(TOP_LEVEL);
+  for (const [name, check] of checks) {
+    if (members[name] !== undefined) top[name] = checkMember(check, members[name], name);
+  }
+  return top as TopLevel;
 }
 
 function backendConfig(
@@ -248,7 +270,9 @@ function backendConfig(
     return { type: DEFAULT_BACKEND_TYPE, options: {} };
   }
   const options = normaliseMembers(backend, (name) => name, warnings, "Backend.");
-  const type = check(BACKEND_TYPE, options.type, "Backend.Type");
+  const type = options.type === undefined
+    ? undefined
+    : checkMember(text, options.type, "Backend.Type");
   const lowerType = type?.toLowerCase() ?? "";
   if (!(BACKEND_TYPES as readonly string[]).includes(lowerType)) {
     const why = type === undefined ? "Backend has no Type" : JSON.stringify(type);

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { parentDir } from "../fsync.ts";
 import { errorText } from "../log.ts";
 
 /** Where the API is: flannel's two flags, or (both empty) the pod's service account. */
@@ -182,7 +183,7 @@ async function parseDocument(text: string, file: string): Promise<Fields> {
 
 async function fromKubeconfig(file: string, apiUrl: string): Promise<KubeConnection> {
   const doc = await parseDocument(await readText(file, "kubeconfig"), file);
-  const dir = file.includes("/") ? file.slice(0, file.lastIndexOf("/")) || "/" : ".";
+  const dir = parentDir(file);
   const contextName = optionalString(doc, "current-context", file);
   if (!contextName) throw new KubeConfigError(`kubeconfig ${file} has no current-context`);
   const context = named(doc.contexts, contextName, "context", file);

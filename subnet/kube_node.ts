@@ -1,33 +1,19 @@
 /**
  * The parts of a Kubernetes Node object the kube subnet manager reads (name, resource version,
- * annotations, pod CIDRs, conditions), checked with zod, and the one condition it writes
+ * annotations, pod CIDRs, conditions), checked member by member, and the one condition it writes
  * (spec §4.5). Pure: no I/O.
  *
  * @module
  */
-import { z } from "zod";
+import { isRecord, jsonKind, member, stringOr } from "../json.ts";
 import { type IPNet, tryParseNet } from "../ip/mod.ts";
 
-const ConditionSchema = z.object({
-  type: z.string(),
-  status: z.string(),
-  reason: z.string().optional(),
-});
-
-const NodeSchema = z.object({
-  metadata: z.object({
-    name: z.string().min(1),
-    resourceVersion: z.string().optional(),
-    annotations: z.record(z.string(), z.string()).nullish(),
-  }),
-  spec: z.object({
-    podCIDR: z.string().nullish(),
-    podCIDRs: z.array(z.string()).nullish(),
-  }).nullish(),
-  status: z.object({
-    conditions: z.array(ConditionSchema).nullish(),
-  }).nullish(),
-});
+/** A node condition: the members the manager reads. */
+export interface NodeCondition {
+  readonly type: string;
+  readonly status: string;
+  readonly reason?: string;
+}
 
 /** A node as the manager sees it. */
 export interface KubeNode {
@@ -37,7 +23,7 @@ export interface KubeNode {
   readonly annotations: Readonly<Record<string, string>>;
   /** `spec.podCIDRs`, or `[spec.podCIDR]` when that list is empty (spec §4.1). */
   readonly podCIDRs: readonly string[];
-  readonly conditions: readonly z.infer<typeof ConditionSchema>[];
+  readonly conditions: readonly NodeCondition[];
 }
 
 /** An object that is not a Node as the API serves them, or a node whose pod CIDRs are unusable. */
@@ -58,37 +44,79 @@ export class NodeShapeError extends Error {
  * ```
  */
 export function parseKubeNode(raw: unknown): KubeNode {
-  const result = NodeSchema.safeParse(raw);
-  if (!result.success) {
-    const issue = result.error.issues[0];
-    const name = nameOf(raw) ?? "?";
-    throw new NodeShapeError(name, `is malformed at ${issue.path.join(".")}: ${issue.message}`);
+  const fail = (path: string, expected: string, got: unknown): never => {
+    throw new NodeShapeError(
+      nameOf(raw) ?? "?",
+      `is malformed at ${path}: expected ${expected}, got ${jsonKind(got)}`,
+    );
+  };
+  /** An object member that may be absent or null. */
+  const optionalObject = (value: unknown, path: string): Record<string, unknown> | undefined =>
+    value === undefined || value === null
+      ? undefined
+      : isRecord(value)
+      ? value
+      : fail(path, "object", value);
+  /** A list member that may be absent or null, each item checked by `item`. */
+  const optionalList = <T>(value: unknown, path: string, item: (v: unknown, at: string) => T) =>
+    value === undefined || value === null
+      ? []
+      : Array.isArray(value)
+      ? value.map((v, i) => item(v, `${path}.${i}`))
+      : fail(path, "array", value);
+  const text = (value: unknown, path: string): string =>
+    typeof value === "string" ? value : fail(path, "string", value);
+  const optionalText = (value: unknown, path: string): string | undefined =>
+    value === undefined || value === null ? undefined : text(value, path);
+
+  const metadata = isRecord(member(raw, "metadata"))
+    ? member(raw, "metadata") as Record<string, unknown>
+    : fail("metadata", "object", member(raw, "metadata"));
+  const name = text(metadata.name, "metadata.name");
+  if (name === "") fail("metadata.name", "a non-empty string", name);
+  const resourceVersion = metadata.resourceVersion === undefined
+    ? undefined
+    : text(metadata.resourceVersion, "metadata.resourceVersion");
+  const annotations: Record<string, string> = {};
+  for (
+    const [key, value] of Object.entries(
+      optionalObject(metadata.annotations, "metadata.annotations") ?? {},
+    )
+  ) {
+    annotations[key] = text(value, `metadata.annotations.${key}`);
   }
-  const { metadata, spec, status } = result.data;
-  const list = spec?.podCIDRs ?? [];
+  const spec = optionalObject(member(raw, "spec"), "spec");
+  const list = optionalList(spec?.podCIDRs, "spec.podCIDRs", text);
+  const podCIDR = optionalText(spec?.podCIDR, "spec.podCIDR");
+  const status = optionalObject(member(raw, "status"), "status");
+  const conditions = optionalList(status?.conditions, "status.conditions", (value, at) => {
+    const condition = isRecord(value) ? value : fail(at, "object", value);
+    const reason = condition.reason === undefined
+      ? undefined
+      : text(condition.reason, `${at}.reason`);
+    return {
+      type: text(condition.type, `${at}.type`),
+      status: text(condition.status, `${at}.status`),
+      ...(reason !== undefined && { reason }),
+    };
+  });
   return {
-    name: metadata.name,
-    ...(metadata.resourceVersion !== undefined && { resourceVersion: metadata.resourceVersion }),
-    annotations: metadata.annotations ?? {},
-    podCIDRs: list.length > 0 ? list : spec?.podCIDR ? [spec.podCIDR] : [],
-    conditions: status?.conditions ?? [],
+    name,
+    ...(resourceVersion !== undefined && { resourceVersion }),
+    annotations,
+    podCIDRs: list.length > 0 ? list : podCIDR ? [podCIDR] : [],
+    conditions,
   };
 }
 
-const MetadataOnly = z.object({
-  metadata: z.object({ name: z.string().optional(), resourceVersion: z.string().optional() }),
-});
-
 /** `metadata.name` of any object, when it has one. */
 export function nameOf(raw: unknown): string | undefined {
-  const parsed = MetadataOnly.safeParse(raw);
-  return parsed.success ? parsed.data.metadata.name : undefined;
+  return stringOr(member(member(raw, "metadata"), "name"));
 }
 
 /** `metadata.resourceVersion` of any object (watch events, bookmarks), when it has one. */
 export function resourceVersionOf(raw: unknown): string | undefined {
-  const parsed = MetadataOnly.safeParse(raw);
-  return parsed.success ? parsed.data.metadata.resourceVersion : undefined;
+  return stringOr(member(member(raw, "metadata"), "resourceVersion"));
 }
 
 /** A node's pod CIDRs by family, host bits cleared. */

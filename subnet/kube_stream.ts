@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { isRecord, member, parseJsonOrUndefined, stringOr } from "../json.ts";
 
 /** One event of a watch stream, as the API sends it. */
 export interface WatchEvent {
@@ -37,12 +37,10 @@ export interface WatchRequest {
   readonly idleMs?: number;
 }
 
-const EventLine = z.object({ type: z.string(), object: z.unknown() });
-const StatusBody = z.object({ message: z.string() }).partial();
-
 /** The `message` of a Kubernetes Status body (JSON text or parsed), when it has one. */
 export function statusMessage(body: unknown): string | undefined {
-  return StatusBody.safeParse(typeof body === "string" ? safeJson(body) : body).data?.message;
+  const parsed = typeof body === "string" ? parseJsonOrUndefined(body) : body;
+  return stringOr(member(parsed, "message"));
 }
 
 /**
@@ -94,14 +92,14 @@ export async function* watchStream(
       pending = lines.pop()!;
       for (const line of lines) {
         if (line.trim() === "") continue;
-        const event = EventLine.safeParse(safeJson(line));
-        if (!event.success) {
+        const event = parseJsonOrUndefined(line);
+        if (!isRecord(event) || typeof event.type !== "string") {
           throw new WatchStreamError(
             undefined,
             `watch ${path}: not an event: ${line.slice(0, 80)}`,
           );
         }
-        yield { type: event.data.type, object: event.data.object };
+        yield { type: event.type, object: event.object };
       }
     }
   } catch (error) {
@@ -112,13 +110,5 @@ export async function* watchStream(
     clearTimeout(timer);
     idle.abort();
     await reader?.cancel().catch(() => {});
-  }
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
   }
 }

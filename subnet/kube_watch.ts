@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { member, stringOr } from "../json.ts";
 import { Backoff } from "./backoff.ts";
 import { sleep } from "../sleep.ts";
 import { KubeApiError, type KubeClient, type NodeSelection } from "./kube_client.ts";
@@ -47,8 +47,6 @@ export interface NodeWatchOptions {
   /** Told about each object that is not a Node as the API serves them (it is skipped). */
   readonly onMalformed?: (error: NodeShapeError) => void;
 }
-
-const WatchStatus = z.object({ code: z.number(), message: z.string().optional() });
 
 const GONE = 410;
 
@@ -106,8 +104,15 @@ export async function* listWatchNodes(
     try {
       for await (const { type, object } of client.watchNodes(resume, signal, options.selection)) {
         if (type === "ERROR") {
-          const status = WatchStatus.safeParse(object).data;
-          throw new KubeApiError(status?.code, `watch error: ${status?.message ?? "no status"}`);
+          // A Status object: its code (410 when expired) and message.
+          const code = member(object, "code");
+          const message = typeof code === "number"
+            ? stringOr(member(object, "message"))
+            : undefined;
+          throw new KubeApiError(
+            typeof code === "number" ? code : undefined,
+            `watch error: ${message ?? "no status"}`,
+          );
         }
         if (type === "ADDED" || type === "MODIFIED" || type === "DELETED") {
           const node = parse(object);

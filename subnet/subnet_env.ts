@@ -4,8 +4,7 @@
  *
  * @module
  */
-import { dirname, join } from "node:path";
-import { syncPath } from "../fsync.ts";
+import { parentDir, syncPath } from "../fsync.ts";
 import type { FamilyConfig, NetworkConfig } from "../config/network_config.ts";
 import { firstHost, formatAddr, formatNet, type IPNet, tryParseNet } from "../ip/mod.ts";
 import type { LeaseSubnets } from "./lease.ts";
@@ -86,9 +85,9 @@ export function formatSubnetEnv(env: SubnetEnv): string {
  * fsynced; a crash leaves the old file or the new one, never an empty one for the CNI plugin.
  */
 export async function writeSubnetEnv(path: string, env: SubnetEnv): Promise<void> {
-  const dir = dirname(path);
+  const dir = parentDir(path);
   await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
-  const temp = join(dir, `.${crypto.randomUUID()}.subnet.env.tmp`);
+  const temp = `${dir}/.${crypto.randomUUID()}.subnet.env.tmp`;
   try {
     await Deno.writeTextFile(temp, formatSubnetEnv(env), { mode: 0o644 });
     await Deno.chmod(temp, 0o644);

@@ -21,6 +21,7 @@ const LAYERS: readonly (readonly string[])[] = [
     "sleep.ts",
     "exec.ts",
     "fsync.ts",
+    "json.ts",
     "version.ts",
     "v8_flags.ts",
     "systemd_notify.ts",

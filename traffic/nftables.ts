@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { isRecord, member, stringOr } from "../json.ts";
 import { type Family, formatNet, type IPNet, parseNet } from "../ip/mod.ts";
 import type { RuleEngine } from "./engine.ts";
 import { CommandFailedError, CommandNotFoundError, type CommandRunner } from "../exec.ts";
@@ -144,45 +144,49 @@ export interface NftChainState {
   readonly rules: (TrafficRule | undefined)[];
 }
 
-const listingSchema = z.object({ nftables: z.array(z.record(z.string(), z.unknown())) });
-const chainSchema = z.object({
-  family: z.string(),
-  table: z.string(),
-  name: z.string(),
-  type: z.string().optional(),
-  hook: z.string().optional(),
-  prio: z.number().optional(),
-  policy: z.string().optional(),
-  comment: z.string().optional(),
-});
-const ruleSchema = z.object({
-  family: z.string(),
-  table: z.string(),
-  chain: z.string(),
-  expr: z.array(z.unknown()),
-});
-const addressSchema = z.union([
-  z.string(),
-  z.object({ prefix: z.object({ addr: z.string(), len: z.number() }) }),
-]);
-const matchSchema = z.object({ op: z.enum(["==", "!="]), left: z.unknown(), right: z.unknown() });
-const payloadSchema = z.object({
-  payload: z.object({ protocol: z.string(), field: z.enum(["saddr", "daddr"]) }),
-});
-const markSchema = z.object({
-  "&": z.tuple([z.object({ meta: z.object({ key: z.literal("mark") }) }), z.number()]),
-});
-const masqueradeSchema = z.union([
-  z.null(),
-  z.object({ flags: z.union([z.string(), z.array(z.string())]) }),
-]);
+/** The members of a chain or rule object in `nft -j` output, when they have the right types. */
+function chainOf(item: unknown) {
+  if (!isRecord(item)) return undefined;
+  const { family, table, name, type, hook, prio, policy, comment } = item;
+  const optional = (value: unknown, kind: string) => value === undefined || typeof value === kind;
+  if (typeof family !== "string" || typeof table !== "string" || typeof name !== "string") {
+    return undefined;
+  }
+  if (
+    !optional(type, "string") || !optional(hook, "string") || !optional(prio, "number") ||
+    !optional(policy, "string") || !optional(comment, "string")
+  ) return undefined;
+  return {
+    family,
+    table,
+    name,
+    type: type as string | undefined,
+    hook: hook as string | undefined,
+    prio: prio as number | undefined,
+    policy: policy as string | undefined,
+    comment: comment as string | undefined,
+  };
+}
+
+function ruleOf(item: unknown) {
+  if (!isRecord(item)) return undefined;
+  const { family, table, chain, expr } = item;
+  if (typeof family !== "string" || typeof table !== "string" || typeof chain !== "string") {
+    return undefined;
+  }
+  return Array.isArray(expr) ? { family, table, chain, expr: expr as unknown[] } : undefined;
+}
 
 function decodeAddress(right: unknown): IPNet | undefined {
-  const parsed = addressSchema.safeParse(right);
-  if (!parsed.success) return undefined;
-  const text = typeof parsed.data === "string"
-    ? parsed.data
-    : `${parsed.data.prefix.addr}/${parsed.data.prefix.len}`;
+  const prefix = member(right, "prefix");
+  const addr = stringOr(member(prefix, "addr"));
+  const len = member(prefix, "len");
+  const text = typeof right === "string"
+    ? right
+    : addr !== undefined && typeof len === "number"
+    ? `${addr}/${len}`
+    : undefined;
+  if (text === undefined) return undefined;
   try {
     return parseNet(text.includes("/") ? text : `${text}/${text.includes(":") ? 128 : 32}`);
   } catch {
@@ -202,29 +206,38 @@ function decodeStatement(family: Family, draft: RuleDraft, statement: unknown): 
     return true;
   }
   if (key === "masquerade") {
-    const parsed = masqueradeSchema.safeParse(value);
-    if (!parsed.success) return false;
-    const flags = parsed.data === null ? [] : [parsed.data.flags].flat();
+    // `null`, or `{"flags": "fully-random"}` / `{"flags": ["fully-random"]}`.
+    const given = value === null ? [] : [member(value, "flags")].flat();
+    if (value !== null && !isRecord(value)) return false;
+    if (!given.every((flag) => typeof flag === "string")) return false;
+    const flags = given as string[];
     if (flags.some((flag) => flag !== "fully-random")) return false;
     draft.verdict = "masquerade";
     draft.fullyRandom = flags.length > 0;
     return true;
   }
-  const match = key === "match" ? matchSchema.safeParse(value) : undefined;
-  if (!match?.success) return false;
-  const { op, left, right } = match.data;
-  const mark = markSchema.safeParse(left);
-  if (mark.success) {
-    const bits = mark.data["&"][1];
+  const op = member(value, "op");
+  if (key !== "match" || (op !== "==" && op !== "!=")) return false;
+  const left = member(value, "left");
+  const right = member(value, "right");
+  // `{"&": [{"meta": {"key": "mark"}}, BITS]}`
+  const and = member(left, "&");
+  if (Array.isArray(and) && and.length === 2) {
+    const [meta, bits] = and;
+    if (member(member(meta, "meta"), "key") !== "mark" || typeof bits !== "number") return false;
     if (op !== "==" || right !== bits || draft.markBits !== undefined) return false;
     draft.markBits = bits;
     return true;
   }
-  const payload = payloadSchema.safeParse(left);
+  // `{"payload": {"protocol": "ip", "field": "saddr"}}`
+  const payload = member(left, "payload");
+  const protocol = member(payload, "protocol");
+  const field = member(payload, "field");
   const net = decodeAddress(right);
-  if (!payload.success || !net || net.family !== family) return false;
-  if (payload.data.payload.protocol !== NFT_TABLES[family].family) return false;
-  const side = payload.data.payload.field === "saddr" ? "source" : "destination";
+  if ((field !== "saddr" && field !== "daddr") || typeof protocol !== "string") return false;
+  if (!net || net.family !== family) return false;
+  if (protocol !== NFT_TABLES[family].family) return false;
+  const side = field === "saddr" ? "source" : "destination";
   if (draft[side] !== undefined) return false;
   draft[side] = { net, negated: op === "!=" };
   return true;
@@ -247,26 +260,27 @@ export function decodeNftRule(family: Family, expr: readonly unknown[]): Traffic
  * @throws {NftDecodeError} when the text is not an nft JSON listing.
  */
 export function decodeNftTable(json: string, family: Family): Map<string, NftChainState> {
-  let listing: z.infer<typeof listingSchema>;
+  let items: unknown;
   try {
-    listing = listingSchema.parse(JSON.parse(json));
+    items = member(JSON.parse(json), "nftables");
   } catch (error) {
     throw new NftDecodeError(`unexpected nft -j output: ${(error as Error).message}`);
+  }
+  if (!Array.isArray(items) || !items.every(isRecord)) {
+    throw new NftDecodeError("unexpected nft -j output: no list of objects under nftables");
   }
   const table = NFT_TABLES[family];
   const ours = (item: { family: string; table: string }) =>
     item.family === table.family && item.table === table.name;
   const chains = new Map<string, NftChainState>();
-  for (const item of listing.nftables) {
-    const chain = chainSchema.safeParse(item.chain);
-    if (chain.success && ours(chain.data)) {
-      const { name, type, hook, prio, policy, comment } = chain.data;
+  for (const item of items as Record<string, unknown>[]) {
+    const chain = chainOf(item.chain);
+    if (chain && ours(chain)) {
+      const { name, type, hook, prio, policy, comment } = chain;
       chains.set(name, { type, hook, prio, policy, comment, rules: [] });
     }
-    const rule = ruleSchema.safeParse(item.rule);
-    if (rule.success && ours(rule.data)) {
-      chains.get(rule.data.chain)?.rules.push(decodeNftRule(family, rule.data.expr));
-    }
+    const rule = ruleOf(item.rule);
+    if (rule && ours(rule)) chains.get(rule.chain)?.rules.push(decodeNftRule(family, rule.expr));
   }
   return chains;
 }

@@ -4,8 +4,7 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
-import { dirname } from "node:path";
+import { parentDir } from "../../fsync.ts";
 import { decodeWireguardKey } from "../../config/backend_options.ts";
 import { BackendError } from "../backend.ts";
 
@@ -59,7 +58,7 @@ export async function publicKeyOf(privateKey: Uint8Array): Promise<Uint8Array> {
     "deriveBits",
   ]);
   const jwk = await crypto.subtle.exportKey("jwk", key);
-  return new Uint8Array(Buffer.from(jwk.x!, "base64url"));
+  return Uint8Array.fromBase64(jwk.x!, { alphabet: "base64url" });
 }
 
 /** A new private key, clamped as `wg genkey` makes it. */
@@ -81,11 +80,11 @@ export async function loadOrCreateKeys(path: string): Promise<WireguardKeys> {
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
     privateKey = generatePrivateKey();
-    await Deno.mkdir(dirname(path), { recursive: true, mode: 0o755 });
-    await Deno.writeTextFile(path, Buffer.from(privateKey).toString("base64"), { mode: 0o400 });
+    await Deno.mkdir(parentDir(path), { recursive: true, mode: 0o755 });
+    await Deno.writeTextFile(path, privateKey.toBase64(), { mode: 0o400 });
   }
   return {
-    privateKey: Buffer.from(privateKey).toString("base64"),
-    publicKey: Buffer.from(await publicKeyOf(privateKey)).toString("base64"),
+    privateKey: privateKey.toBase64(),
+    publicKey: (await publicKeyOf(privateKey)).toBase64(),
   };
 }

@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
 import type { WireguardMode, WireguardOptions } from "../../config/backend_options.ts";
 import type { WgEndpoint, WgPeerChange, WgPeerState } from "../../ffi/netlink/wireguard.ts";
 import {
@@ -148,7 +147,7 @@ export const peerRemoval = ({ device, peer }: DevicePeer): DevicePeer => ({
   peer: { publicKey: peer.publicKey, remove: true },
 });
 
-const keyText = (key: Uint8Array) => Buffer.from(key).toString("base64");
+const keyText = (key: Uint8Array) => key.toBase64();
 const netsText = (nets: readonly IPNet[]) => nets.map(formatNet).sort().join(",");
 
 /** Whether a device's peer holds what `want` programs (an endpoint it roamed to is kept). */
@@ -174,7 +173,7 @@ export function peerDrift(
   );
   const differing = wanted.filter((w) => {
     const state = actual.get(w.device)?.find((s) =>
-      Buffer.from(s.publicKey).equals(w.peer.publicKey)
+      keyText(s.publicKey) === keyText(w.peer.publicKey)
     );
     return !state || !holds(state, w.peer);
   });
@@ -183,5 +182,5 @@ export function peerDrift(
 
 /** Whether two changes program the same peer on the same device. */
 export function samePeer(a: DevicePeer, b: DevicePeer): boolean {
-  return a.device === b.device && Buffer.from(a.peer.publicKey).equals(b.peer.publicKey);
+  return a.device === b.device && keyText(a.peer.publicKey) === keyText(b.peer.publicKey);
 }

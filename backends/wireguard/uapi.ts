@@ -7,7 +7,6 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
 import type { WgEndpoint, WgPeerChange, WgPeerState } from "../../ffi/netlink/wireguard.ts";
 import { formatAddr, formatNet, type IPNet, tryParseAddr, tryParseNet } from "../../ip/mod.ts";
 
@@ -38,7 +37,7 @@ export const UAPI_GET = "get=1\n\n";
 
 const hex = (key: Uint8Array, what: string) => {
   if (key.length !== 32) throw new RangeError(`${what}: ${key.length} bytes, want 32`);
-  return Buffer.from(key).toString("hex");
+  return key.toHex();
 };
 
 /** `192.0.2.1:51820` or `[2001:db8::1]:51820`. */
@@ -93,7 +92,7 @@ export function decodeSetAnswer(text: string): number {
 
 function decodeKey(value: string, what: string): Uint8Array {
   if (!/^[0-9a-f]{64}$/.test(value)) throw new UapiDecodeError(`${what} is not 64 hex digits`);
-  return new Uint8Array(Buffer.from(value, "hex"));
+  return Uint8Array.fromHex(value);
 }
 
 function decodeInt(value: string, what: string, max: number): number {

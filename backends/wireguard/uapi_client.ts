@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { join } from "node:path";
 import {
   decodeGetAnswer,
   decodeSetAnswer,
@@ -24,7 +23,7 @@ export const WIREGUARD_SOCKET_DIR = "/var/run/wireguard";
 
 /** The UAPI socket of a device. */
 export function uapiSocketPath(device: string): string {
-  return join(WIREGUARD_SOCKET_DIR, `${device}.sock`);
+  return `${WIREGUARD_SOCKET_DIR}/${device}.sock`;
 }
 
 /** wireguard-go refused a `set=1` (its errno, e.g. EINVAL for a bad key). */
