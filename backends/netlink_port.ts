@@ -4,52 +4,28 @@
  *
  * @module
  */
-import {
-  NTF_SELF,
-  NUD_PERMANENT,
-  RT_TABLE_MAIN,
-  RTN_UNICAST,
-  RTPROT_KERNEL,
-} from "../ffi/netlink/constants.ts";
+import { NTF_SELF, NUD_PERMANENT, RT_TABLE_MAIN } from "../ffi/netlink/constants.ts";
 import { fdbRequest, listFdb, listNeighs, neighRequest } from "../ffi/netlink/neigh.ts";
-import { listRoutes, type Route, routeRequest } from "../ffi/netlink/route.ts";
+import { listRoutes, routeRequest } from "../ffi/netlink/route.ts";
 import {
   type NetlinkError,
   type NetlinkHandle,
   type NetlinkRequest,
 } from "../ffi/netlink/socket.ts";
-import { formatNet, type IPNet, netContainsNet, netEqual, netOverlaps } from "../ip/mod.ts";
 import type { KernelObjects, RouteObject } from "./kernel_objects.ts";
 import { keyOf } from "./kernel_objects.ts";
 import type { KernelPort, ObjectFailure } from "./route_sync.ts";
+import { classifyRoutes, routeRefusal, type RouteScope } from "./route_ownership.ts";
 import { executeBatch } from "../ffi/netlink/batch.ts";
 
 /** What a backend owns in the kernel. */
-export interface PortScope {
-  /** Cluster networks: routes to subnets inside them are ours (except our own subnets). */
-  readonly networks: readonly IPNet[];
-  /** Our own subnets, whose routes belong to the bridge and the CNI plugin. */
-  readonly ownSubnets: readonly IPNet[];
-  /** Interfaces whose routes into the cluster networks we manage (tunnel, external). */
-  readonly routeDevices: readonly number[];
+export interface PortScope extends RouteScope {
   /** Tunnel devices whose permanent neighbours and FDB entries we manage (vxlan). */
   readonly tunnelDevices: readonly number[];
 }
 
 /** Deleting what is already gone is success: the goal state is reached. */
 const ABSENT = new Set(["ENOENT", "ESRCH", "ENODEV"]);
-
-/** Destinations Tartan may route: strictly inside a cluster network, not our own subnet. */
-function isOurDestination(scope: PortScope, dst: IPNet): boolean {
-  return scope.networks.some((n) => netContainsNet(n, dst) && !netEqual(n, dst)) &&
-    !scope.ownSubnets.some((own) => netOverlaps(own, dst));
-}
-
-/** A route the kernel holds that Tartan manages: unicast, not `proto kernel`, on our device. */
-function isOurRoute(scope: PortScope, route: Route): boolean {
-  return route.type === RTN_UNICAST && route.protocol !== RTPROT_KERNEL &&
-    route.oif !== undefined && scope.routeDevices.includes(route.oif);
-}
 
 /**
  * Objects written per {@link executeBatch} call (as many as one `sendto` carries): only one
@@ -66,26 +42,14 @@ const CHUNK = 2048;
  */
 export function netlinkPort(h: NetlinkHandle, scope: PortScope): KernelPort {
   /** Destinations inside the networks where the kernel holds a route that is not ours. */
-  let foreign = new Set<string>();
-
-  /** Why Tartan must not write or delete `route`, or undefined when it may. */
-  function refusal(route: RouteObject): string | undefined {
-    if (!isOurDestination(scope, route.dst)) {
-      return "refused: not inside the cluster network, or this node's own subnet";
-    }
-    if (route.gateway?.value === 0n) return "refused: unspecified gateway";
-    if (foreign.has(formatNet(route.dst))) {
-      return "refused: the kernel holds a route there that Tartan does not own";
-    }
-    return undefined;
-  }
+  let foreign: ReadonlySet<string> = new Set();
 
   /** Split routes into those allowed and failures for the refused ones. */
   function screen(routes: readonly RouteObject[]): [RouteObject[], ObjectFailure[]] {
     const allowed: RouteObject[] = [];
     const refused: ObjectFailure[] = [];
     for (const route of routes) {
-      const why = refusal(route);
+      const why = routeRefusal(scope, foreign, route);
       if (why) refused.push({ kind: "route", key: keyOf.route(route), error: why });
       else allowed.push(route);
     }
@@ -113,11 +77,9 @@ export function netlinkPort(h: NetlinkHandle, scope: PortScope): KernelPort {
 
   return {
     list() {
-      const inScope = listRoutes(h, { table: RT_TABLE_MAIN })
-        .filter((r) => isOurDestination(scope, r.dst));
-      foreign = new Set(inScope.filter((r) => !isOurRoute(scope, r)).map((r) => formatNet(r.dst)));
-      const routes = inScope.filter((r) => isOurRoute(scope, r) && !foreign.has(formatNet(r.dst)))
-        .map((r) => ({ dst: r.dst, gateway: r.gateway, oif: r.oif, onlink: r.onlink }));
+      const classified = classifyRoutes(scope, listRoutes(h, { table: RT_TABLE_MAIN }));
+      foreign = classified.foreign;
+      const routes = classified.ours;
       const neighs = scope.tunnelDevices.flatMap((index) =>
         listNeighs(h, { index })
           .filter((n) => (n.state & NUD_PERMANENT) !== 0 && n.mac !== undefined)

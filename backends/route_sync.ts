@@ -144,14 +144,21 @@ export function createRouteSync(options: RouteSyncOptions): RouteSync {
     return peer;
   }
 
+  /** Record this pass's failures; a failure the peer already had is not logged again. */
   function recordFailures(failures: ObjectFailure[], touchedPeers: Iterable<string>): void {
-    for (const key of touchedPeers) peerErrors.delete(key);
+    const before = new Map<string, string>();
+    for (const key of touchedPeers) {
+      const error = peerErrors.get(key);
+      if (error !== undefined) before.set(key, error);
+      peerErrors.delete(key);
+    }
     for (const failure of failures) {
       const owner = ownerOf.get(`${failure.kind}:${failure.key}`);
       if (!owner) continue;
-      const previous = peerErrors.get(owner);
       const text = `${failure.kind} ${failure.key}: ${failure.error}`;
-      if (previous !== text) log.warn("peer not programmed", { peer: owner, error: text });
+      if (before.get(owner) !== text && peerErrors.get(owner) !== text) {
+        log.warn("peer not programmed", { peer: owner, error: text });
+      }
       peerErrors.set(owner, text);
     }
   }

@@ -170,10 +170,15 @@ Deno.test("a refused route marks only its peer out of sync, and is retried", asy
   assert.equal(bad.inSync, false);
   assert.match(bad.error!, /network is unreachable/);
   assert.equal(rs.health().lastReconcileOk, false);
+  // Retried on every resync, but a refusal is a peer error, never a drift repair.
+  await rs.resync();
+  await rs.resync();
+  assert.equal(rs.health().driftRepaired, 0);
   refuse = false;
   await rs.resync();
   assert.equal(rs.health().peers.every((p) => p.inSync), true);
   assert.equal(k.routes.size, 2);
+  assert.equal(rs.health().driftRepaired, 1, "the route finally written is the one repair");
 });
 
 Deno.test("diff: applying the diff to the actual set yields the desired set", () => {
