@@ -1,36 +1,13 @@
 /**
- * `deno task compile`: build the single `tartan` binary with `deno compile`.
- *
- * `deno compile` needs the `denort` runtime. It is normally downloaded, which this build
- * environment cannot do, so the path of a local denort must be given in DENORT_BIN. Without
- * it we stop with a clear message rather than produce anything that is not the real binary.
+ * `deno task compile [OUTPUT]`: the single `tartan` binary from `deno compile` (default
+ * `./tartan`). Deno downloads its denort runtime as usual, or uses DENORT_BIN when set.
+ * Where neither works, `deno task dist` still builds a self-contained `dist/tartan`.
  */
-import { DAEMON_V8_FLAGS } from "../v8_flags.ts";
+import { compileBinary, compileFailureHint } from "../packaging/compile.ts";
 
-const denort = Deno.env.get("DENORT_BIN");
-if (!denort) {
-  console.error(
-    "compile: set DENORT_BIN to the path of a denort binary for Deno 2.9.6 " +
-      "(deno compile cannot download it here). Nothing was built.",
-  );
+const output = Deno.args[0] ?? "tartan";
+if (!await compileBinary(output)) {
+  console.error(`compile: ${compileFailureHint()}, or use \`deno task dist\`. Nothing was built.`);
   Deno.exit(1);
 }
-const output = Deno.args[0] ?? "tartan";
-const { code } = await new Deno.Command(Deno.execPath(), {
-  // The udp data path runs in a Worker loaded by URL: it must be named to be embedded.
-  args: [
-    "compile",
-    "-A",
-    `--v8-flags=${DAEMON_V8_FLAGS}`,
-    "--include",
-    "backends/udp/worker.ts",
-    "--output",
-    output,
-    "main.ts",
-  ],
-  env: { DENORT_BIN: denort },
-  stdout: "inherit",
-  stderr: "inherit",
-}).output();
-if (code === 0) console.error(`compile: wrote ${output}; link or copy it as flanneld/flannel too`);
-Deno.exit(code);
+console.error(`compile: wrote ${output}; link or copy it as flanneld/flannel too`);
