@@ -25,6 +25,9 @@ const PACKAGES: Record<string, string> = {
   // (as here), and the interop test configures a hand-made node with wg.
   "wireguard-go": "wireguard-go",
   wg: "wireguard-tools",
+  // Building the image offline (Debian packages, no registry) and reading it back.
+  mmdebstrap: "mmdebstrap",
+  skopeo: "skopeo",
 };
 const CNI_PLUGIN = "/usr/lib/cni/bridge";
 // Checked by dpkg status: busybox-static has no command of its own (plain busybox has a

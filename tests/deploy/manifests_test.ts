@@ -12,6 +12,7 @@ import type { ObjectMeta } from "kubernetes-types/meta/v1";
 import type { ClusterRole, ClusterRoleBinding } from "kubernetes-types/rbac/v1";
 import { parseNetConfig } from "../../config/netconf.ts";
 import { parseRunFlags } from "../../config/flags.ts";
+import { IMAGE_REFERENCE } from "../../packaging/image.ts";
 import { hasCommand, testNeeding } from "../helpers/netns.ts";
 
 const DEPLOY = new URL("../../deploy/", import.meta.url).pathname;
@@ -131,17 +132,23 @@ Deno.test("the DaemonSet runs the daemon with flags that parse, and probes the p
   assert.equal(volumes[mounts["/run/xtables.lock"]].hostPath?.type, "FileOrCreate");
 
   // Init steps: the plugin lands as /opt/cni/bin/flannel, the config as 10-flannel.conflist.
+  // Both are atomic copies by the image's install-conf.
   const [plugin, conf] = pod.initContainers!;
-  assert.match(
-    plugin.args!.join(" "),
-    /mv -f \/opt\/cni\/bin\/\.flannel\.new \/opt\/cni\/bin\/flannel$/,
-  );
+  assert.deepEqual([...plugin.command!, ...plugin.args!], [
+    "/opt/bin/install-conf",
+    "/flannel",
+    "/opt/cni/bin/flannel",
+  ]);
   assert.equal(volumes[plugin.volumeMounts![0].name].hostPath?.path, "/opt/cni/bin");
-  assert.deepEqual(conf.args, [
-    "-f",
+  assert.deepEqual([...conf.command!, ...conf.args!], [
+    "/opt/bin/install-conf",
     "/etc/kube-flannel/cni-conf.json",
     "/etc/cni/net.d/10-flannel.conflist",
   ]);
+  // Every container runs the image `deno task dist` builds.
+  for (const container of [...pod.initContainers!, ...pod.containers]) {
+    assert.equal(container.image, IMAGE_REFERENCE, container.name);
+  }
   assert.ok(pod.tolerations!.some((t) => t.operator === "Exists" && t.effect === "NoSchedule"));
 });
 
