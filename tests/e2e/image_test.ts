@@ -5,8 +5,8 @@
  * `/opt/bin/flanneld --ip-masq --healthz-port=8081` with the host's network, privileged,
  * `/run/flannel` mounted from a per-node directory, in etcd mode against a test etcd. Pods made
  * by the plugin the init step copied out of the image ping across nodes, `/healthz` answers on
- * the node address, and each node's masquerade rules land in the iptables variant that node
- * already used (node 1: none yet, legacy; node 2: one nft rule before, nft).
+ * the node address, and each node's rules land in the iptables variant that node already used
+ * (the daemon's choice; the image's plain `iptables` wrapper agrees).
  */
 import assert from "node:assert/strict";
 import { commandRunner } from "../../exec.ts";
@@ -29,6 +29,8 @@ import { hasCommand, removeLeftovers, run, RUN_PREFIX } from "../helpers/netns.t
 import { rootSuite, timeUntil } from "./overlay_kernel.ts";
 
 const HEALTHZ_PORT = 8081;
+/** The iptables variant node 1 and node 2 use before Tartan starts. */
+const VARIANTS = ["legacy", "nft"] as const;
 /** The CNI config of deploy/kube-tartan.yml's ConfigMap (the one install-conf installs). */
 const CNI_CONF = new URL("../../cni/10-flannel.conflist", import.meta.url).pathname;
 
@@ -133,20 +135,12 @@ rootSuite("e2e: the image runs as flannel's DaemonSet runs it, on two nodes", as
       const dir = `${workDir}/n${i}`;
       nodes.push({ ns, ip: nodeUnderlayIP(i), dir, podman: await startNodePodman({ ns, dir }) });
     }
-    // Node 2's host already uses iptables-nft (one rule there), node 1's has no rules at all.
-    await run([
-      "ip",
-      "netns",
-      "exec",
-      nodes[1].ns,
-      "iptables-nft",
-      "-A",
-      "INPUT",
-      "-s",
-      "192.0.2.1/32",
-      "-j",
-      "ACCEPT",
-    ]);
+    // Each node's host already uses one variant: one rule in iptables-legacy on node 1, in
+    // iptables-nft on node 2.
+    for (const [i, variant] of VARIANTS.entries()) {
+      const rule = ["-A", "INPUT", "-s", "192.0.2.1/32", "-j", "ACCEPT"];
+      await run(["ip", "netns", "exec", nodes[i].ns, `iptables-${variant}`, ...rule]);
+    }
 
     await t.step("podman loads the archive as tartan:<version>", async () => {
       await Promise.all(nodes.map((n) => n.podman.podman(["load", `--input=${image}`])));
@@ -212,20 +206,31 @@ rootSuite("e2e: the image runs as flannel's DaemonSet runs it, on two nodes", as
           `${node.dir}/cni-plugin/flannel`,
         ];
         const config = cniConfig(`${node.dir}/run-flannel/subnet.env`, node.dir);
-        pods.push({ ns, ip: resultAddress(await execCniPlugin(plugin, "ADD", node.ns, ns, config)) });
+        pods.push({
+          ns,
+          ip: resultAddress(await execCniPlugin(plugin, "ADD", node.ns, ns, config)),
+        });
       }
       const [a, b] = pods;
       await timeUntil(`${a.ip} → ${b.ip}`, () => ping(a.ns, b.ip), 20_000, 100);
       assert.ok(await ping(b.ns, a.ip), `${b.ip} → ${a.ip}`);
     });
 
-    await t.step(
-      "masquerade rules land in the iptables variant each node already used",
-      async () => {
-        assert.deepEqual(await masqueradeChainIn(nodes[0].ns), { legacy: true, nft: false });
-        assert.deepEqual(await masqueradeChainIn(nodes[1].ns), { legacy: false, nft: true });
-      },
-    );
+    await t.step("iptables rules land in the variant each node already used", async () => {
+      for (const [i, variant] of VARIANTS.entries()) {
+        const node = nodes[i];
+        assert.deepEqual(await masqueradeChainIn(node.ns), {
+          legacy: variant === "legacy",
+          nft: variant === "nft",
+        });
+        // The image's plain `iptables` (the wrapper) settles on the same variant.
+        const inside = (args: string[]) =>
+          node.podman.podman(["exec", `${node.ns}-flanneld`, ...args]);
+        await inside(["iptables", "-S", "FORWARD"]);
+        const chosen = await inside(["readlink", "/etc/alternatives/iptables"]);
+        assert.equal(chosen.trim(), `/usr/sbin/iptables-${variant}`);
+      }
+    });
   } finally {
     for (const node of nodes) await node.podman.close().catch(() => {});
     for (const f of forwarders) f.close();
