@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { createRequire } from "node:module";
 import { dirname, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -16,24 +15,6 @@ export const BUNDLE_ENTRY = "packaging/entry.js";
 const WORKER_ENTRY = "backends/udp/worker.ts";
 /** How backends/udp/data_path.ts names its Worker (relative to the module that says so). */
 const WORKER_REFERENCE = 'new URL("./worker.ts", import.meta.url)';
-
-/** An npm package that reads files beside its code (`__dirname` is undefined in a bundle). */
-interface PackageAsset {
-  readonly package: string;
-  /** The directory of the package copied into the bundle as `<package>/<dir>`. */
-  readonly dir: string;
-  /** The expression in the package's code that names a file there, and its replacement. */
-  readonly reference: string;
-  readonly replacement: string;
-}
-
-const PACKAGE_ASSETS: readonly PackageAsset[] = [{
-  // lib/connection-pool.js loads etcd's gRPC definitions when it is imported.
-  package: "etcd3",
-  dir: "proto",
-  reference: "`${__dirname}/../proto/rpc.proto`",
-  replacement: "`${import.meta.dirname}/etcd3/proto/rpc.proto`",
-}];
 
 /** Bundle main.ts (through packaging/entry.ts) and the Worker into `outDir`. */
 export async function bundleProgram(outDir: string): Promise<void> {
@@ -54,7 +35,6 @@ export async function bundleProgram(outDir: string): Promise<void> {
   }).output();
   if (!success) throw new Error("deno bundle failed");
   await linkWorker(outDir);
-  for (const asset of PACKAGE_ASSETS) await bundleAsset(outDir, asset);
 }
 
 /** The one top-level chunk whose code contains `text`. */
@@ -81,18 +61,4 @@ async function linkWorker(outDir: string): Promise<void> {
     `${dirname(chunk)}/worker.ts`,
     `import "./${relative(dirname(chunk), worker)}";\n`,
   );
-}
-
-/** Copy a package's files into the bundle and point the chunk that reads them there. */
-async function bundleAsset(outDir: string, asset: PackageAsset): Promise<void> {
-  const packageJson = createRequire(ROOT).resolve(`${asset.package}/package.json`);
-  const from = `${dirname(packageJson)}/${asset.dir}`;
-  const to = `${outDir}/${asset.package}/${asset.dir}`;
-  await Deno.mkdir(to, { recursive: true });
-  for await (const file of Deno.readDir(from)) {
-    if (file.isFile) await Deno.copyFile(`${from}/${file.name}`, `${to}/${file.name}`);
-  }
-  const chunk = await chunkContaining(outDir, asset.reference);
-  const code = await Deno.readTextFile(chunk);
-  await Deno.writeTextFile(chunk, code.replaceAll(asset.reference, asset.replacement));
 }

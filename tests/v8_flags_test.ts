@@ -1,7 +1,8 @@
 /**
  * The daemon's V8 flags (v8_flags.ts) apply however it is started: `deno task tartan` (deno.json
  * cannot import them, so this test holds the task to them), the lab's `tartanArgv`, and the
- * compiled binary (scripts/compile.ts passes the constant itself).
+ * compiled binary and dist/tartan (packaging/compile.ts and packaging/self_extracting.ts pass the
+ * constant itself; tests/packaging checks the launcher).
  */
 import assert from "node:assert/strict";
 import { tartanArgv } from "../lab/self.ts";

@@ -122,9 +122,10 @@ rootSuite("e2e: the image runs as flannel's DaemonSet runs it, on two nodes", as
   const nodes: ImageNode[] = [];
   try {
     const image = await distImage();
-    await etcd.client().put(`${LAB_ETCD_PREFIX}/config`).value(
-      JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "vxlan" } }),
-    );
+    await etcd.client().put({
+      key: `${LAB_ETCD_PREFIX}/config`,
+      value: JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "vxlan" } }),
+    });
     await createUnderlay(exec, names.underlay);
     for (const i of [1, 2]) {
       const ns = names.node(i);

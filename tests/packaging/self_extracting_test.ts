@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { dirname, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { launcher } from "../../packaging/self_extracting.ts";
+import { DAEMON_V8_FLAGS } from "../../v8_flags.ts";
 import { distBinary } from "../helpers/dist.ts";
 import { rootTest, run } from "../helpers/netns.ts";
 
@@ -21,6 +22,15 @@ Deno.test("the launcher's payload offset is the byte after its own text", () => 
   const start = Number(/start=(\d+)/.exec(text)?.[1]);
   assert.equal(start, new TextEncoder().encode(text).length + 1);
   assert.match(text, new RegExp(`sum=${"ab".repeat(32)} `));
+});
+
+Deno.test("the launcher runs the bundle with the daemon's V8 flags and the program's name", async () => {
+  const template = await Deno.readTextFile(new URL("../../packaging/stub.sh", import.meta.url));
+  const text = launcher(template, { bytes: 1, sha256: "0".repeat(64) });
+  assert.doesNotMatch(text, /@[A-Z_0-9]+@/, "every placeholder filled");
+  const exec = text.slice(text.indexOf("exec "));
+  assert.ok(exec.includes(`--v8-flags=${DAEMON_V8_FLAGS} `), exec);
+  assert.ok(exec.includes('"${0##*/}" "$@"'), exec);
 });
 
 /** A copy of dist/tartan in a fresh directory, also linked as `flannel` and `flanneld`. */
