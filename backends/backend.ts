@@ -80,6 +80,11 @@ export interface Backend {
   readonly type: string;
   /** The names of the devices this backend creates: what `tartan cleanup` removes. */
   readonly devices?: RegExp;
+  /**
+   * Whether its device holds the node subnet's network address (`10.244.3.0/32`, spec §6.1):
+   * an address on the peer that is reached through the overlay (what the prober pings).
+   */
+  readonly tunnelAddress?: boolean;
   /** Create devices, acquire our lease, configure addresses. */
   register(ctx: BackendContext): Promise<Network>;
 }

@@ -108,6 +108,7 @@ function ensureDevice(h: NetlinkHandle, local: IPAddr, mtu: number, log: Logger)
 export const ipipBackend: Backend = {
   type: "ipip",
   devices: new RegExp(`^${IPIP_DEVICE.replaceAll(".", "\\.")}$`),
+  tunnelAddress: true,
   async register(ctx): Promise<Network> {
     const config = readIpipOptions(ctx.config.backend.options);
     const { ext } = ctx;

@@ -43,6 +43,12 @@ export function backendFor(type: string): Backend {
   throw new BackendError(type, entry?.unavailable ?? "unknown backend type");
 }
 
+/** Whether a backend type's device holds the node subnet's network address (vxlan, udp, …). */
+export function hasTunnelAddress(type: string): boolean {
+  const entry = (BACKENDS as Readonly<Record<string, Backend | NotAvailable>>)[type];
+  return isBackend(entry) && entry.tunnelAddress === true;
+}
+
 /** Whether a device name is one a backend creates (`flannel.1`, `flannel0`, `flannel-wg`, …). */
 export function isBackendDevice(name: string): boolean {
   return Object.values(BACKENDS).some((entry) => isBackend(entry) && entry.devices?.test(name));

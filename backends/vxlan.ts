@@ -162,6 +162,7 @@ function podMtu(tunnels: readonly Tunnel[]): number {
 export const vxlanBackend: Backend = {
   type: "vxlan",
   devices: /^flannel(-v6)?\.\d+$/,
+  tunnelAddress: true,
   async register(ctx): Promise<Network> {
     const config = readVxlanOptions(ctx.config.backend.options);
     const h = ctx.netlink;

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { isBackendDevice } from "../backends/registry.ts";
 import { RTN_BLACKHOLE, RTN_UNICAST } from "../ffi/netlink/constants.ts";
 import {
   addrAdd,
@@ -23,8 +24,10 @@ import type { HostFacts } from "./host_facts.ts";
 
 /** The bridge the flannel CNI config names by default (flannel's `cni0`). */
 export const POD_BRIDGE = "cni0";
-/** Devices Tartan (and flannel) create for the overlay. */
-const TUNNEL_DEVICE = /^(flannel[.-]|flannel0$|flannel-wg|tunl0$)/;
+/** A device that carries overlay traffic: a backend's, or the ipip module's fallback `tunl0`. */
+function isTunnelDevice(name: string): boolean {
+  return isBackendDevice(name) || name === "tunl0";
+}
 /** Tartan's nftables tables (spec §7.2). */
 const OUR_NFT_TABLES = new Set(["flannel-ipv4", "flannel-ipv6"]);
 /** At most this many peer subnets are looked up for the reverse-path check. */
@@ -149,7 +152,7 @@ function rpFilterCheck(facts: HostFacts, peerSubnets: readonly IPNet[]): CheckRe
   const all = Number(facts.sysctl(["net", "ipv4", "conf", "all", "rp_filter"]) ?? 0);
   const own = subnetEnvValues(facts).gateway?.net;
   const findings: Finding[] = [];
-  const carriers = facts.links.filter((l) => l.name === POD_BRIDGE || TUNNEL_DEVICE.test(l.name));
+  const carriers = facts.links.filter((l) => l.name === POD_BRIDGE || isTunnelDevice(l.name));
   for (const link of carriers) {
     const value = Number(facts.sysctl(["net", "ipv4", "conf", link.name, "rp_filter"]) ?? 0);
     if (Math.max(all, value) !== 1) continue;
@@ -267,7 +270,7 @@ function routeOverlapCheck(facts: HostFacts, network: IPNet | undefined): CheckR
   const subnetLen = subnetEnvValues(facts).gateway?.net.prefix ?? network.prefix;
   const ours = (index: number | undefined) => {
     const name = linkName(facts, index);
-    return name === POD_BRIDGE || TUNNEL_DEVICE.test(name);
+    return name === POD_BRIDGE || isTunnelDevice(name);
   };
   const findings: Finding[] = [];
   for (const route of facts.routes) {

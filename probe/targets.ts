@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { hasTunnelAddress } from "../backends/registry.ts";
 import { addrEqual, type IPAddr, type IPNet, netAddr } from "../ip/mod.ts";
 import { formatLeaseKey, type Lease } from "../subnet/lease.ts";
 
@@ -19,12 +20,9 @@ export interface ProbeTarget {
   readonly overlay?: IPAddr;
 }
 
-/** Backends whose tunnel device holds the node subnet's network address (spec §6.1). */
-const TUNNEL_ADDRESS_BACKENDS = new Set(["vxlan", "udp", "ipip", "wireguard"]);
-
 /** A node's overlay address under `backendType`, or undefined when it has none. */
 export function overlayAddress(backendType: string, lease: Lease): IPAddr | undefined {
-  if (!TUNNEL_ADDRESS_BACKENDS.has(backendType) || !lease.subnet) return undefined;
+  if (!hasTunnelAddress(backendType) || !lease.subnet) return undefined;
   return netAddr(lease.subnet);
 }
 

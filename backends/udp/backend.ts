@@ -77,6 +77,7 @@ function openDataPlane(ctx: BackendContext, spec: TunnelSpec, port: number) {
 export const udpBackend: Backend = {
   type: "udp",
   devices: TUN_DEVICE_NAMES,
+  tunnelAddress: true,
   async register(ctx) {
     const { port } = readUdpOptions(ctx.config.backend.options);
     const ipv4 = ctx.config.ipv4;

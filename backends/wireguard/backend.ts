@@ -33,6 +33,7 @@ import { peerDefaults } from "./peers.ts";
 export const wireguardBackend: Backend = {
   type: "wireguard",
   devices: WIREGUARD_DEVICES,
+  tunnelAddress: true,
   async register(ctx): Promise<Network> {
     const config = readWireguardOptions(ctx.config.backend.options);
     const h = ctx.netlink;

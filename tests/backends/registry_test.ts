@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { BackendError } from "../../backends/backend.ts";
-import { backendFor, isBackendDevice } from "../../backends/registry.ts";
+import { backendFor, hasTunnelAddress, isBackendDevice } from "../../backends/registry.ts";
 import { IPIP_DEVICE } from "../../backends/ipip.ts";
 import { vxlanDeviceName } from "../../backends/vxlan.ts";
 import { BACKEND_TYPES } from "../../config/netconf.ts";
@@ -37,4 +37,10 @@ Deno.test("registry: cleanup's devices are exactly the names the backends create
   ) {
     assert.ok(!isBackendDevice(name), name);
   }
+});
+
+Deno.test("registry: the backends whose device holds the subnet's network address", () => {
+  const withAddress = BACKEND_TYPES.filter((type) => hasTunnelAddress(type));
+  assert.deepEqual(withAddress, ["vxlan", "udp", "ipip", "wireguard"]);
+  assert.equal(hasTunnelAddress("gre"), false);
 });
