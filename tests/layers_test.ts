@@ -35,8 +35,8 @@ const LAYERS: readonly (readonly string[])[] = [
   // The programs: the daemon, the CNI plugin, the uninstaller, the doctor.
   ["daemon.ts", "cni", "cleanup.ts", "doctor"],
   ["lab"],
-  // The binary's entry dispatches to every program (the lab included); benchmarks and scripts.
-  ["main.ts", "bench", "scripts"],
+  // The binary's entry dispatches to every program (the lab included); benchmarks, scripts, packaging.
+  ["main.ts", "bench", "scripts", "packaging"],
 ];
 
 /** Not part of the layering: the tests may import anything (and nothing imports them). */
