@@ -13,6 +13,7 @@ import { RT_TABLE_MAIN } from "../ffi/netlink/constants.ts";
 import { closeNetlink, openNetlink } from "../ffi/netlink/socket.ts";
 import type { IPAddr } from "../ip/mod.ts";
 import { parseSubnetEnv } from "../subnet/subnet_env.ts";
+import { errorText } from "../log.ts";
 
 /** subnet.env as read, or why it could not be. */
 export interface SubnetEnvFacts {
@@ -71,7 +72,7 @@ async function readSubnetEnv(path: string): Promise<SubnetEnvFacts> {
   try {
     return { path, vars: parseSubnetEnv(await Deno.readTextFile(path)) };
   } catch (err) {
-    return { path, error: err instanceof Error ? err.message : String(err) };
+    return { path, error: errorText(err) };
   }
 }
 

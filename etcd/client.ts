@@ -59,6 +59,7 @@ import {
   parseEndpoint,
   type TlsMaterial,
 } from "./endpoint.ts";
+import { errorText } from "../log.ts";
 
 export { EtcdOptionsError };
 
@@ -137,7 +138,7 @@ function tlsMaterial(conn: EtcdConnection): TlsMaterial {
 function describe(error: unknown): string {
   const parts: string[] = [];
   for (let e: unknown = error; e !== undefined && parts.length < 4; e = (e as Error).cause) {
-    parts.push(e instanceof Error ? e.message : String(e));
+    parts.push(errorText(e));
     if (!(e instanceof Error)) break;
   }
   return parts.join(": ");
