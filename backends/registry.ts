@@ -9,6 +9,7 @@
 import type { BackendType } from "../config/netconf.ts";
 import { allocBackend } from "./alloc.ts";
 import { type Backend, BackendError } from "./backend.ts";
+import { extensionBackend } from "./extension/backend.ts";
 import { hostGwBackend } from "./hostgw.ts";
 import { ipipBackend } from "./ipip.ts";
 import { udpBackend } from "./udp/backend.ts";
@@ -27,7 +28,7 @@ const BACKENDS: { readonly [T in BackendType]: Backend | NotAvailable } = {
   ipip: ipipBackend,
   wireguard: wireguardBackend,
   alloc: allocBackend,
-  extension: { unavailable: "the extension backend is not implemented" },
+  extension: extensionBackend,
   ipsec: { unavailable: "the ipsec backend is out of scope" },
   "tencent-vpc": { unavailable: "the tencent-vpc backend is out of scope" },
 };

@@ -186,6 +186,29 @@ export function readWireguardOptions(options: RawOptions): WireguardOptions {
   };
 }
 
+/** The extension options (spec §6.8): commands, each run without a shell; empty is none. */
+export interface ExtensionOptions {
+  readonly preStartupCommand: string;
+  readonly postStartupCommand: string;
+  readonly subnetAddCommand: string;
+  readonly subnetRemoveCommand: string;
+}
+
+/** Read and check the extension members of the Backend object. */
+export function readExtensionOptions(options: RawOptions): ExtensionOptions {
+  const command = (name: string) => {
+    const text = option(options, name, "string", "");
+    if (text && !text.trim()) throw new ConfigError(`Backend.${name}`, "names no program");
+    return text;
+  };
+  return {
+    preStartupCommand: command("PreStartupCommand"),
+    postStartupCommand: command("PostStartupCommand"),
+    subnetAddCommand: command("SubnetAddCommand"),
+    subnetRemoveCommand: command("SubnetRemoveCommand"),
+  };
+}
+
 /** Member names (as flannel spells them) and reader of each backend that has options. */
 const BACKEND_OPTIONS: Readonly<Record<string, { names: string[]; read(o: RawOptions): unknown }>> =
   {
@@ -199,6 +222,10 @@ const BACKEND_OPTIONS: Readonly<Record<string, { names: string[]; read(o: RawOpt
       names: ["ListenPort", "ListenPortV6", "MTU", "PSK", "PersistentKeepaliveInterval", "Mode"],
       read: readWireguardOptions,
     },
+    extension: {
+      names: ["PreStartupCommand", "PostStartupCommand", "SubnetAddCommand", "SubnetRemoveCommand"],
+      read: readExtensionOptions,
+    },
     "host-gw": { names: [], read: () => ({}) },
     alloc: { names: [], read: () => ({}) },
   };
@@ -206,7 +233,7 @@ const BACKEND_OPTIONS: Readonly<Record<string, { names: string[]; read(o: RawOpt
 /**
  * Check the options of backend `type` (lower-cased) as its reader will read them; returns
  * warnings for members that backend does not know (usually typos). Types without a table here
- * (extension, ipsec, tencent-vpc) are not checked.
+ * (ipsec, tencent-vpc) are not checked.
  *
  * @throws {ConfigError} for the first bad member.
  */

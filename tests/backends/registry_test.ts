@@ -15,7 +15,15 @@ Deno.test("registry: every type config accepts runs or says why not; others are 
       return false;
     }
   });
-  assert.deepEqual(runnable, ["vxlan", "host-gw", "udp", "ipip", "wireguard", "alloc"]);
+  assert.deepEqual(runnable, [
+    "vxlan",
+    "host-gw",
+    "udp",
+    "ipip",
+    "wireguard",
+    "alloc",
+    "extension",
+  ]);
   assert.throws(() => backendFor("gre"), /gre: unknown backend type/);
   assert.throws(() => backendFor("ipsec"), /ipsec: the ipsec backend is out of scope/);
 });
