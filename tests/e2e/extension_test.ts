@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { startLab } from "../../lab/cluster.ts";
 import { allConnected, connectivityMatrix, formatMatrix } from "../../lab/pods.ts";
 import { nodeUnderlayIP } from "../../lab/topology.ts";
-import { waitFor } from "../helpers/leases.ts";
+import { readValue, waitFor } from "../helpers/leases.ts";
 import { ipJson, removeLeftovers, RUN_PREFIX } from "../helpers/netns.ts";
 import { deleteLease, ownLeaseName, rootSuite, SUBNETS_DIR } from "./overlay_kernel.ts";
 
@@ -44,7 +44,7 @@ rootSuite("extension backend: host-gw routes built by net-conf commands", async 
       for (const [i, node] of lab.nodes.entries()) {
         const ip = nodeUnderlayIP(i + 1);
         assert.equal(
-          await client.get(`${SUBNETS_DIR}${names[i]}`).string(),
+          await readValue(client, `${SUBNETS_DIR}${names[i]}`),
           `{"PublicIP":"${ip}","PublicIPv6":null,"BackendType":"extension",` +
             `"BackendData":"from-the-pre-startup-command"}`,
         );
