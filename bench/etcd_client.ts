@@ -95,7 +95,7 @@ export async function runClientFootprint(): Promise<ClientFootprint[]> {
 
 if (import.meta.main) {
   const rows = await runClientFootprint();
-  const mb = (kb: number) => (kb / 1024).toFixed(1);
+  const mb = (kb: number) => (kb * 1024 / 1e6).toFixed(1); // MB = 10^6 bytes, as issue 19
   console.log(
     `etcd client footprint: RSS after reading and watching ${PEERS} leases, ${RUNS} runs`,
   );

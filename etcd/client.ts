@@ -1,6 +1,6 @@
 /**
- * A small etcd v3 client on Deno's `fetch`, speaking etcd's JSON gRPC-gateway (served by every
- * etcd since 3.3 under `/v3/`). It costs no dependency, verifies TLS by host name or IP address,
+ * A small etcd v3 client on Deno's `fetch`, speaking etcd's JSON gRPC-gateway (served under `/v3/`
+ * since etcd 3.4). It costs no dependency, verifies TLS by host name or IP address,
  * reaches unix sockets, and fails over between endpoints per request, with no circuit breaker:
  * a request is sent as soon as it is made.
  *

@@ -6,9 +6,10 @@
  *   certificates carry).
  * - `host:port`: https when TLS files are given (`--etcd-cafile`, `--etcd-certfile`), else http,
  *   as etcd's client decides.
- * - `unix://path`, `unixs://path`: a unix socket, plain or TLS. The path is everything after
- *   `//`, so `unix://localhost:2379` is the socket `localhost:2379` in the working directory,
- *   where `etcd --listen-client-urls unix://localhost:2379` creates it.
+ * - `unix://path`: a unix socket. The path is everything after `//`, so `unix://localhost:2379`
+ *   is the socket `localhost:2379` in the working directory, where
+ *   `etcd --listen-client-urls unix://localhost:2379` creates it. (`unixs://`, TLS over a socket,
+ *   is refused: Deno's HTTP client sends plain HTTP over a unix socket.)
  *
  * @module
  */
@@ -31,7 +32,7 @@ export interface Endpoint {
   readonly unixPath?: string;
 }
 
-/** PEM texts that secure the TCP and `unixs` connections. */
+/** PEM texts that secure the https connections. */
 export interface TlsMaterial {
   readonly caCerts?: readonly string[];
   readonly cert?: string;
@@ -42,15 +43,20 @@ export interface TlsMaterial {
 export function parseEndpoint(text: string, tlsConfigured: boolean): Endpoint {
   const name = text.trim();
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(name)?.[1].toLowerCase();
-  if (scheme === "unix" || scheme === "unixs") {
-    const unixPath = name.slice(scheme.length + 3);
+  if (scheme === "unix") {
+    const unixPath = name.slice("unix://".length);
     if (!unixPath) throw new EtcdOptionsError(`etcd endpoint ${name} names no socket`);
-    // The URL's host is only the Host header (and, for unixs, the TLS server name).
-    return { name, origin: `${scheme === "unixs" ? "https" : "http"}://localhost`, unixPath };
+    // The URL's host is only the Host header.
+    return { name, origin: "http://localhost", unixPath };
+  }
+  if (scheme === "unixs") {
+    throw new EtcdOptionsError(
+      `etcd endpoint ${name}: TLS over a unix socket is not supported; use unix:// or https://`,
+    );
   }
   if (scheme !== undefined && scheme !== "http" && scheme !== "https") {
     throw new EtcdOptionsError(
-      `etcd endpoint ${name} must be http://, https://, unix://, unixs:// or host:port`,
+      `etcd endpoint ${name} must be http://, https://, unix:// or host:port`,
     );
   }
   const withScheme = scheme ? name : `${tlsConfigured ? "https" : "http"}://${name}`;

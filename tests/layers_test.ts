@@ -12,7 +12,7 @@ const ROOT = normalize(join(dirname(fileURLToPath(import.meta.url)), ".."));
 
 /** Layers from the bottom; an area may import its own layer and those listed before it. */
 const LAYERS: readonly (readonly string[])[] = [
-  // Foundations: addresses, syscalls and the small helpers everything uses.
+  // Foundations: addresses, syscalls, the etcd client and the small helpers everything uses.
   [
     "ip",
     "ffi",

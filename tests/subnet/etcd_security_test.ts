@@ -169,6 +169,7 @@ Deno.test("unusable connection options fail at construction with EtcdOptionsErro
       { endpoints: [] },
       { endpoints: ["ftp://127.0.0.1:2379"] },
       { endpoints: ["unix://"] },
+      { endpoints: ["unixs:///run/etcd.sock"] },
       { endpoints: ["http://127.0.0.1:2379/v3"] },
       { endpoints: ["http://"] },
       { endpoints, certFile: "/nonexistent.crt" },
