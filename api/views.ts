@@ -12,6 +12,7 @@ import { formatAddr, formatNet, type IPAddr, type IPNet } from "../ip/mod.ts";
 import { formatLeaseKey, type JsonValue, type Lease, sameSubnets } from "../subnet/lease.ts";
 import { evaluateReadiness, type Readiness, readinessHeadline } from "./readiness.ts";
 import type { PeerProbeReport } from "../probe/prober.ts";
+import type { ProbeTarget } from "../probe/targets.ts";
 import {
   type PathState,
   PEER_VERDICTS,
@@ -229,29 +230,53 @@ export function backendView(health: BackendHealth): BackendBody {
   };
 }
 
-function probePathView(path: PathState, target: IPAddr): ProbePathBody {
+/** The text of a probe target's addresses. */
+interface TargetText {
+  readonly subnet: string;
+  readonly publicIP: string;
+  readonly overlay: string | null;
+}
+
+/** Targets are immutable values: format their addresses once (10 000 peers, every request). */
+const targetTexts = new WeakMap<ProbeTarget, TargetText>();
+
+function targetText(target: ProbeTarget): TargetText {
+  let text = targetTexts.get(target);
+  if (!text) {
+    text = {
+      subnet: formatNet(target.subnet),
+      publicIP: formatAddr(target.publicIP),
+      overlay: target.overlay ? formatAddr(target.overlay) : null,
+    };
+    targetTexts.set(target, text);
+  }
+  return text;
+}
+
+function probePathView(path: PathState, target: string): ProbePathBody {
+  const lastProbe = iso(path.lastProbe);
   return {
-    target: formatAddr(target),
+    target,
     reachable: path.reachable ?? null,
     rttMs: path.rttMs === undefined ? null : Math.round(path.rttMs * 1000) / 1000,
-    lastSuccess: iso(path.lastSuccess),
-    lastProbe: iso(path.lastProbe),
+    // After an answer both are the same instant: format it once.
+    lastSuccess: path.lastSuccess === path.lastProbe ? lastProbe : iso(path.lastSuccess),
+    lastProbe,
     failureStreak: path.failureStreak,
     lastError: path.lastError ?? null,
   };
 }
 
 function peerProbeView(peer: PeerProbeState): PeerProbeBody {
-  const { target } = peer;
-  const podTarget = target.overlay ?? target.publicIP;
+  const text = targetText(peer.target);
   return {
-    key: target.key,
-    subnet: formatNet(target.subnet),
-    publicIP: formatAddr(target.publicIP),
+    key: peer.target.key,
+    subnet: text.subnet,
+    publicIP: text.publicIP,
     verdict: peerVerdict(peer),
-    underlay: probePathView(peer.underlay, target.publicIP),
-    overlay: peer.overlay && target.overlay ? probePathView(peer.overlay, target.overlay) : null,
-    fullSize: probePathView(peer.fullSize, podTarget),
+    underlay: probePathView(peer.underlay, text.publicIP),
+    overlay: peer.overlay && text.overlay ? probePathView(peer.overlay, text.overlay) : null,
+    fullSize: probePathView(peer.fullSize, text.overlay ?? text.publicIP),
   };
 }
 

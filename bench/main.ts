@@ -14,6 +14,7 @@ const BENCHES: Record<string, string> = {
   udp: "udp_bench.ts",
   admin_api: "admin_api.ts",
   footprint: "footprint.ts",
+  peer_probe: "peer_probe.ts",
 };
 
 const chosen = Deno.args.length ? Deno.args : Object.keys(BENCHES);
