@@ -227,7 +227,7 @@ if (import.meta.main && typeof (globalThis as { gc?: unknown }).gc !== "function
   }, "probe");
   console.log(`idle process: ${result.idleCpuPercent} % of a core over ${result.windowSeconds} s`);
   console.log(
-    "peers   echoes/s  answered  CPU %  added CPU %  added RSS MiB  round s  " +
+    "peers   echoes/s  answered  CPU %  added CPU %  heap MiB  round s  " +
       "/v1/peers ms  /metrics ms",
   );
   for (const r of result.results) {

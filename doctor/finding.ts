@@ -51,6 +51,26 @@ export function assembleReport(node: string | null, results: readonly CheckResul
   };
 }
 
+/** Lines of the text output are wrapped at this width. */
+const WIDTH = 100;
+
+/** `label` then `text` wrapped at {@link WIDTH}, continuation lines indented under the text. */
+function labelled(label: string, text: string): string[] {
+  const indent = " ".repeat(label.length);
+  const lines: string[] = [];
+  let line = label;
+  for (const word of text.split(" ")) {
+    if (line.length > indent.length && line.length + 1 + word.length > WIDTH) {
+      lines.push(line);
+      line = indent + word;
+    } else {
+      line += line.length > indent.length ? ` ${word}` : word;
+    }
+  }
+  lines.push(line);
+  return lines;
+}
+
 /** The report as text for a terminal. */
 export function renderReport(report: DoctorReport): string {
   const where = report.node ? ` on ${report.node}` : "";
@@ -64,13 +84,13 @@ export function renderReport(report: DoctorReport): string {
     const evidence = Object.entries(finding.evidence).map(([key, value]) => `${key}=${value}`);
     lines.push(
       "",
-      `✗ ${finding.title}`,
-      `  what:     ${finding.detail}`,
-      `  evidence: ${evidence.join(" ")}`,
-      `  fix:      ${finding.fix}`,
+      ...labelled("✗ ", finding.title),
+      ...labelled("  what:     ", finding.detail),
+      ...labelled("  evidence: ", evidence.join(" ")),
+      ...labelled("  fix:      ", finding.fix),
     );
   }
   if (report.notes.length > 0) lines.push("", ...report.notes.map((note) => `note: ${note}`));
-  lines.push("", `checked: ${report.checked.join(", ")}`);
+  lines.push("", ...labelled("checked: ", report.checked.join(", ")));
   return lines.join("\n");
 }
