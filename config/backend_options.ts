@@ -60,6 +60,9 @@ export interface WireguardOptions {
   readonly mode: WireguardMode;
 }
 
+/** The kernel's VXLAN port, used when the net-conf gives none (flannel's default too). */
+export const KERNEL_VXLAN_PORT = 8472;
+
 /** The udp backend's port when none is given (flannel's). */
 export const DEFAULT_UDP_PORT = 8285;
 
@@ -123,7 +126,7 @@ function underlayMtu(options: RawOptions, overhead: number): number {
 export function readVxlanOptions(options: RawOptions): VxlanOptions {
   return {
     vni: integer(options, "VNI", 1, { min: 0, max: 0xffffff }),
-    port: port(options, "Port", 0, "the kernel's default, 8472"),
+    port: port(options, "Port", 0, `the kernel's default, ${KERNEL_VXLAN_PORT}`),
     // The larger (IPv6 underlay) overhead: which underlay family is used is known only later.
     mtu: underlayMtu(options, VXLAN_OVERHEAD[6]),
     gbp: option(options, "GBP", "boolean", false),

@@ -6,6 +6,7 @@
  * @module
  */
 import {
+  KERNEL_VXLAN_PORT,
   readUdpOptions,
   readVxlanOptions,
   readWireguardOptions,
@@ -14,9 +15,6 @@ import {
 } from "../config/backend_options.ts";
 import { IPIP_OVERHEAD } from "../backends/ipip.ts";
 import { UDP_OVERHEAD } from "../backends/udp/tun_device.ts";
-
-/** The kernel's VXLAN port when the net-conf gives none (flannel's default). */
-const KERNEL_VXLAN_PORT = 8472;
 
 /** How one backend carries pod packets between nodes. */
 export interface Encapsulation {
