@@ -162,6 +162,46 @@ Deno.test("etcd by plain host:port and by unix socket; failover past a dead endp
   assert.equal((await readSubnets(etcd.client(), prefix)).size, 1);
 });
 
+Deno.test("a token etcd no longer knows is renewed, for requests and for a watch", async () => {
+  await using etcd = await startEtcd();
+  const prefix = uniquePrefix();
+  await putConfig(etcd.client(), prefix, CONFIG);
+  await etcdctl(etcd, "user", "add", "root:s3cret");
+  await etcdctl(etcd, "user", "grant-role", "root", "root");
+  await etcdctl(etcd, "auth", "enable");
+  // Turning auth off and on drops every token etcd handed out, as expiry does (5 min idle).
+  const forgetTokens = async () => {
+    await etcdctl(etcd, "--user=root:s3cret", "auth", "disable");
+    await etcdctl(etcd, "auth", "enable");
+  };
+  const client = new EtcdClient({
+    endpoints: [etcd.endpoint],
+    username: "root",
+    password: "s3cret",
+  });
+  try {
+    const { revision } = await client.put({ key: `${prefix}/a`, value: "1" });
+    await forgetTokens();
+    assert.equal((await client.range({ key: `${prefix}/a` })).kvs.length, 1);
+    await forgetTokens();
+    // etcd cancels a watch opened with a stale token at once; the client renews it and reopens.
+    const watch = client.watch({ key: `${prefix}/a`, startRevision: revision }, signalFor(5000));
+    const created = (await watch.next()).value;
+    assert.equal(created?.canceled, false, created?.cancelReason);
+    assert.equal(created?.created, true);
+    const event = (await watch.next()).value;
+    assert.equal(event?.events.length, 1);
+    await watch.return(undefined);
+  } finally {
+    client.close();
+  }
+});
+
+/** Aborts after `ms`: a bound on a step that would otherwise hang if the code under test broke. */
+function signalFor(ms: number): AbortSignal {
+  return AbortSignal.timeout(ms);
+}
+
 Deno.test("unusable connection options fail at construction with EtcdOptionsError", () => {
   const endpoints = ["https://etcd.example:2379"];
   for (
