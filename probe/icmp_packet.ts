@@ -13,6 +13,8 @@ export const ICMP_ECHO_REPLY = 0;
 export const ICMP_ECHO_HEADER = 8;
 /** An IPv4 header without options. */
 export const IPV4_HEADER = 20;
+/** The largest ICMP message in one IPv4 packet (65 535 bytes in all). */
+const MAX_ICMP_BYTES = 65_535 - IPV4_HEADER;
 
 /** The Internet checksum (RFC 1071) over `bytes`. */
 export function internetChecksum(bytes: Uint8Array): number {
@@ -29,7 +31,7 @@ export function internetChecksum(bytes: Uint8Array): number {
  * zero-filled. The checksum is filled in; a ping socket recomputes it and the identifier anyway.
  */
 export function echoRequest(id: number, seq: number, icmpBytes: number): Uint8Array<ArrayBuffer> {
-  if (!Number.isInteger(icmpBytes) || icmpBytes < ICMP_ECHO_HEADER || icmpBytes > 65507) {
+  if (!Number.isInteger(icmpBytes) || icmpBytes < ICMP_ECHO_HEADER || icmpBytes > MAX_ICMP_BYTES) {
     throw new RangeError(`echo request of ${icmpBytes} bytes`);
   }
   const packet = new Uint8Array(icmpBytes);

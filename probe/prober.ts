@@ -184,7 +184,13 @@ export function createPeerProber(options: ProberOptions): PeerProber {
       while (index < round.length && roundStart + index * plan.spacingMs <= now) {
         const peer = round[index++];
         // A peer that left during the round is skipped.
-        if (peers.get(peer.target.key) === peer) probePeer(peer, underlay, overlay);
+        if (peers.get(peer.target.key) !== peer) continue;
+        try {
+          probePeer(peer, underlay, overlay);
+        } catch (err) {
+          // Never throw out of the loop (an impossible probe size, say): the peer shows why.
+          recordFailure(peer.underlay, errorText(err), new Date());
+        }
       }
       now = performance.now();
       const nextExpiry = Math.min(...channels.map((channel) => expire(channel, now)));

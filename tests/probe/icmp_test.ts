@@ -15,7 +15,7 @@ import {
   parseEchoReply,
 } from "../../probe/icmp_packet.ts";
 import { type IcmpSocket, openIcmpSocket } from "../../probe/icmp_socket.ts";
-import { rootTest, run, withNetnsSet } from "../helpers/netns.ts";
+import { nsExec, rootTest, run, withNetns, withNetnsSet } from "../helpers/netns.ts";
 
 Deno.test("echo request: checksum verifies, id and seq in network order", () => {
   const packet = echoRequest(0x1234, 0xabcd, 64);
@@ -23,6 +23,8 @@ Deno.test("echo request: checksum verifies, id and seq in network order", () => 
   assert.equal(internetChecksum(packet), 0, "a packet with its checksum sums to zero");
   assert.deepEqual([...packet.subarray(4, 8)], [0x12, 0x34, 0xab, 0xcd]);
   assert.throws(() => echoRequest(1, 1, 7), RangeError);
+  assert.equal(echoRequest(1, 1, 65_515).length, 65_515, "the largest echo in one IPv4 packet");
+  assert.throws(() => echoRequest(1, 1, 65_516), RangeError);
 });
 
 Deno.test("echo reply parse: with and without an IPv4 header; garbage is undefined", () => {
@@ -88,5 +90,36 @@ rootTest(
       } finally {
         socket.close();
       }
+    }),
+);
+
+/** Run ping_socket_child.ts in `ns` without CAP_NET_RAW (root keeps its group, gid 0). */
+async function withoutNetRaw(ns: string): Promise<Record<string, unknown>> {
+  const child = new URL("./ping_socket_child.ts", import.meta.url).pathname;
+  const { stdout } = await nsExec(ns, [
+    "setpriv",
+    "--bounding-set=-net_raw",
+    "--inh-caps=-net_raw",
+    Deno.execPath(),
+    "run",
+    "-A",
+    child,
+  ]);
+  return JSON.parse(stdout);
+}
+
+rootTest(
+  "without CAP_NET_RAW: a ping socket where ping_group_range allows, else a clear error",
+  () =>
+    withNetns(async (ns) => {
+      await nsExec(ns, ["ip", "link", "set", "lo", "up"]);
+      // A new namespace starts with "1 0": no group may open ping sockets.
+      const denied = await withoutNetRaw(ns);
+      assert.match(
+        String(denied.error),
+        /raw socket EPERM .*ping socket EACCES .*ping_group_range 1-0/,
+      );
+      await nsExec(ns, ["sysctl", "-qw", "net.ipv4.ping_group_range=0 0"]);
+      assert.deepEqual(await withoutNetRaw(ns), { kind: "ping", answered: true });
     }),
 );
