@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { CniError, DelegateError, ErrorCode } from "./errors.ts";
-import { isJsonObject } from "./netconf.ts";
+import { isJsonObject } from "./json.ts";
 import type { Command } from "./protocol.ts";
 import { errorText } from "../log.ts";
 

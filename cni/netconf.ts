@@ -9,17 +9,10 @@ import { DEFAULTS } from "../config/flags.ts";
 import { CniError, ConfigError, ErrorCode } from "./errors.ts";
 import { checkVersion } from "./protocol.ts";
 import { errorText } from "../log.ts";
+import { isJsonObject, type JsonObject } from "./json.ts";
 
 /** Where delegate configs are saved unless `dataDir` says otherwise. */
 export const DEFAULT_DATA_DIR = "/var/lib/cni/flannel";
-
-/** A JSON object as `JSON.parse` returns it. */
-export type JsonObject = Record<string, unknown>;
-
-/** Whether `value` is a JSON object (not an array, not null). */
-export function isJsonObject(value: unknown): value is JsonObject {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 /** The validated input config; absent and `null` members are folded into their defaults. */
 export interface NetConf {

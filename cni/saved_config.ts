@@ -10,7 +10,7 @@
 import { join } from "node:path";
 import { isPluginName } from "./delegate_config.ts";
 import { CniError, ErrorCode } from "./errors.ts";
-import { isJsonObject, type JsonObject } from "./netconf.ts";
+import { isJsonObject, type JsonObject } from "./json.ts";
 import { syncPath } from "../fsync.ts";
 import { errorText } from "../log.ts";
 
