@@ -15,6 +15,7 @@ const BENCHES: Record<string, string> = {
   admin_api: "admin_api.ts",
   footprint: "footprint.ts",
   peer_probe: "peer_probe.ts",
+  dist: "dist_bench.ts",
 };
 
 const chosen = Deno.args.length ? Deno.args : Object.keys(BENCHES);
