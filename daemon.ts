@@ -213,6 +213,7 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
   const removeSignals = onStopSignals(controller);
   const signal = controller.signal;
   const state = newDaemonState(VERSION, Deno.hostname(), options.kubeSubnetMgr ? "kube" : "etcd");
+  if (!options.kubeSubnetMgr) state.etcdEndpoints = options.etcdEndpoints;
   let manager: SubnetManager | undefined;
   let network: Network | undefined;
   let admin: AdminServer | undefined;

@@ -21,6 +21,8 @@ export interface DaemonState {
   readonly startedAt: Date;
   nodeName: string;
   mode: "etcd" | "kube";
+  /** The etcd endpoints the daemon uses (etcd mode), for `tartan doctor`'s reachability check. */
+  etcdEndpoints?: readonly string[];
   publicIP?: IPAddr;
   publicIPv6?: IPAddr;
   config?: NetworkConfig;

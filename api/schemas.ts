@@ -129,6 +129,8 @@ export type CountersBody = z.infer<typeof CountersSchema>;
 export const StatusSchema = z.object({
   node: z.string(),
   mode: z.enum(["etcd", "kube"]),
+  /** The etcd endpoints in use, credentials removed; null in kube mode. */
+  etcdEndpoints: z.array(z.string()).nullable(),
   version: z.string(),
   startedAt: Timestamp,
   uptimeSeconds: Count,

@@ -177,6 +177,19 @@ export function readinessView(readiness: Readiness): ReadinessBody {
   };
 }
 
+/** An endpoint URL without `user:password@` (which flannel would accept there). */
+function withoutCredentials(endpoint: string): string {
+  try {
+    const url = new URL(endpoint);
+    if (!url.username && !url.password) return endpoint;
+    url.username = "";
+    url.password = "";
+    return url.href.replace(/\/$/, "");
+  } catch {
+    return endpoint.replace(/\/\/[^/@]*@/, "//");
+  }
+}
+
 /** `GET /v1/status`. */
 export function statusView(state: DaemonState, now: Date): StatusBody {
   const readiness = evaluateReadiness(state, now);
@@ -184,6 +197,7 @@ export function statusView(state: DaemonState, now: Date): StatusBody {
   return {
     node: state.nodeName,
     mode: state.mode,
+    etcdEndpoints: state.etcdEndpoints?.map(withoutCredentials) ?? null,
     version: state.version,
     startedAt: state.startedAt.toISOString(),
     uptimeSeconds: Math.max(0, Math.floor((now.getTime() - state.startedAt.getTime()) / 1000)),

@@ -53,7 +53,10 @@ export interface DoctorArgs {
   readonly url?: string;
   readonly tokenFile?: string;
   readonly subnetFile: string;
-  readonly etcdEndpoints: readonly string[];
+  /** From `--etcd-endpoints` or `FLANNELD_ETCD_ENDPOINTS`; else the daemon's is used. */
+  readonly etcdEndpoints?: readonly string[];
+  /** flannel's default endpoints, for when neither the flags nor the daemon say. */
+  readonly defaultEtcdEndpoints: readonly string[];
   readonly json: boolean;
 }
 
@@ -76,7 +79,10 @@ export function parseDoctorArgs(
     url: adminUrlFrom(flags, env),
     tokenFile: tokenFileFrom(flags, env),
     subnetFile: options.subnetFile,
-    etcdEndpoints: options.etcdEndpoints,
+    etcdEndpoints: flags.has("etcd-endpoints") || env("FLANNELD_ETCD_ENDPOINTS") !== undefined
+      ? options.etcdEndpoints
+      : undefined,
+    defaultEtcdEndpoints: options.etcdEndpoints,
     json: flags.get("json") === "true",
   };
 }
@@ -127,7 +133,9 @@ export async function diagnose(args: DoctorArgs): Promise<DoctorReport> {
   const blackHoles = view ? blackHolePeers(view, PATH_MTU_PEERS) : [];
   const [mtus, datastore] = await Promise.all([
     Promise.all(blackHoles.map((ip) => underlayPathMtu(parseAddr(ip)).catch(() => undefined))),
-    view?.status.mode === "kube" ? undefined : etcdReachabilityCheck(args.etcdEndpoints),
+    view?.status.mode === "kube" ? undefined : etcdReachabilityCheck(
+      args.etcdEndpoints ?? view?.status.etcdEndpoints ?? args.defaultEtcdEndpoints,
+    ),
   ]);
   const env = { path: args.subnetFile, ...subnetEnvValues(facts) };
   if (view) {

@@ -290,6 +290,15 @@ Deno.test("/v1/backend reports peers, reconcile and udp counters", async () => {
   assert.equal(ErrorSchema.parse(none.body).error, "backend not registered yet");
 });
 
+Deno.test("/v1/status names the etcd endpoints in use without credentials", async () => {
+  const state = readyState();
+  state.etcdEndpoints = ["http://127.0.0.1:2379", "https://user:secret@etcd.example:2379"];
+  const status = StatusSchema.parse((await getJson(state, "/v1/status")).body);
+  assert.deepEqual(status.etcdEndpoints, ["http://127.0.0.1:2379", "https://etcd.example:2379"]);
+  state.etcdEndpoints = undefined;
+  assert.equal(StatusSchema.parse((await getJson(state, "/v1/status")).body).etcdEndpoints, null);
+});
+
 Deno.test("/v1/peers reports each peer's paths and verdict, and says when probing is off", async () => {
   const state = readyState();
   const off = PeersSchema.parse((await getJson(state, "/v1/peers")).body);
