@@ -6,22 +6,49 @@
 import assert from "node:assert/strict";
 import { EtcdClient, EtcdOptionsError } from "../../etcd/client.ts";
 import { type EtcdManagerOptions, EtcdSubnetManager } from "../../subnet/etcd.ts";
-import { parseAddr } from "../../ip/mod.ts";
+import { formatNet, parseAddr } from "../../ip/mod.ts";
 import { makeTestPki } from "../helpers/certs.ts";
 import { type EtcdFixture, startEtcd } from "../helpers/etcd.ts";
-import { captureLog, putConfig, readSubnets, uniquePrefix } from "../helpers/leases.ts";
+import { captureLog, putConfig, readSubnets, uniquePrefix, waitFor } from "../helpers/leases.ts";
 
 const CONFIG = '{"Network":"10.5.0.0/16"}';
 
-/** Whether a manager with these options can read the config within `ms`. */
-async function canReadConfig(options: EtcdManagerOptions, ms = 1500): Promise<boolean> {
-  const manager = new EtcdSubnetManager({ ...options, log: captureLog().log });
+/** A manager with `options` reads the network config (bounded wait; the log on failure). */
+async function assertReads(options: EtcdManagerOptions): Promise<void> {
+  const { log, lines } = captureLog();
+  const manager = new EtcdSubnetManager({ ...options, log });
   try {
-    await manager.getNetworkConfig(AbortSignal.timeout(ms));
-    return true;
-  } catch {
-    return false;
+    const config = await manager.getNetworkConfig(AbortSignal.timeout(15_000)).catch((error) => {
+      throw new Error(`config not read: ${error}; logged:\n${lines.join("\n")}`);
+    });
+    assert.equal(formatNet(config.ipv4!.network), "10.5.0.0/16");
   } finally {
+    await manager.close();
+  }
+}
+
+/**
+ * A manager with `options` is refused for the reason `reason` matches: the manager keeps
+ * retrying and logs why each read failed, so this waits (bounded) for a logged failure with that
+ * reason. A read that succeeds, a manager that hangs or fails for another reason all fail.
+ */
+async function assertRefused(options: EtcdManagerOptions, reason: RegExp): Promise<void> {
+  const { log, lines } = captureLog();
+  const manager = new EtcdSubnetManager({ ...options, log });
+  const stop = new AbortController();
+  let read = false;
+  const pending = manager.getNetworkConfig(stop.signal).then(() => read = true, () => {});
+  const refused = () =>
+    lines.some((line) => /cannot read .*\/config: /.test(line) && reason.test(line));
+  try {
+    await waitFor(`a refusal matching ${reason}`, () => read || refused(), 15_000)
+      .catch((error) => {
+        throw new Error(`${error.message}; logged:\n${lines.join("\n")}`);
+      });
+    assert.ok(!read, "the config was read although this access must be refused");
+  } finally {
+    stop.abort();
+    await pending;
     await manager.close();
   }
 }
@@ -63,16 +90,21 @@ Deno.test("etcd over TLS by IP address, with and without client certificates, an
     const prefix = uniquePrefix();
     await putConfig(etcd.client(), prefix, CONFIG);
     const base = { endpoints: [etcd.endpoint], prefix };
-    assert.ok(await canReadConfig({ ...base, caFile: pki.caFile }));
-    assert.ok(!await canReadConfig(base)); // the bundled roots do not trust our CA
+    await assertReads({ ...base, caFile: pki.caFile });
+    // The bundled roots do not trust our CA.
+    await assertRefused(base, /invalid peer certificate: UnknownIssuer/);
 
     await etcdctl(etcd, "user", "add", "root:s3cret");
     await etcdctl(etcd, "user", "grant-role", "root", "root");
     await etcdctl(etcd, "auth", "enable");
     const authed = { ...base, caFile: pki.caFile, username: "root", password: "s3cret" };
-    assert.ok(await canReadConfig(authed));
-    assert.ok(!await canReadConfig({ ...authed, password: "wrong" }));
-    assert.ok(!await canReadConfig({ ...base, caFile: pki.caFile }));
+    await assertReads(authed);
+    await assertRefused(
+      { ...authed, password: "wrong" },
+      /etcdserver: authentication failed, invalid user ID or password/,
+    );
+    // No credentials: etcd refuses the anonymous request.
+    await assertRefused({ ...base, caFile: pki.caFile }, /etcdserver: user name is empty/);
     await acquires(authed);
     // The same user over the unix socket.
     await acquires({ ...authed, endpoints: [etcd.unixEndpoint] });
@@ -107,23 +139,11 @@ Deno.test("etcd over TLS by IP address, with and without client certificates, an
     await using etcd = await startEtcd({
       tls: { certFile: pki.wrongIpCert, keyFile: pki.wrongIpKey, caFile: pki.caFile },
     });
-    const prefix = uniquePrefix();
-    const { log, lines } = captureLog();
-    const manager = new EtcdSubnetManager({
-      endpoints: [etcd.endpoint],
-      prefix,
-      caFile: pki.caFile,
-      log,
-    });
-    try {
-      await assert.rejects(manager.getNetworkConfig(AbortSignal.timeout(1000)));
-    } finally {
-      await manager.close();
-    }
     // (logfmt escapes the quotes)
-    const reason =
-      /not valid for name \\"127\.0\.0\.1\\"; .*only valid for IpAddress\(127\.0\.0\.2\)/;
-    assert.ok(lines.some((line) => reason.test(line)), lines.join("\n"));
+    await assertRefused(
+      { endpoints: [etcd.endpoint], prefix: uniquePrefix(), caFile: pki.caFile },
+      /not valid for name \\"127\.0\.0\.1\\"; .*only valid for IpAddress\(127\.0\.0\.2\)/,
+    );
   });
 
   await t.step("client certificate auth: cert and key are presented", async () => {
@@ -138,7 +158,14 @@ Deno.test("etcd over TLS by IP address, with and without client certificates, an
     const prefix = uniquePrefix();
     await putConfig(etcd.client(), prefix, CONFIG);
     const base = { endpoints: [etcd.endpoint], prefix, caFile: pki.caFile };
-    assert.ok(!await canReadConfig(base));
+    // The server refuses the handshake without a certificate, or with one from another CA.
+    await assertRefused(base, /received fatal alert: BadCertificate/);
+    await using otherPki = await makeTestPki();
+    await assertRefused(
+      { ...base, certFile: otherPki.clientCert, keyFile: otherPki.clientKey },
+      /received fatal alert: BadCertificate/,
+    );
+    await assertReads({ ...base, certFile: pki.clientCert, keyFile: pki.clientKey });
     await acquires({ ...base, certFile: pki.clientCert, keyFile: pki.clientKey });
     assert.equal((await readSubnets(etcd.client(), prefix)).size, 1);
   });
