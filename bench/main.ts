@@ -12,6 +12,7 @@ const BENCHES: Record<string, string> = {
   control_plane: "control_plane.ts",
   dataplane: "dataplane.ts",
   udp: "udp_bench.ts",
+  wireguard: "wireguard_bench.ts",
   admin_api: "admin_api.ts",
   footprint: "footprint.ts",
   peer_probe: "peer_probe.ts",
