@@ -2,6 +2,7 @@
  * The release files for tests, built as `deno task dist --no-compile` builds them, once per
  * content of their inputs: they are cached in the build cache under a hash of every source
  * file outside tests/ and bench/, so a test run rebuilds only what changed since the last one.
+ * Sets of other sources unused for an hour are removed.
  *
  * @module
  */
@@ -36,11 +37,29 @@ const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
 
 let cacheDir: Promise<string> | undefined;
 
-/** The directory holding this checkout's release files. */
+/** Release files of other sources are dropped when unused this long (each set is ~110 MB). */
+const KEEP_UNUSED_MS = 60 * 60 * 1000;
+
+/** Remove other sources' release files unused for {@link KEEP_UNUSED_MS}. */
+async function pruneOthers(keep: string): Promise<void> {
+  for await (const entry of Deno.readDir(buildCacheDir())) {
+    const path = `${buildCacheDir()}/${entry.name}`;
+    if (!entry.name.startsWith("dist-") || path === keep) continue;
+    const { mtime } = await Deno.stat(path);
+    if (mtime && Date.now() - mtime.getTime() > KEEP_UNUSED_MS) {
+      await Deno.remove(path, { recursive: true }).catch(() => {});
+    }
+  }
+}
+
+/** The directory holding this checkout's release files (marked used now). */
 function distCacheDir(): Promise<string> {
   return cacheDir ??= inputsHash().then(async (hash) => {
     const dir = `${buildCacheDir()}/dist-${hash}`;
     await Deno.mkdir(dir, { recursive: true });
+    const now = new Date();
+    await Deno.utime(dir, now, now);
+    await pruneOthers(dir);
     return dir;
   });
 }
