@@ -23,7 +23,7 @@
  */
 import type { EtcdClient } from "../etcd/client.ts";
 import { type KeyValue, text } from "../etcd/codec.ts";
-import { z } from "zod";
+import { isRecord, parseJsonOrUndefined } from "../json.ts";
 import { errorText, type Logger } from "../log.ts";
 import { sleep } from "../sleep.ts";
 
@@ -34,16 +34,14 @@ const KEEPALIVE_TIMEOUT_MS = 5000;
 /** How long a clean shutdown waits for the revoke. */
 const RELEASE_TIMEOUT_MS = 2000;
 
-const OwnerRecordSchema = z.object({
-  machine: z.string(),
-  instance: z.string(),
-  hostname: z.string(),
-  pid: z.number(),
-  since: z.string(),
-});
-
 /** What a claim says about its holder. */
-export type OwnerRecord = z.infer<typeof OwnerRecordSchema>;
+export interface OwnerRecord {
+  readonly machine: string;
+  readonly instance: string;
+  readonly hostname: string;
+  readonly pid: number;
+  readonly since: string;
+}
 
 /** Another live daemon holds the public IP: starting would hijack its lease. */
 export class PublicIPInUseError extends Error {
@@ -106,12 +104,16 @@ export function machineIdentity(): string {
   return `${boot}/${netns}`;
 }
 
+/** The holder a claim names; undefined when its value is not a record of ours. */
 function parseRecord(kv: KeyValue): OwnerRecord | undefined {
-  try {
-    return OwnerRecordSchema.parse(JSON.parse(text(kv.value)));
-  } catch {
-    return undefined;
-  }
+  const value = parseJsonOrUndefined(text(kv.value));
+  if (!isRecord(value)) return undefined;
+  const { machine, instance, hostname, pid, since } = value;
+  if (
+    typeof machine !== "string" || typeof instance !== "string" ||
+    typeof hostname !== "string" || typeof since !== "string" || typeof pid !== "number"
+  ) return undefined;
+  return { machine, instance, hostname, pid, since };
 }
 
 /**

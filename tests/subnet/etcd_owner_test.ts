@@ -192,3 +192,21 @@ ownerTest(
     assert.equal(stored.get(formatLeaseKey(lease))?.value, allocValue(IP));
   },
 );
+
+ownerTest(
+  "a claim key that is not Tartan's (no lease, foreign value) refuses, naming no holder",
+  async (env) => {
+    const key = `${env.prefix}/tartan/owners/${IP}`;
+    for (const value of ['{"machine":"m","pid":"not a number"}', "garbage", "null"]) {
+      await env.client.put({ key, value });
+      const error = await env.daemon("machine-b").acquireLease(attrs, env.signal).then(
+        () => undefined,
+        (e) => e,
+      );
+      assert.ok(error instanceof PublicIPInUseError, String(error));
+      assert.equal(error.holder, undefined, value);
+      assert.match(error.message, /holder unknown: the claim key is not Tartan's/);
+    }
+    assert.equal((await readSubnets(env.client, env.prefix)).size, 0, "no lease taken");
+  },
+);
