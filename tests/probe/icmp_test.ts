@@ -51,6 +51,16 @@ async function repliesTo(socket: IcmpSocket, seqs: number[], rounds = 4): Promis
   return seen;
 }
 
+/** Wait (bounded) until a fresh veth has its carrier: packets sent before that are dropped. */
+async function carrierUp(ns: string, dev: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const [link] = JSON.parse((await run(["ip", "-n", ns, "-j", "link", "show", dev])).stdout);
+    if (link.operstate === "UP") return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.fail(`${dev} in ${ns} never came up`);
+}
+
 rootTest(
   "echo socket: replies, local EMSGSIZE, and a receive-side MTU black hole",
   () =>
@@ -74,6 +84,7 @@ rootTest(
       await run(["ip", "-n", b, "addr", "add", "198.18.7.2/24", "dev", "vb"]);
       await run(["ip", "-n", a, "link", "set", "va", "up"]);
       await run(["ip", "-n", b, "link", "set", "vb", "up"]);
+      await carrierUp(a, "va");
       const socket = inNetns(a, () => openIcmpSocket({ source: parseAddr("198.18.7.1") }));
       try {
         const peer = parseAddr("198.18.7.2");
