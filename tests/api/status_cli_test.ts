@@ -173,6 +173,17 @@ Deno.test("renderStatus of a node that is not ready says why, and shows udp coun
   assert.match(bare, /^10\.244\.2\.0\/24 .* -$/m);
 });
 
+Deno.test("renderStatus and /v1/backend name the implementation where there is a choice", async () => {
+  const state = readyState();
+  state.backend = () => sampleBackend({ type: "wireguard", implementation: "wireguard-go" });
+  const report = await reportFrom(state);
+  assert.equal(report.backend?.implementation, "wireguard-go");
+  assert.match(renderStatus(report), /^backend {4}wireguard \(wireguard-go\), ready, /m);
+  const plain = await reportFrom();
+  assert.equal(plain.backend?.implementation, null, "vxlan has one implementation");
+  assert.match(renderStatus(plain), /^backend {4}vxlan, ready, /m);
+});
+
 Deno.test("renderStatus shows reserved, expired and never-expiring leases plainly", async () => {
   const state = readyState();
   state.ownLease = { ...vxlanLease("10.244.1.0/24", "198.18.0.1"), reserved: true };

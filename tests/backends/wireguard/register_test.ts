@@ -3,13 +3,15 @@
  * what runs here is the fallback: wireguard-go runs `flannel-wg` (a TUN device), configured
  * through its UAPI socket with our key and ListenPort, supervised (killed ⇒ restarted and
  * configured again by the next resync), and stopped on close with its socket removed. The
- * kernel path's test is ignored here, with the reason.
+ * kernel path's test is ignored here, with the reason. A wireguard-go left running by a killed
+ * daemon is replaced, not fought.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import type { Network } from "../../../backends/backend.ts";
 import { wireguardBackend } from "../../../backends/wireguard/backend.ts";
 import { uapiGet, uapiSocketPath } from "../../../backends/wireguard/uapi_client.ts";
+import { socketAnswers } from "../../../backends/wireguard/wireguard_go.ts";
 import { withNetlink } from "../../../ffi/netlink/socket.ts";
 import type { LeaseWatchUpdate } from "../../../subnet/manager.ts";
 import { waitFor } from "../../helpers/leases.ts";
@@ -57,7 +59,15 @@ await linkKindTest(
   "wireguard without the kernel module: wireguard-go runs flannel-wg, supervised, removed on close",
   () =>
     withNetns(async (ns) => {
+      // A wireguard-go left behind by a killed daemon still holds flannel-wg and its socket.
+      const stray = new Deno.Command("nsenter", {
+        args: [`--net=/run/netns/${ns}`, "wireguard-go", "-f", "flannel-wg"],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      await waitFor("the stray wireguard-go", () => socketAnswers("flannel-wg"));
       await withRegistered(ns, async (network, ctx, keyFile) => {
+        assert.equal((await stray.status).success, true, "the stray exits with its device");
         assert.equal(network.health().implementation, "wireguard-go");
         assert.equal(network.mtu, 1420);
         const [dev] = await ipJson<IpLink[]>(ns, ["-d", "-4", "addr", "show", "flannel-wg"]);
