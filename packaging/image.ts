@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import { VERSION } from "../version.ts";
 import { OciLayout } from "./oci.ts";
 import { debianRootfs, IMAGE_PACKAGES } from "./rootfs.ts";
+import { reproducibleTar, run } from "./shell.ts";
 
 /** The image's name; its tag is the version. */
 export const IMAGE_NAME = "tartan";
@@ -24,13 +25,6 @@ export const IMAGE_REFERENCE = `${IMAGE_NAME}:${VERSION}`;
 
 const FILES = fileURLToPath(new URL("./image/", import.meta.url));
 const WRAPPED = ["iptables", "ip6tables"].flatMap((c) => [c, `${c}-save`, `${c}-restore`]);
-
-async function run(argv: string[]): Promise<void> {
-  const out = await new Deno.Command(argv[0], { args: argv.slice(1), stderr: "piped" }).output();
-  if (!out.success) {
-    throw new Error(`${argv.join(" ")}: ${new TextDecoder().decode(out.stderr).trim()}`);
-  }
-}
 
 /** Lay out layer 2's files under `stage`. */
 async function stageTartanFiles(binary: string, stage: string): Promise<void> {
@@ -55,19 +49,7 @@ export async function buildImage(binary: string, output: string): Promise<void> 
     await Deno.mkdir(stage);
     await stageTartanFiles(binary, stage);
     const tartanTar = `${work}/tartan.tar`;
-    await run([
-      "tar",
-      "--sort=name",
-      "--owner=0",
-      "--group=0",
-      "--numeric-owner",
-      "--mtime=@0",
-      "-C",
-      stage,
-      "-cf",
-      tartanTar,
-      ...[...Deno.readDirSync(stage)].map((e) => e.name),
-    ]);
+    await reproducibleTar(stage, tartanTar);
     const layout = new OciLayout(`${work}/layout`);
     const layers = [
       await layout.addLayer(rootfs, `mmdebstrap --variant=essential: ${IMAGE_PACKAGES.join(" ")}`),

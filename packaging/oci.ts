@@ -7,6 +7,7 @@
  * @module
  */
 import { sha256File, sha256Hex } from "./digest.ts";
+import { reproducibleTar, run } from "./shell.ts";
 
 const MEDIA = {
   index: "application/vnd.oci.image.index.v1+json",
@@ -31,13 +32,6 @@ export interface ImageRuntimeConfig {
   readonly Env: readonly string[];
   readonly Entrypoint: readonly string[];
   readonly Labels: Readonly<Record<string, string>>;
-}
-
-async function run(argv: string[]): Promise<void> {
-  const out = await new Deno.Command(argv[0], { args: argv.slice(1), stderr: "piped" }).output();
-  if (!out.success) {
-    throw new Error(`${argv.join(" ")}: ${new TextDecoder().decode(out.stderr).trim()}`);
-  }
 }
 
 /** An OCI image layout being assembled in a directory. */
@@ -127,21 +121,6 @@ export class OciLayout {
 
   /** Pack the layout into one tar file. */
   async archive(output: string): Promise<void> {
-    await run([
-      "tar",
-      "--sort=name",
-      "--owner=0",
-      "--group=0",
-      "--numeric-owner",
-      "--mtime=@0",
-      "-C",
-      this.dir,
-      "-cf",
-      output,
-      "oci-layout",
-      "index.json",
-      "manifest.json",
-      "blobs",
-    ]);
+    await reproducibleTar(this.dir, output, ["oci-layout", "index.json", "manifest.json", "blobs"]);
   }
 }

@@ -11,18 +11,9 @@ import { VERSION } from "../version.ts";
 import { BUNDLE_ENTRY, bundleProgram } from "./bundle.ts";
 import { sha256File } from "./digest.ts";
 import { DENO_RUNTIME, denoRuntime } from "./runtime.ts";
+import { REPRODUCIBLE_TAR_FLAGS, run } from "./shell.ts";
 
 const STUB = new URL("./stub.sh", import.meta.url);
-
-/** Run a shell pipeline; throws with its stderr on failure. */
-async function sh(script: string, args: string[]): Promise<void> {
-  const out = await new Deno.Command("sh", {
-    args: ["-c", script, "sh", ...args],
-    stdout: "inherit",
-    stderr: "piped",
-  }).output();
-  if (!out.success) throw new Error(`${script}: ${new TextDecoder().decode(out.stderr)}`);
-}
 
 /** Fill the launcher's placeholders; the payload starts right after its last byte. */
 export function launcher(template: string, payload: { bytes: number; sha256: string }): string {
@@ -57,17 +48,15 @@ export async function buildSelfExtracting(output: string): Promise<void> {
     await bundleProgram(`${stage}/app`);
     const payload = `${work}/payload.tar.gz`;
     // Fixed order, owner and times: the same inputs give the same payload and release name.
-    await sh(
-      'tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$1" -cf - . | gzip -n > "$2"',
-      [stage, payload],
-    );
+    const tar = `tar ${REPRODUCIBLE_TAR_FLAGS.join(" ")}`;
+    await run(["sh", "-c", `${tar} -C "$1" -cf - . | gzip -n > "$2"`, "sh", stage, payload]);
     const stub = launcher(await Deno.readTextFile(STUB), {
       bytes: (await Deno.stat(payload)).size,
       sha256: await sha256File(payload),
     });
     const tmp = `${output}.tmp`;
     await Deno.writeTextFile(tmp, stub);
-    await sh('cat "$1" >> "$2"', [payload, tmp]);
+    await run(["sh", "-c", 'cat "$1" >> "$2"', "sh", payload, tmp]);
     await Deno.chmod(tmp, 0o755);
     await Deno.rename(tmp, output);
   } finally {
