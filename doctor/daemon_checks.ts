@@ -11,8 +11,6 @@ import { encapsulationOf } from "./encapsulation.ts";
 import type { CheckResult, Finding } from "./finding.ts";
 import type { SubnetEnvValues } from "./host_checks.ts";
 
-/** Unanswered probes in a row before a path counts as broken (one lost packet is noise). */
-export const FAILURES_BEFORE_FINDING = 2;
 /** A lease this close to expiry, with renewals failing, is a problem. */
 const EXPIRY_WARNING_SECONDS = 3600;
 
@@ -113,11 +111,6 @@ function duplicateCheck(view: DaemonView): CheckResult {
   return { check: "public IPs", findings };
 }
 
-function failed(path: PeerProbeBody["overlay"]): boolean {
-  return path !== null && path.reachable === false &&
-    path.failureStreak >= FAILURES_BEFORE_FINDING;
-}
-
 function peerFinding(
   peer: PeerProbeBody,
   context: DaemonCheckContext,
@@ -129,7 +122,7 @@ function peerFinding(
   const ourIP = status.publicIP ?? "this node";
   const name = `peer ${peer.subnet} (${peer.publicIP})`;
   const base = { peer: peer.subnet, publicIP: peer.publicIP };
-  if (peer.verdict === "overlay-blocked" && failed(peer.overlay)) {
+  if (peer.verdict === "overlay-blocked") {
     return {
       check: "peer-overlay",
       title: `${name} answers on the underlay but not through the ${backend?.type} overlay`,
@@ -149,7 +142,7 @@ function peerFinding(
         "group or network ACL between them.",
     };
   }
-  if (peer.verdict === "unreachable" && failed(peer.underlay)) {
+  if (peer.verdict === "unreachable") {
     return {
       check: "peer-unreachable",
       title: `${name} is unreachable`,
@@ -167,7 +160,7 @@ function peerFinding(
         `ICMP and ${encap.allow} between the nodes.`,
     };
   }
-  if (peer.verdict === "mtu-black-hole" && failed(peer.fullSize)) {
+  if (peer.verdict === "mtu-black-hole") {
     const measured = context.pathMtu.get(peer.publicIP);
     const podMtu = measured !== undefined ? measured - encap.overhead : undefined;
     return {
@@ -237,7 +230,7 @@ function peerProbeCheck(context: DaemonCheckContext): CheckResult {
 /** Peers whose full-size probes vanish: worth measuring the path MTU to (at most `limit`). */
 export function blackHolePeers(view: DaemonView, limit: number): string[] {
   return (view.peers?.peers ?? [])
-    .filter((peer) => peer.verdict === "mtu-black-hole" && failed(peer.fullSize))
+    .filter((peer) => peer.verdict === "mtu-black-hole")
     .slice(0, limit)
     .map((peer) => peer.publicIP);
 }

@@ -6,6 +6,9 @@
  * @module
  */
 
+/** How soon a round without peers is followed by the next. */
+export const EMPTY_ROUND_MS = 1000;
+
 /** Options of {@link planRound}. */
 export interface PacingOptions {
   /** Least time between two probes of one peer. */
@@ -35,7 +38,10 @@ export function planRound(peers: number, options: PacingOptions): RoundPlan {
   if (!(intervalMs > 0) || !(maxPerSecond > 0)) {
     throw new RangeError(`probe interval ${intervalMs} ms and rate ${maxPerSecond}/s must be > 0`);
   }
-  if (peers === 0) return { spacingMs: intervalMs, durationMs: intervalMs };
+  // No peers yet (the watch's first snapshot may not be in): look again soon, not a minute later.
+  if (peers === 0) {
+    return { spacingMs: intervalMs, durationMs: Math.min(intervalMs, EMPTY_ROUND_MS) };
+  }
   const spacingMs = Math.max(1000 / maxPerSecond, intervalMs / peers);
   return { spacingMs, durationMs: Math.max(intervalMs, spacingMs * peers) };
 }

@@ -34,7 +34,8 @@ export interface PeerProbeState {
 }
 
 /**
- * What the history says, in order of precedence:
+ * What the history says (a path is down after {@link FAILURES_TO_DOWN} unanswered probes in a
+ * row), in order of precedence:
  * - `pending`: no verdict yet;
  * - `unreachable`: neither path answers (node down, wrong public IP, or everything blocked);
  * - `overlay-blocked`: the underlay answers, the overlay does not (a firewall dropping the
@@ -89,14 +90,29 @@ export function recordFailure(path: PathState, error: string, at: Date): void {
   path.lastError = error;
 }
 
+/** Unanswered probes in a row before a path counts as down: one lost packet is noise. */
+export const FAILURES_TO_DOWN = 2;
+
+/**
+ * Whether a path is up (true), down (false) or not known yet (undefined). A single lost probe
+ * after an answer leaves it up; a path never answered is unknown until it is down.
+ */
+export function pathUp(path: PathState): boolean | undefined {
+  if (path.failureStreak >= FAILURES_TO_DOWN) return false;
+  return path.lastSuccess !== undefined ? true : undefined;
+}
+
 /** The verdict on a peer (see {@link PeerVerdict}). */
 export function peerVerdict(peer: PeerProbeState): PeerVerdict {
-  const under = peer.underlay.reachable;
+  const under = pathUp(peer.underlay);
   // The pods' path: the overlay where there is one, else the underlay itself.
-  const pods = peer.overlay ? peer.overlay.reachable : under;
+  const pods = peer.overlay ? pathUp(peer.overlay) : under;
+  if (pods === false) {
+    if (under === undefined) return "pending";
+    return under ? "overlay-blocked" : "unreachable";
+  }
   if (under === undefined || pods === undefined) return "pending";
-  if (!pods) return under ? "overlay-blocked" : "unreachable";
-  if (peer.fullSize.reachable === false) return "mtu-black-hole";
+  if (pathUp(peer.fullSize) === false) return "mtu-black-hole";
   if (!under) return "underlay-unanswered";
   return "ok";
 }

@@ -309,13 +309,15 @@ Deno.test("/v1/peers reports each peer's paths and verdict, and says when probin
   const peer = newPeerProbeState(target);
   const at = new Date("2026-01-02T03:04:05Z");
   recordAnswer(peer.underlay, 0.25, at);
-  recordFailure(peer.overlay!, "no reply within 1000 ms", at);
-  recordFailure(peer.fullSize, "no reply within 1000 ms", at);
+  for (let i = 0; i < 2; i++) {
+    recordFailure(peer.overlay!, "no reply within 1000 ms", at);
+    recordFailure(peer.fullSize, "no reply within 1000 ms", at);
+  }
   state.peerProbes = () =>
     probeReport([peer], {
       underlay: { answered: 1, lost: 0, unsent: 0 },
-      overlay: { answered: 0, lost: 1, unsent: 0 },
-      fullSize: { answered: 0, lost: 1, unsent: 0 },
+      overlay: { answered: 0, lost: 2, unsent: 0 },
+      fullSize: { answered: 0, lost: 2, unsent: 0 },
     });
   const body = PeersSchema.parse((await getJson(state, "/v1/peers")).body);
   assert.equal(body.verdicts["overlay-blocked"], 1);
@@ -329,12 +331,12 @@ Deno.test("/v1/peers reports each peer's paths and verdict, and says when probin
     lastError: null,
   });
   assert.equal(body.peers[0].overlay?.target, "10.244.2.0");
-  assert.equal(body.peers[0].overlay?.failureStreak, 1);
+  assert.equal(body.peers[0].overlay?.failureStreak, 2);
   assert.equal(body.peers[0].verdict, "overlay-blocked");
   const metrics = await (await appFor(state).request("/metrics")).text();
   assert.match(metrics, /tartan_peer_probe_peers\{path="overlay",state="unreachable"\} 1/);
   assert.match(metrics, /tartan_peer_probe_verdict_peers\{verdict="overlay-blocked"\} 1/);
-  assert.match(metrics, /tartan_peer_probes_total\{path="full_size",outcome="lost"\} 1/);
+  assert.match(metrics, /tartan_peer_probes_total\{path="full_size",outcome="lost"\} 2/);
 });
 
 Deno.test("unknown paths are 404 JSON, wrong methods 405 with Allow", async () => {

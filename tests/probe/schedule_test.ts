@@ -9,6 +9,8 @@ import { parseAddr, parseNet } from "../../ip/mod.ts";
 import { planRound } from "../../probe/pacing.ts";
 import {
   newPeerProbeState,
+  type PathState,
+  pathUp,
   type PeerProbeState,
   peerVerdict,
   recordAnswer,
@@ -26,7 +28,11 @@ Deno.test("pacing: 10 000 peers at 50/s make a 200 s round; few peers spread ove
     spacingMs: 6000,
     durationMs: 60_000,
   });
-  assert.deepEqual(planRound(0, { intervalMs: 1000, maxPerSecond: 50 }).durationMs, 1000);
+  assert.equal(
+    planRound(0, { intervalMs: 60_000, maxPerSecond: 50 }).durationMs,
+    1000,
+    "no peers yet: look again after a second",
+  );
   assert.throws(() => planRound(1, { intervalMs: 0, maxPerSecond: 50 }), RangeError);
   fc.assert(fc.property(
     fc.integer({ min: 1, max: 100_000 }),
@@ -60,29 +66,36 @@ function peer(overlay: boolean): PeerProbeState {
   return newPeerProbeState(overlay ? target : { ...target, overlay: undefined });
 }
 
-Deno.test("verdicts: the firewall signature, a black hole, a dead peer", () => {
+Deno.test("verdicts: two lost probes make a path down; the firewall signature, a black hole", () => {
   const at = new Date();
+  const lose = (path: PathState, times = 2) => {
+    for (let i = 0; i < times; i++) recordFailure(path, "no reply", at);
+  };
   const p = peer(true);
   assert.equal(peerVerdict(p), "pending");
   recordAnswer(p.underlay, 0.2, at);
-  recordFailure(p.overlay!, "no reply", at);
-  recordFailure(p.fullSize, "no reply", at);
+  lose(p.overlay!, 1);
+  assert.equal(peerVerdict(p), "pending", "one lost probe of a path never answered: not yet");
+  lose(p.overlay!, 1);
+  lose(p.fullSize);
   assert.equal(peerVerdict(p), "overlay-blocked");
   recordAnswer(p.overlay!, 0.3, at);
   assert.equal(peerVerdict(p), "mtu-black-hole");
   recordAnswer(p.fullSize, 0.3, at);
   assert.equal(peerVerdict(p), "ok");
-  assert.equal(p.overlay!.failureStreak, 0);
-  recordFailure(p.underlay, "no reply", at);
+  lose(p.overlay!, 1);
+  assert.equal(peerVerdict(p), "ok", "one lost probe after answers is noise");
+  assert.equal(pathUp(p.overlay!), true);
+  lose(p.underlay);
+  recordAnswer(p.overlay!, 0.3, at);
   assert.equal(peerVerdict(p), "underlay-unanswered");
-  recordFailure(p.overlay!, "no reply", at);
-  recordFailure(p.overlay!, "no reply", at);
+  lose(p.overlay!);
   assert.equal(peerVerdict(p), "unreachable");
   assert.equal(p.overlay!.failureStreak, 2);
 
   const hostgw = peer(false);
   recordAnswer(hostgw.underlay, 0.2, at);
   assert.equal(peerVerdict(hostgw), "ok", "host-gw: the underlay is the pods' path");
-  recordFailure(hostgw.fullSize, "no reply", at);
+  lose(hostgw.fullSize);
   assert.equal(peerVerdict(hostgw), "mtu-black-hole");
 });
