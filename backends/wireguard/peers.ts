@@ -39,23 +39,6 @@ function readPeerData(data: JsonValue | undefined, what: string): PeerData | und
   return { publicKey: decodeKey(key, `${what}.PublicKey`), port };
 }
 
-/**
- * Why a wireguard lease's data cannot make a peer (no key, a key that is not 32 bytes, a bad
- * port), or undefined when it can: what the lease gate checks before the backend sees it.
- */
-export function wireguardDataProblem(
-  data: JsonValue | undefined,
-  what: string,
-): string | undefined {
-  try {
-    readPeerData(data, what);
-    return undefined;
-  } catch (err) {
-    if (err instanceof BackendError) return err.message.replace(/^wireguard: /, "");
-    throw err;
-  }
-}
-
 const RFC1918 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"].map(parseNet);
 const ULA = parseNet("fc00::/7");
 const isPrivate4 = (ip: IPAddr) => RFC1918.some((n) => netContains(n, ip));

@@ -53,8 +53,6 @@ export interface WireguardGoOptions {
   /** The network namespace the device belongs in (the daemon's own when undefined). */
   readonly netns?: string;
   readonly log: Logger;
-  /** Called after a restart, once the new process answers (the device needs configuring). */
-  readonly onRestart?: () => void;
 }
 
 /**
@@ -117,7 +115,9 @@ export async function startWireguardGo(options: WireguardGoOptions): Promise<Wir
         inMs: backoff,
       });
       await restart();
-    });
+    }).catch((err) =>
+      log.error("wireguard-go supervision failed", { device, error: errorText(err) })
+    );
   }
 
   async function restart(): Promise<void> {
@@ -127,9 +127,8 @@ export async function startWireguardGo(options: WireguardGoOptions): Promise<Wir
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
         child = await spawnReady();
         if (stopping.signal.aborted) return void child.kill("SIGTERM");
-        generation++;
+        generation++; // the driver configures the new device at the next resync
         watch(child);
-        options.onRestart?.();
         return;
       } catch (err) {
         if (stopping.signal.aborted) return;

@@ -1,11 +1,12 @@
 /**
  * The wireguard backend end to end (issue 21, spec §6.6). This kernel has no wireguard module,
  * so every Tartan node runs its device with wireguard-go (each daemon in its own mount
- * namespace, as the lab starts them). Three nodes: every pod pings every pod, iperf3 crosses
- * two nodes, and the underlay bridge carries only UDP between node addresses on the listen port
- * (no pod address, no ICMP or TCP in the clear). Interop: a node configured by hand from
- * flannel-format leases (wireguard-go and `wg set`, no Tartan code) exchanges traffic with the
- * Tartan nodes both ways. A lease with a bad key is skipped and counted, and changes nothing.
+ * namespace, as the lab starts them), with the net-conf's PSK on every peer. Three nodes: every
+ * pod pings every pod, iperf3 crosses two nodes, and the underlay bridge carries only UDP between
+ * node addresses on the listen port (no pod address, no ICMP or TCP in the clear). Interop: a
+ * node configured by hand from flannel-format leases (wireguard-go and `wg set`, no Tartan code)
+ * exchanges traffic with the Tartan nodes both ways. A lease with a bad key is skipped and
+ * counted, and changes nothing.
  */
 import assert from "node:assert/strict";
 import { iperf3 } from "../../bench/traffic.ts";
@@ -28,6 +29,8 @@ import {
 /** Node number 40 of the lab's underlay: 198.18.0.50. */
 const HAND_NODE = 40;
 const LISTEN_PORT = 51820;
+/** The net-conf's pre-shared key (flannel's `PSK`): every peer on every node gets it. */
+const PSK = btoa(String.fromCharCode(...Array.from({ length: 32 }, (_, i) => i + 1)));
 
 /** flannel's wireguard lease value, byte for byte (spec §3.3, §6.6). */
 function flannelWireguardValue(publicIP: string, publicKey: string): string {
@@ -107,7 +110,7 @@ rootSuite("wireguard backend e2e: wireguard-go nodes, the wire, a hand-made peer
   const lab = await startLab({
     prefix: RUN_PREFIX,
     nodes: 3,
-    netConf: defaultNetConf("wireguard"),
+    netConf: { ...defaultNetConf("wireguard"), Backend: { Type: "wireguard", PSK } },
   });
   const client = lab.etcd.client();
   let hand: HandNode | undefined;
@@ -132,6 +135,12 @@ rootSuite("wireguard backend e2e: wireguard-go nodes, the wire, a hand-made peer
           ..."-m -n wg show flannel-wg peers".split(" "),
         ])).stdout;
         assert.equal(out.trim().split("\n").length, 2, `${node.ns} has both other nodes as peers`);
+        const psks = (await run([
+          ..."nsenter -t".split(" "),
+          `${node.pid()}`,
+          ..."-m -n wg show flannel-wg preshared-keys".split(" "),
+        ])).stdout.trim().split("\n").map((line) => line.split("\t")[1]);
+        assert.deepEqual(psks, [PSK, PSK], "the PSK on every peer");
       }
     });
 
@@ -182,6 +191,7 @@ rootSuite("wireguard backend e2e: wireguard-go nodes, the wire, a hand-made peer
       const tartanLeases = await readLeases(client);
       const subnetName = freeSubnet(tartanLeases);
       hand = await buildHandNode(handNs, handPodNs, subnetName.replace("-", "/"), dir);
+      await Deno.writeTextFile(`${dir}/psk`, PSK, { mode: 0o600 });
       for (const lease of tartanLeases) {
         const raw = (await readValue(client, SUBNETS_DIR + lease.name))!;
         const data = (JSON.parse(raw) as { BackendData: { PublicKey: string; Port: number } })
@@ -189,6 +199,7 @@ rootSuite("wireguard backend e2e: wireguard-go nodes, the wire, a hand-made peer
         await hand.wg(
           ...["set", "flannel-wg", "peer", data.PublicKey],
           ...["endpoint", `${lease.publicIP}:${data.Port}`, "allowed-ips", lease.subnet],
+          ...["preshared-key", `${dir}/psk`],
         );
       }
       await putRawLease(
