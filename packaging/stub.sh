@@ -43,6 +43,12 @@ unpack() {
 
 [ -x "$dir/deno" ] || unpack
 [ -x "$dir/deno" ] || fail "no runtime in $dir"
-DENO_DIR=$dir/cache DENO_NO_UPDATE_CHECK=1 exec "$dir/deno" run -q -A --no-config --cached-only \
+# Our own path, for what starts Tartan again (`tartan lab` starts `tartan run` on its nodes).
+case $0 in
+  /*) self=$0 ;;
+  *) self=$PWD/$0 ;;
+esac
+TARTAN_EXECUTABLE=$self DENO_DIR=$dir/cache DENO_NO_UPDATE_CHECK=1 \
+  exec "$dir/deno" run -q -A --no-config --cached-only \
   --v8-flags=@V8_FLAGS@ "$dir/@ENTRY@" "${0##*/}" "$@"
 exit 1

@@ -116,6 +116,26 @@ rootTest(
   },
 );
 
+rootTest(
+  "tartan lab demo runs from dist/tartan alone: its daemons and CNI plugin are that file",
+  async () => {
+    const dir = await installedCopy();
+    try {
+      // The lab starts its daemons and CNI calls through the launcher (TARTAN_EXECUTABLE): from
+      // the bundle, the source path it would otherwise use does not exist.
+      const runtime = `TARTAN_RUNTIME_DIR=${dir}/runtime`;
+      const out = await run(["env", runtime, `${dir}/tartan`, "lab", "demo"], {
+        allowFail: true,
+        timeoutMs: 180_000,
+      });
+      assert.equal(out.code, 0, out.stderr);
+      assert.match(out.stdout, /all pods reach each other/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
 Deno.test("simultaneous first runs unpack one release and leave no temporary copy", async () => {
   const dir = await installedCopy();
   try {
