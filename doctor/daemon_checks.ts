@@ -215,10 +215,12 @@ function peerProbeCheck(context: DaemonCheckContext): CheckResult {
     };
   }
   const duplicated = duplicatePublicIPs(context.view.leases);
+  const current = new Set(context.view.leases.leases.map((lease) => lease.key));
   const findings: Finding[] = [];
   for (const peer of peers.peers) {
-    // A shared public IP explains whatever the probes of those peers see.
-    if (duplicated.has(peer.publicIP)) continue;
+    // A shared public IP explains whatever the probes of those peers see; a peer whose lease
+    // is gone (the prober notices at its next round) is no longer anyone's problem.
+    if (duplicated.has(peer.publicIP) || !current.has(peer.key)) continue;
     const finding = peerFinding(peer, context, peers.fullSizeBytes);
     if (finding) findings.push(finding);
   }

@@ -182,9 +182,8 @@ export function createPeerProber(options: ProberOptions): PeerProber {
         }
       }
       while (index < round.length && roundStart + index * plan.spacingMs <= now) {
+        // Peers that join or leave are seen at the next round.
         const peer = round[index++];
-        // A peer that left during the round is skipped.
-        if (peers.get(peer.target.key) !== peer) continue;
         try {
           probePeer(peer, underlay, overlay);
         } catch (err) {

@@ -93,6 +93,8 @@ Deno.test("daemon checks: the firewall signature names the peer and the port to 
     finding.fix,
     /Allow UDP port 8472 \(vxlan\) between 198\.18\.0\.1 and 198\.18\.0\.2/,
   );
+  state.leases.delete("10.244.2.0-24");
+  assert.deepEqual((await findings(state)).findings, [], "its lease is gone: not a problem now");
   const text = renderReport(assembleReport("node-a", [{ check: "x", findings: [finding] }]));
   assert.match(text, /^✗ peer 10\.244\.2\.0\/24 \(198\.18\.0\.2\) answers on the underlay/m);
   assert.match(text, /^ {2}evidence: peer=10\.244\.2\.0\/24 publicIP=198\.18\.0\.2 /m);
