@@ -71,6 +71,7 @@ export const wireguardBackend: Backend = {
           if (again.length) devices.refreshRoutes();
           return again.length;
         },
+        onDeviceRestart: (listener) => driver.onRestart(listener),
         refreshRoutes: () => Promise.resolve(devices.refreshRoutes()),
         close: driver.close,
       };

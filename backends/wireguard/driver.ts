@@ -24,6 +24,8 @@ export interface WireguardDriver {
    * their key and port again: their addresses and routes must be set again.
    */
   restarted(): Promise<WireguardDevice[]>;
+  /** Call `listener` whenever a device came back empty (so it is configured without delay). */
+  onRestart(listener: () => void): void;
   /** Delete the devices (stop the processes, remove their sockets). */
   close(): Promise<void>;
 }

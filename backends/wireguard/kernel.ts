@@ -86,6 +86,7 @@ export function kernelDriver(
         return Promise.resolve(peers);
       },
       restarted: () => Promise.resolve([]),
+      onRestart: () => {}, // kernel devices do not restart
       close: () => Promise.resolve(release()),
     };
   } catch (err) {

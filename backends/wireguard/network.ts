@@ -36,6 +36,8 @@ export interface WireguardControl {
    * without key, port, address and route); resolves how many devices were restored.
    */
   repairDevices(): Promise<number>;
+  /** Call `listener` when a device came back empty, so the repair need not wait for the timer. */
+  onDeviceRestart(listener: () => void): void;
   /** Re-replace the Network route(s), as flannel does after each peer added. */
   refreshRoutes(): Promise<void>;
   /** Delete the devices (stop wireguard-go) and release what they hold. */
@@ -173,6 +175,7 @@ export function wireguardNetwork(
     mtu,
     async run(updates, signal) {
       const timer = setInterval(() => serial(() => resync(true)), options.resyncMs);
+      control.onDeviceRestart(() => serial(() => resync(true)));
       try {
         for await (const update of updates) {
           if (signal.aborted) break;

@@ -53,6 +53,7 @@ export async function wireguardGoDriver(
   const links = new Map<string, Link>();
   /** The generation each device was last configured for. */
   const configured = new Map<string, number>();
+  let restartListener = () => {};
 
   async function configure(spec: WireguardDevice, process: WireguardGo): Promise<void> {
     const link = await until(() => getLink(h, spec.name));
@@ -69,7 +70,12 @@ export async function wireguardGoDriver(
   try {
     for (const spec of options.devices) {
       await clearDevice(h, spec.name);
-      const process = await startWireguardGo({ device: spec.name, netns: h.netns, log });
+      const process = await startWireguardGo({
+        device: spec.name,
+        netns: h.netns,
+        log,
+        onRestart: () => restartListener(),
+      });
       processes.set(spec.name, process);
       await configure(spec, process);
     }
@@ -105,6 +111,7 @@ export async function wireguardGoDriver(
       }
       return again;
     },
+    onRestart: (listener) => void (restartListener = listener),
     close,
   };
 }

@@ -53,6 +53,8 @@ export interface WireguardGoOptions {
   /** The network namespace the device belongs in (the daemon's own when undefined). */
   readonly netns?: string;
   readonly log: Logger;
+  /** Called after a restart, once the new process answers (its device needs configuring). */
+  readonly onRestart?: () => void;
 }
 
 /**
@@ -127,8 +129,9 @@ export async function startWireguardGo(options: WireguardGoOptions): Promise<Wir
         backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
         child = await spawnReady();
         if (stopping.signal.aborted) return void child.kill("SIGTERM");
-        generation++; // the driver configures the new device at the next resync
+        generation++;
         watch(child);
+        options.onRestart?.();
         return;
       } catch (err) {
         if (stopping.signal.aborted) return;

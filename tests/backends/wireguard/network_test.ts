@@ -24,6 +24,7 @@ function fakeDevice(refuse: number) {
   let refreshes = 0;
   let restarts = 0;
   let closed = false;
+  let onRestart = () => {};
   const control: WireguardControl = {
     implementation: "wireguard-go",
     apply(changes) {
@@ -42,6 +43,7 @@ function fakeDevice(refuse: number) {
     },
     read: () => Promise.resolve(new Map([["flannel-wg", [...held.values()]]])),
     repairDevices: () => Promise.resolve(restarts ? (restarts = 0, 1) : 0),
+    onDeviceRestart: (listener) => void (onRestart = listener),
     refreshRoutes: () => Promise.resolve(void refreshes++),
     close: () => Promise.resolve(void (closed = true)),
   };
@@ -52,7 +54,7 @@ function fakeDevice(refuse: number) {
     refreshes: () => refreshes,
     closed: () => closed,
     /** As a restarted wireguard-go: the device comes back empty. */
-    restart: () => (held.clear(), restarts++),
+    restart: () => (held.clear(), restarts++, onRestart()),
   };
 }
 
@@ -171,6 +173,29 @@ Deno.test("wireguard network: resync removes strays, restores lost peers and a r
     await waitFor("the restart repaired", () => network.health().driftRepaired === 5);
     assert.equal(dev.held.size, 2, "a restarted device gets every peer back");
     assert.ok(lines.some((l) => l.includes("wireguard peers reconciled")));
+  } finally {
+    stop.abort();
+    await running;
+  }
+});
+
+Deno.test("wireguard network: a restarted device is repaired at once, not at the next resync", async () => {
+  const dev = fakeDevice(0);
+  const { log } = captureLog();
+  const network = wireguardNetwork(OWN, 1420, PLAN, dev.control, { resyncMs: 600_000, log });
+  const stop = new AbortController();
+  const running = network.run(
+    (async function* (): AsyncGenerator<LeaseWatchUpdate> {
+      yield { type: "snapshot", leases: [v4Peer("10.244.8.0/24", "198.18.0.12", 1)] };
+      await new Promise((resolve) => stop.signal.addEventListener("abort", resolve));
+    })(),
+    stop.signal,
+  );
+  try {
+    await waitFor("the peer", () => dev.held.size === 1);
+    dev.restart();
+    await waitFor("the device and its peer restored", () => network.health().driftRepaired === 2);
+    assert.equal(dev.held.size, 1);
   } finally {
     stop.abort();
     await running;

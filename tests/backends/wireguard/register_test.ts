@@ -38,7 +38,11 @@ async function withRegistered(
   Deno.env.set("WIREGUARD_KEY_FILE", keyFile);
   try {
     await withNetlink({ netns: ns }, async (h) => {
-      const ctx: TestContext = { ...backendContext(h, networkConfig("wireguard")), resyncMs: 100 };
+      // A resync timer longer than the test: a restart is repaired without waiting for it.
+      const ctx: TestContext = {
+        ...backendContext(h, networkConfig("wireguard")),
+        resyncMs: 600_000,
+      };
       const network = await wireguardBackend.register(ctx);
       try {
         await fn(network, ctx, keyFile);
@@ -87,7 +91,7 @@ await linkKindTest(
         assert.equal(wg.stdout.trim(), publicKey, "wg agrees: the lease's key is the device's");
         assert.equal(Buffer.from(await Deno.readTextFile(keyFile), "base64").length, 32);
 
-        // Supervision: kill wireguard-go; it is restarted and the resync configures it again.
+        // Supervision: kill wireguard-go; it is restarted and configured again at once.
         const stop = new AbortController();
         const running = network.run(
           (async function* (): AsyncGenerator<LeaseWatchUpdate> {
