@@ -226,7 +226,8 @@ function peerProbeCheck(context: DaemonCheckContext): CheckResult {
   }
   const pending = peers.verdicts.pending ?? 0;
   const notes = pending > 0 ? [`${pending} peer(s) not probed yet`] : [];
-  return { check: `peer probes (${peers.peers.length} peers)`, findings, notes };
+  const count = peers.peers.length;
+  return { check: `peer probes (${count} peer${count === 1 ? "" : "s"})`, findings, notes };
 }
 
 /** Peers whose full-size probes vanish: worth measuring the path MTU to (at most `limit`). */
