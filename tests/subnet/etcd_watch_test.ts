@@ -3,6 +3,7 @@
  * restarts, renewal and lease loss.
  */
 import assert from "node:assert/strict";
+import { prefixEnd, text, type WatchEvent } from "../../etcd/codec.ts";
 import { formatAddr, parseAddr } from "../../ip/mod.ts";
 import { formatLeaseKey, type Lease } from "../../subnet/lease.ts";
 import { LeaseLostError } from "../../subnet/manager.ts";
@@ -14,6 +15,7 @@ import {
   leaseTtl,
   putConfig,
   putLease,
+  readKey,
   readSubnets,
   uniquePrefix,
   vxlanValue,
@@ -46,6 +48,19 @@ async function scoped(env: EtcdEnv, body: (scope: Scope) => Promise<void>) {
     abort.abort();
     await Promise.allSettled(tasks);
   }
+}
+
+/**
+ * Every event etcd records under `dir` from `startRevision` on, read by a raw watch (not the
+ * manager's), until `signal` aborts.
+ */
+function recordEvents(client: EtcdClient, dir: string, startRevision: number, signal: AbortSignal) {
+  const events: WatchEvent[] = [];
+  const done = (async () => {
+    const req = { key: dir, rangeEnd: prefixEnd(dir), startRevision };
+    for await (const res of client.watch(req, signal)) events.push(...res.events);
+  })();
+  return { events, done };
 }
 
 Deno.test("etcd lease watch and upkeep", async (t) => {
@@ -157,13 +172,12 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
         await waitFor("snapshot", () => w.updates.length > 0);
         const before = (await readSubnets(client, prefix)).get(formatLeaseKey(lease))!;
         await env.etcd.kill();
-        await new Promise((r) => setTimeout(r, 1000));
+        await waitFor("the manager to notice etcd gone", () => manager.stats.watchErrors >= 1);
         await env.etcd.restart();
         await putLease(env.etcd.client(), prefix, "10.5.200.0-24", allocValue("198.18.0.200"));
         await waitFor("the watch to resume", () => w.names().includes("10.5.200.0-24"), 15_000);
         const after = (await readSubnets(env.etcd.client(), prefix)).get(formatLeaseKey(lease))!;
         assert.deepEqual(after, before);
-        assert.ok(manager.stats.watchErrors >= 1);
         assert.equal(manager.stats.reacquisitions, 0);
         const settled = await Promise.race([keep.then(() => "ended", () => "failed"), "running"]);
         assert.equal(settled, "running");
@@ -183,7 +197,8 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
           (error) => state.outcome = error,
         );
         tasks.push(keep);
-        await new Promise((r) => setTimeout(r, 200));
+        // No need to wait for the upkeep's watch: it lists the key and watches from that
+        // listing's revision, so the delete is seen whether it lands before or after.
         await client.deleteRange({ key: `${prefix}/subnets/${name}` });
         await waitFor("re-acquisition", () => manager.stats.reacquisitions === 1);
         const stored = (await readSubnets(client, prefix)).get(name)!;
@@ -220,7 +235,46 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
         assert.equal((await leaseTtl(client, first)).ttl, -1); // revoked, not orphaned
         assert.equal((await leaseTtl(client, current)).granted, 4);
         assert.equal(manager.stats.renewFailures, 0);
-        assert.ok(manager.ownLease!.expiration!.getTime() > Date.now() + 2000);
+        // The daemon's copy moved with the renewals.
+        assert.ok(manager.ownLease!.expiration! > lease.expiration!);
+      }),
+
+    "a renewal is a put with a new lease, never a delete: peers see no removal (no flap)": (env) =>
+      scoped(env, async ({ prefix, client, signal, tasks }) => {
+        // TTL 4 s, renew 2.5 s before expiry: a renewal every ~1.5 s.
+        const a = env.manager(prefix, { leaseTtlSeconds: 4, renewMarginMinutes: 2.5 / 60 });
+        const lease = await a.acquireLease({ publicIP: parseAddr("198.18.0.1") }, signal);
+        const key = a.leaseKey(lease);
+        const acquired = (await readKey(client, key))!;
+        const raw = recordEvents(client, `${prefix}/subnets/`, acquired.modRevision + 1, signal);
+        const b = watchInBackground(env.manager(prefix), signal);
+        tasks.push(raw.done, b.done);
+        // B's snapshot comes before A's upkeep starts, so B watches every renewal.
+        await waitFor("B's snapshot", () => b.updates.length > 0);
+        assert.deepEqual(b.names(), [formatLeaseKey(lease)]);
+        tasks.push(a.maintainLease(lease, signal));
+        await waitFor("two renewals", () => a.stats.renewals >= 2);
+        // A later write: once B and the raw watch have it, they have seen the renewals before it.
+        const marker = "10.5.250.0-24";
+        await putLease(client, prefix, marker, allocValue("198.18.0.250"));
+        await waitFor("the marker at B", () => b.names().includes(marker));
+        await waitFor(
+          "the marker in the raw watch",
+          () => raw.events.some((e) => text(e.kv.key).endsWith(marker)),
+        );
+        const ours = raw.events.filter((e) => text(e.kv.key) === key);
+        assert.ok(ours.length >= 2, `${ours.length} writes of our key`);
+        assert.deepEqual(ours.map((e) => e.type), ours.map(() => "put"), "never a delete");
+        // Each renewal moved the key to a new etcd lease (and kept its value).
+        const leases = [acquired.lease, ...ours.map((e) => e.kv.lease)];
+        assert.equal(new Set(leases).size, leases.length, leases.join());
+        for (const e of ours) assert.equal(text(e.kv.value), allocValue("198.18.0.1"));
+        // B: our key was added by the snapshot and never removed or re-added.
+        assert.deepEqual(b.summary(), [
+          `added ${formatLeaseKey(lease)} 198.18.0.1`,
+          `added ${marker} 198.18.0.250`,
+        ]);
+        assert.deepEqual(b.names(), [formatLeaseKey(lease), marker].sort());
       }),
 
     "a failed renewal is retried until it succeeds": (env) =>
@@ -250,24 +304,39 @@ Deno.test("etcd lease watch and upkeep", async (t) => {
         const w = watchInBackground(manager, new AbortController().signal);
         tasks.push(keep, w.done);
         await waitFor("snapshot", () => w.updates.length > 0);
+        let ended = false;
+        Promise.all([keep, w.done]).then(() => ended = true);
         await manager.close();
-        const ended = Promise.all([keep, w.done]).then(() => true);
-        assert.ok(await Promise.race([ended, new Promise((r) => setTimeout(r, 3000, false))]));
+        await waitFor("the watch and the upkeep to end", () => ended);
       }),
 
     "a reservation we hold is never renewed (quirk 4)": (env) =>
       scoped(env, async ({ prefix, client, signal, tasks }) => {
         await putLease(client, prefix, "10.5.9.0-24", allocValue("198.18.0.1"), 0);
-        const manager = env.manager(prefix, { leaseTtlSeconds: 3, renewMarginMinutes: 2 / 60 });
+        const key = `${prefix}/subnets/10.5.9.0-24`;
+        const written = (await readKey(client, key))!.modRevision;
+        // TTL 3 s, renew 2 s before expiry: a lease would be renewed 1 s after it was written.
+        const options = { leaseTtlSeconds: 3, renewMarginMinutes: 2 / 60 };
+        const manager = env.manager(prefix, options);
         const lease: Lease = await manager.acquireLease(
           { publicIP: parseAddr("198.18.0.1") },
           signal,
         );
         assert.equal(lease.reserved, true);
         tasks.push(manager.maintainLease(lease, signal));
-        await new Promise((r) => setTimeout(r, 2500));
+        // A control: a node with a real lease and the same timers, started after ours. Once it
+        // has renewed twice, ours would have been due too, had it been treated as a lease.
+        const control = env.manager(prefix, options);
+        const controlled = await control.acquireLease(
+          { publicIP: parseAddr("198.18.0.2") },
+          signal,
+        );
+        tasks.push(control.maintainLease(controlled, signal));
+        await waitFor("the control's renewals", () => control.stats.renewals >= 2);
         assert.equal(manager.stats.renewals, 0);
-        assert.equal((await readSubnets(client, prefix)).get("10.5.9.0-24")!.lease, "0");
+        const stored = (await readKey(client, key))!;
+        assert.equal(stored.lease, "0");
+        assert.equal(stored.modRevision, written, "the reservation was not written again");
       }),
   });
 });
