@@ -26,7 +26,7 @@ import {
 import { IMAGE_REFERENCE } from "../../packaging/image.ts";
 import { distImage } from "../helpers/dist.ts";
 import { hasCommand, removeLeftovers, run, RUN_PREFIX } from "../helpers/netns.ts";
-import { rootSuite, timeUntil } from "./overlay_kernel.ts";
+import { readSubnetEnv, rootSuite, timeUntil } from "./overlay_kernel.ts";
 
 const HEALTHZ_PORT = 8081;
 /** The iptables variant node 1 and node 2 use before Tartan starts. */
@@ -216,6 +216,28 @@ rootSuite("e2e: the image runs as flannel's DaemonSet runs it, on two nodes", as
       await timeUntil(`${a.ip} → ${b.ip}`, () => ping(a.ns, b.ip), 20_000, 100);
       assert.ok(await ping(b.ns, a.ip), `${b.ip} → ${a.ip}`);
     });
+
+    await t.step(
+      "the image holds flannel's other paths and the tools the daemon runs",
+      async () => {
+        const node = nodes[0];
+        const inside = (script: string) =>
+          node.podman.podman(["exec", `${node.ns}-flanneld`, "sh", "-c", script]);
+        assert.match(await inside("/usr/local/bin/tartan version"), /^tartan \d/);
+        const subnet = (await readSubnetEnv(`${node.dir}/run-flannel/subnet.env`))
+          .get("FLANNEL_SUBNET");
+        const opts = await inside(
+          "/opt/bin/mk-docker-opts.sh -d /tmp/opts.env && cat /tmp/opts.env",
+        );
+        assert.match(opts, new RegExp(`^DOCKER_OPT_BIP="--bip=${subnet}"$`, "m"));
+        const tools = ["cp", "mv", "nft", "ip", "iptables-legacy", "iptables-nft", "ip6tables"];
+        const missing = await inside(
+          `for t in ${tools.join(" ")}; do command -v $t >/dev/null || echo $t; done; ` +
+            "test -s /etc/ssl/certs/ca-certificates.crt || echo CA-certificates",
+        );
+        assert.equal(missing.trim(), "", "missing from the image");
+      },
+    );
 
     await t.step("iptables rules land in the variant each node already used", async () => {
       for (const [i, variant] of VARIANTS.entries()) {
