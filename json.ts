@@ -5,8 +5,11 @@
  * @module
  */
 
+/** A JSON object as `JSON.parse` returns it. */
+export type JsonObject = Record<string, unknown>;
+
 /** A JSON object: not null, not an array. */
-export function isRecord(value: unknown): value is Record<string, unknown> {
+export function isRecord(value: unknown): value is JsonObject {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 

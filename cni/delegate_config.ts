@@ -8,7 +8,7 @@ import { z } from "zod";
 import { formatAddr, formatNet, type IPNet, parseAddr, parseNet } from "../ip/mod.ts";
 import { encodeCanonical } from "./canonical_json.ts";
 import { ConfigError } from "./errors.ts";
-import type { JsonObject } from "./json.ts";
+import type { JsonObject } from "../json.ts";
 import type { NetConf } from "./netconf.ts";
 import type { SubnetEnv } from "./subnet_env.ts";
 import { errorText } from "../log.ts";

@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { CniError, DelegateError, ErrorCode } from "./errors.ts";
-import { isJsonObject } from "./json.ts";
+import { isRecord } from "../json.ts";
 import type { Command } from "./protocol.ts";
 import { errorText } from "../log.ts";
 
@@ -50,7 +50,7 @@ function parseJson(text: string): unknown {
 }
 
 function isErrorResult(value: unknown): boolean {
-  return isJsonObject(value) && typeof value.code === "number" && typeof value.msg === "string";
+  return isRecord(value) && typeof value.code === "number" && typeof value.msg === "string";
 }
 
 async function run(file: string, env: Record<string, string>, stdin: Uint8Array) {
@@ -109,7 +109,7 @@ export async function invokeDelegate(
       stdout.trim().slice(0, 1000),
     );
   }
-  if (command === "ADD" && !isJsonObject(result)) {
+  if (command === "ADD" && !isRecord(result)) {
     throw new CniError(
       ErrorCode.internal,
       `delegate plugin ${type} returned an invalid ADD result`,

@@ -9,7 +9,7 @@ import { DEFAULTS } from "../config/flags.ts";
 import { CniError, ConfigError, ErrorCode } from "./errors.ts";
 import { checkVersion } from "./protocol.ts";
 import { errorText } from "../log.ts";
-import { isJsonObject, type JsonObject } from "./json.ts";
+import { isRecord, type JsonObject } from "../json.ts";
 
 /** Where delegate configs are saved unless `dataDir` says otherwise. */
 export const DEFAULT_DATA_DIR = "/var/lib/cni/flannel";
@@ -35,7 +35,7 @@ export interface NetConf {
 
 // Objects are checked in place (z.custom) rather than rebuilt, so every member the user wrote,
 // whatever its name, reaches the delegate unchanged.
-const jsonObject = z.custom<JsonObject>(isJsonObject, "must be a JSON object");
+const jsonObject = z.custom<JsonObject>(isRecord, "must be a JSON object");
 const absolutePath = z.string().refine((p) => p.startsWith("/"), "must be an absolute path");
 
 /** The zod schema of the input config (libcni's network-name rule included). */
@@ -66,7 +66,7 @@ export function decodeConfig(stdin: Uint8Array): JsonObject {
     const reason = errorText(err);
     throw new CniError(ErrorCode.decodingFailure, "failed to decode network config", reason);
   }
-  if (!isJsonObject(value)) {
+  if (!isRecord(value)) {
     throw new CniError(
       ErrorCode.decodingFailure,
       "failed to decode network config",

@@ -9,7 +9,7 @@ import { errorText, logger } from "../log.ts";
 import { VERSION } from "../version.ts";
 import type { PluginEnv } from "./delegate_exec.ts";
 import { CniError, ErrorCode } from "./errors.ts";
-import { isJsonObject } from "./json.ts";
+import { isRecord } from "../json.ts";
 import { formatError, formatVersionResult, outputVersion, parseRequest } from "./protocol.ts";
 
 const log = logger("cni");
@@ -24,7 +24,7 @@ export interface CniOutcome {
 function peekVersion(stdin: Uint8Array): unknown {
   try {
     const value: unknown = JSON.parse(new TextDecoder().decode(stdin));
-    return isJsonObject(value) ? value.cniVersion : undefined;
+    return isRecord(value) ? value.cniVersion : undefined;
   } catch {
     return undefined;
   }

@@ -10,7 +10,7 @@
 import { join } from "node:path";
 import { isPluginName } from "./delegate_config.ts";
 import { CniError, ErrorCode } from "./errors.ts";
-import { isJsonObject, type JsonObject } from "./json.ts";
+import { isRecord, type JsonObject } from "../json.ts";
 import { syncPath } from "../fsync.ts";
 import { errorText } from "../log.ts";
 
@@ -115,7 +115,7 @@ export function decodeSavedConfig(bytes: Uint8Array): SavedConfig | undefined {
   } catch {
     return undefined;
   }
-  if (!isJsonObject(config) || typeof config.type !== "string" || !isPluginName(config.type)) {
+  if (!isRecord(config) || typeof config.type !== "string" || !isPluginName(config.type)) {
     return undefined;
   }
   return { type: config.type, config };

@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { encodeCanonical } from "../../cni/canonical_json.ts";
 import { buildDelegateConfig, encodeDelegateConfig } from "../../cni/delegate_config.ts";
 import { ConfigError } from "../../cni/errors.ts";
-import type { JsonObject } from "../../cni/json.ts";
+import type { JsonObject } from "../../json.ts";
 import { parseNetConf } from "../../cni/netconf.ts";
 import { parseSubnetEnv } from "../../cni/subnet_env.ts";
 
