@@ -29,8 +29,11 @@ export const SMALL_PROBE_BYTES = 84;
 export const PROBE_TIMEOUT_MS = 1000;
 /** Fewest milliseconds between two wake-ups of the schedule (sends are batched below it). */
 const MIN_TICK_MS = 100;
-/** Longest wait of a receive loop, so that it notices the stop signal soon. */
-const RECEIVE_WAIT_MS = 250;
+/**
+ * Longest wait of a receive loop: it notices the stop signal within this, and an idle daemon
+ * wakes for it once a second per socket.
+ */
+const RECEIVE_WAIT_MS = 1000;
 
 /** How one echo ended, for the metrics. */
 export type ProbeOutcome = "answered" | "lost" | "unsent";
