@@ -139,7 +139,12 @@ export class EtcdLeaseStore {
     if (keyOnly) return { kv, name, ranges };
     try {
       const attrs = decodeLeaseAttrs(UTF8.decode(kv.value));
-      const lease: Lease = { ...subnets, attrs, ...(kv.lease === "0" && { reserved: true }) };
+      const lease: Lease = {
+        ...subnets,
+        attrs,
+        ...(kv.lease === "0" && { reserved: true }),
+        created: kv.createRevision,
+      };
       return { kv, name, lease, ranges };
     } catch (error) {
       this.#skipped(name, error);

@@ -267,7 +267,7 @@ export function nodeLease(node: KubeNode, names: AnnotationNames, config: Networ
     if (!(error instanceof LeaseKeyError)) throw error;
     throw new NodeLeaseError(node.name, "malformed", `has an unusable pod CIDR: ${error.message}`);
   }
-  return lease;
+  return node.created === undefined ? lease : { ...lease, created: node.created };
 }
 
 /** The backend data a previous run published for one family, if it parses (VTEP MAC reuse). */

@@ -24,6 +24,8 @@ export interface KubeNode {
   /** `spec.podCIDRs`, or `[spec.podCIDR]` when that list is empty (spec §4.1). */
   readonly podCIDRs: readonly string[];
   readonly conditions: readonly NodeCondition[];
+  /** `metadata.creationTimestamp` in ms since the epoch, when the object carries a valid one. */
+  readonly created?: number;
 }
 
 /** An object that is not a Node as the API serves them, or a node whose pod CIDRs are unusable. */
@@ -74,6 +76,14 @@ export function parseKubeNode(raw: unknown): KubeNode {
     : fail("metadata", "object", member(raw, "metadata"));
   const name = text(metadata.name, "metadata.name");
   if (name === "") fail("metadata.name", "a non-empty string", name);
+  // A string from the API, a Date from the client library's typed objects; anything else is
+  // ignored (it only orders conflicting leases, never decides whether a node counts).
+  const stamp = metadata.creationTimestamp;
+  const created = stamp instanceof Date
+    ? stamp.getTime()
+    : typeof stamp === "string"
+    ? Date.parse(stamp)
+    : NaN;
   const resourceVersion = metadata.resourceVersion === undefined
     ? undefined
     : text(metadata.resourceVersion, "metadata.resourceVersion");
@@ -106,6 +116,7 @@ export function parseKubeNode(raw: unknown): KubeNode {
     annotations,
     podCIDRs: list.length > 0 ? list : podCIDR ? [podCIDR] : [],
     conditions,
+    ...(Number.isFinite(created) && { created }),
   };
 }
 

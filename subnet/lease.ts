@@ -55,6 +55,13 @@ export interface Lease extends LeaseSubnets {
   readonly expiration?: Date;
   /** A reservation: an etcd key with no etcd lease, never expiring and never renewed. */
   readonly reserved?: boolean;
+  /**
+   * When its store entry was created, as an order within one store (etcd: the key's
+   * create_revision; Kubernetes: the Node's creationTimestamp in ms). Every node reads the same
+   * value, so the lease gate lets the oldest of two conflicting leases keep its place even on a
+   * node that meets both at once (start-up, relist). Not part of what a lease publishes.
+   */
+  readonly created?: number;
 }
 
 /** A change to the set of leases, as backends consume it (spec §6.1). */

@@ -6,9 +6,11 @@
  *
  * The gate is stateful over the watch: a live lease holds its subnets (and, for vxlan, its VTEP
  * MACs), so a later lease overlapping them is skipped. The first seen keeps its place: in an
- * event stream, by arrival; in a snapshot, leases already admitted first, then those skipped
- * before (in the order first seen), then new ones in the snapshot's order (etcd: key order). When
- * a holder goes away or changes, skipped leases are evaluated again and admitted once valid.
+ * event stream, by arrival; in a snapshot, leases already admitted first, then the others oldest
+ * first by {@link Lease.created} (etcd create_revision, Node creationTimestamp), which is the
+ * order every node saw them arrive in, so a node that starts or relists decides as the others
+ * did. When a holder goes away or changes, skipped leases are evaluated again and admitted once
+ * valid.
  *
  * @module
  */
@@ -249,11 +251,16 @@ export class LeaseGate {
       const id = leaseIdentity(lease);
       if (id !== this.#ownId) next.set(id, lease);
     }
-    // Places are kept: admitted before, then skipped before, then new, each in its order.
-    const order = [
-      ...[...this.#admitted.keys()].filter((id) => next.has(id)),
+    // Places are kept: the admitted first, in their order; then the rest, oldest store entry
+    // first (every node agrees on that), ties in the order first seen.
+    const rest = [
       ...[...this.#skipped.keys()].filter((id) => next.has(id) && !this.#admitted.has(id)),
       ...[...next.keys()].filter((id) => !this.#admitted.has(id) && !this.#skipped.has(id)),
+    ];
+    const age = (id: string) => next.get(id)!.created ?? Number.MAX_SAFE_INTEGER;
+    const order = [
+      ...[...this.#admitted.keys()].filter((id) => next.has(id)),
+      ...rest.sort((a, b) => age(a) - age(b)),
     ];
     const previous = new Map(this.#skipped);
     this.#admitted.clear();

@@ -162,6 +162,22 @@ Deno.test("a peer's lease is read from its node (spec §4.3)", () => {
   assert.equal(udp.attrs.backendData, undefined);
 });
 
+Deno.test("a peer's lease carries its Node's creation time (the lease gate's order)", () => {
+  const { patch } = publication(names, vxlanAttrs, {});
+  const at = (creationTimestamp: unknown) =>
+    nodeLease(
+      parseKubeNode({
+        metadata: { name: "n3", annotations: patch, creationTimestamp },
+        spec: { podCIDRs: ["10.244.3.0/24"] },
+      }),
+      names,
+      v4Config,
+    ).created;
+  assert.equal(at("2026-12-06T15:00:00Z"), Date.parse("2026-12-06T15:00:00Z"));
+  assert.equal(at(new Date(5000)), 5000, "the client library's typed objects carry a Date");
+  for (const odd of [undefined, null, "yesterday", 42]) assert.equal(at(odd), undefined);
+});
+
 Deno.test("nodes without usable lease data are unmanaged or malformed, never a crash", () => {
   const good = publication(names, vxlanAttrs, {}).patch;
   const cases: Array<[KubeNode, "unmanaged" | "malformed"]> = [

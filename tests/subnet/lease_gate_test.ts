@@ -179,6 +179,21 @@ Deno.test("the first seen keeps its place; the skipped one is admitted when the 
   assert.equal(g.skipped.size, 0);
 });
 
+Deno.test("a node meeting both at once (start-up, relist) lets the older store entry win", () => {
+  const victim = { ...vx("10.244.20.0/24", "198.18.0.20", "0e:00:00:00:00:20"), created: 100 };
+  // The thief's key sorts first in etcd's key order, but was created later.
+  const thief = { ...vx("10.244.10.0/24", "198.18.0.66", "0e:00:00:00:00:20"), created: 250 };
+  const { g } = gate();
+  const snap = g.apply({ type: "snapshot", leases: [thief, victim] });
+  assert.deepEqual(snap.type === "snapshot" && snap.leases, [victim]);
+  assert.equal(g.skipOf(thief)?.reason, "vtep_mac_taken");
+  // A node that saw them arrive one by one decides the same.
+  const live = gate().g;
+  events(live, added(victim));
+  events(live, added(thief));
+  assert.equal(live.skipOf(thief)?.reason, "vtep_mac_taken");
+});
+
 Deno.test("a holder that turns invalid gives up its place in the same batch", () => {
   const { g } = gate();
   const a = vx("10.244.3.0/24", "198.18.0.13", "0e:00:00:00:00:13");
