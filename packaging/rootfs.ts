@@ -43,16 +43,20 @@ export async function debianRootfs(): Promise<string> {
   if (await Deno.stat(file).then(() => true, () => false)) return file;
   await Deno.mkdir(dir, { recursive: true });
   const tmp = `${file}.${Deno.pid}.tmp`;
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command("mmdebstrap", { args, stdout: "piped", stderr: "inherit" }).spawn();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new Error("mmdebstrap is not installed (apt-get install mmdebstrap)");
+    }
+    throw error;
+  }
   const out = await Deno.open(tmp, { write: true, create: true, truncate: true });
-  const child = new Deno.Command("mmdebstrap", {
-    args,
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
   await child.stdout.pipeTo(out.writable);
   if (!(await child.status).success) {
     await Deno.remove(tmp).catch(() => {});
-    throw new Error("mmdebstrap failed (is it installed? apt-get install mmdebstrap)");
+    throw new Error("mmdebstrap failed: see its messages above");
   }
   await Deno.rename(tmp, file);
   return file;
