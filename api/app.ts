@@ -152,7 +152,10 @@ export function createApp(state: DaemonState, metrics: Metrics, options: AppOpti
     return c.json(backendView(health));
   });
 
-  app.get("/v1/peers", (c) => c.json(peersView(state.peerProbes?.())));
+  app.get("/v1/peers", (c) => {
+    const problemsOnly = c.req.query("problems") !== undefined;
+    return c.json(peersView(state.peerProbes?.(), problemsOnly));
+  });
 
   app.get("/metrics", async (c) => {
     const text = await metrics.render();

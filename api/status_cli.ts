@@ -13,9 +13,11 @@ import type { z } from "zod";
 import {
   BackendSchema,
   ErrorSchema,
+  type LeaseListBody,
   LeaseListSchema,
   type PeersBody,
   PeersSchema,
+  type StatusBody,
   StatusSchema,
 } from "./schemas.ts";
 import { errorText } from "../log.ts";
@@ -237,10 +239,18 @@ function required<T>(fetched: Fetched<T>, path: string): T {
   return fetched.body;
 }
 
-/** `/v1/peers`, or null from a daemon that predates it. */
-async function fetchPeers(base: string, token: string | undefined): Promise<PeersBody | null> {
+/**
+ * `/v1/peers` (with `problemsOnly`, `/v1/peers?problems`: only peers with a problem verdict), or
+ * null from a daemon that predates it.
+ */
+export async function fetchPeers(
+  base: string,
+  token: string | undefined,
+  problemsOnly = false,
+): Promise<PeersBody | null> {
   try {
-    const peers = await getJson(base, "/v1/peers", PeersSchema, token);
+    const path = problemsOnly ? "/v1/peers?problems" : "/v1/peers";
+    const peers = await getJson(base, path, PeersSchema, token);
     return "unavailable" in peers ? null : peers.body;
   } catch (err) {
     if (err instanceof AdminUnreachableError && / answered 404:/.test(err.message)) return null;
@@ -248,20 +258,38 @@ async function fetchPeers(base: string, token: string | undefined): Promise<Peer
   }
 }
 
+/**
+ * Wait for every request, then fail with the first failure in argument order (not in time), so
+ * that an error names the same endpoint every time.
+ */
+async function allInOrder<T extends readonly unknown[]>(
+  requests: { [K in keyof T]: Promise<T[K]> },
+): Promise<T> {
+  const settled = await Promise.allSettled(requests);
+  for (const result of settled) if (result.status === "rejected") throw result.reason;
+  return settled.map((result) => (result as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
+
+/** `/v1/status` and `/v1/leases` from the admin API at `base`. */
+export async function fetchStatusAndLeases(
+  base: string,
+  token: string | undefined,
+): Promise<{ status: StatusBody; leases: LeaseListBody }> {
+  const [status, leases] = await allInOrder([
+    getJson(base, "/v1/status", StatusSchema, token),
+    getJson(base, "/v1/leases", LeaseListSchema, token),
+  ]);
+  return { status: required(status, "/v1/status"), leases: required(leases, "/v1/leases") };
+}
+
 /** Fetch status, backend, leases and peer probes from the admin API at `base`. */
 export async function fetchStatusReport(base: string, token?: string): Promise<StatusReport> {
-  const [status, backend, leases, peers] = await Promise.all([
-    getJson(base, "/v1/status", StatusSchema, token),
+  const [{ status, leases }, backend, peers] = await allInOrder([
+    fetchStatusAndLeases(base, token),
     getJson(base, "/v1/backend", BackendSchema, token),
-    getJson(base, "/v1/leases", LeaseListSchema, token),
     fetchPeers(base, token),
   ]);
-  return {
-    status: required(status, "/v1/status"),
-    backend: "unavailable" in backend ? null : backend.body,
-    leases: required(leases, "/v1/leases"),
-    peers,
-  };
+  return { status, backend: "unavailable" in backend ? null : backend.body, leases, peers };
 }
 
 /**

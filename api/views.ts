@@ -17,6 +17,7 @@ import {
   type PathState,
   PEER_VERDICTS,
   type PeerProbeState,
+  type PeerVerdict,
   peerVerdict,
 } from "../probe/peer_state.ts";
 import type {
@@ -281,24 +282,35 @@ function probePathView(path: PathState, target: string): ProbePathBody {
   };
 }
 
-function peerProbeView(peer: PeerProbeState): PeerProbeBody {
+function peerProbeView(peer: PeerProbeState, verdict: PeerVerdict): PeerProbeBody {
   const text = targetText(peer.target);
   return {
     key: peer.target.key,
     subnet: text.subnet,
     publicIP: text.publicIP,
-    verdict: peerVerdict(peer),
+    verdict,
     underlay: probePathView(peer.underlay, text.publicIP),
     overlay: peer.overlay && text.overlay ? probePathView(peer.overlay, text.overlay) : null,
     fullSize: probePathView(peer.fullSize, text.overlay ?? text.publicIP),
   };
 }
 
-/** `GET /v1/peers`: the prober's report, or why there is none. */
-export function peersView(report: PeerProbeReport | undefined): PeersBody {
-  const peers = report?.peers.map(peerProbeView) ?? [];
+/** Verdicts that are not problems: left out by `/v1/peers?problems`. */
+const FINE: ReadonlySet<PeerVerdict> = new Set(["ok", "pending"]);
+
+/**
+ * `GET /v1/peers`: the prober's report, or why there is none. With `problemsOnly` the list keeps
+ * only peers with a problem verdict (the counts still cover every peer): what `tartan doctor`
+ * needs, without rendering 10 000 healthy peers.
+ */
+export function peersView(report: PeerProbeReport | undefined, problemsOnly = false): PeersBody {
   const verdicts: Record<string, number> = Object.fromEntries(PEER_VERDICTS.map((v) => [v, 0]));
-  for (const peer of peers) verdicts[peer.verdict]++;
+  const peers: PeerProbeBody[] = [];
+  for (const peer of report?.peers ?? []) {
+    const verdict = peerVerdict(peer);
+    verdicts[verdict]++;
+    if (!problemsOnly || !FINE.has(verdict)) peers.push(peerProbeView(peer, verdict));
+  }
   return {
     enabled: report?.enabled ?? false,
     disabledReason: report

@@ -11,7 +11,8 @@
 import {
   ADMIN_FLAGS,
   adminUrlFrom,
-  fetchStatusReport,
+  fetchPeers,
+  fetchStatusAndLeases,
   readFlags,
   StatusUsageError,
   tokenFileFrom,
@@ -104,8 +105,11 @@ async function fetchDaemon(
   }
   try {
     const token = args.tokenFile ? await readAdminToken(args.tokenFile) : undefined;
-    const report = await fetchStatusReport(args.url, token);
-    return { view: { url: args.url, ...report } };
+    const [daemon, peers] = await Promise.all([
+      fetchStatusAndLeases(args.url, token),
+      fetchPeers(args.url, token, true),
+    ]);
+    return { view: { url: args.url, ...daemon, peers } };
   } catch (err) {
     // An unreachable API and an unreadable token file alike leave only the host to check.
     return {

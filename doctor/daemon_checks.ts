@@ -226,7 +226,7 @@ function peerProbeCheck(context: DaemonCheckContext): CheckResult {
   }
   const pending = peers.verdicts.pending ?? 0;
   const notes = pending > 0 ? [`${pending} peer(s) not probed yet`] : [];
-  const count = peers.peers.length;
+  const count = Object.values(peers.verdicts).reduce((sum, n) => sum + n, 0);
   return { check: `peer probes (${count} peer${count === 1 ? "" : "s"})`, findings, notes };
 }
 

@@ -313,9 +313,14 @@ Deno.test("/v1/peers reports each peer's paths and verdict, and says when probin
     recordFailure(peer.overlay!, "no reply within 1000 ms", at);
     recordFailure(peer.fullSize, "no reply within 1000 ms", at);
   }
+  const [other] = probeTargets([vxlanLease("10.244.3.0/24", "198.18.0.3")], undefined, "vxlan");
+  const healthy = newPeerProbeState(other);
+  for (const path of [healthy.underlay, healthy.overlay!, healthy.fullSize]) {
+    recordAnswer(path, 0.2, at);
+  }
   state.peerProbes = () =>
-    probeReport([peer], {
-      underlay: { answered: 1, lost: 0, unsent: 0 },
+    probeReport([peer, healthy], {
+      underlay: { answered: 2, lost: 0, unsent: 0 },
       overlay: { answered: 0, lost: 2, unsent: 0 },
       fullSize: { answered: 0, lost: 2, unsent: 0 },
     });
@@ -333,6 +338,10 @@ Deno.test("/v1/peers reports each peer's paths and verdict, and says when probin
   assert.equal(body.peers[0].overlay?.target, "10.244.2.0");
   assert.equal(body.peers[0].overlay?.failureStreak, 2);
   assert.equal(body.peers[0].verdict, "overlay-blocked");
+  assert.equal(body.peers[1].verdict, "ok");
+  const problems = PeersSchema.parse((await getJson(state, "/v1/peers?problems")).body);
+  assert.deepEqual(problems.peers.map((p) => p.key), ["10.244.2.0-24"], "only the problem");
+  assert.deepEqual(problems.verdicts, body.verdicts, "counts cover every peer");
   const metrics = await (await appFor(state).request("/metrics")).text();
   assert.match(metrics, /tartan_peer_probe_peers\{path="overlay",state="unreachable"\} 1/);
   assert.match(metrics, /tartan_peer_probe_verdict_peers\{verdict="overlay-blocked"\} 1/);
