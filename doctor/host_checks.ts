@@ -190,6 +190,9 @@ function forwardCheck(facts: HostFacts, network: IPNet | undefined): CheckResult
   const notes: string[] = [];
   const net = network ? formatNet(network) : "<pod network>";
   const ipt = facts.iptablesForward;
+  if (!ipt && !facts.nftForwardChains) {
+    notes.push("FORWARD not checked: neither iptables-save nor nft could be read (needs root)");
+  }
   if (ipt) {
     if (ipt.policy === "DROP" && !ipt.jumpsToOurs) {
       findings.push({

@@ -121,6 +121,15 @@ function routeTo(addr: IPAddr): Route | undefined {
   }
 }
 
+/** nft's JSON, or undefined when it is not JSON (an nft too old for `-j`, say). */
+function tryParseNftForwardChains(json: string): NftForwardChain[] | undefined {
+  try {
+    return parseNftForwardChains(json);
+  } catch {
+    return undefined;
+  }
+}
+
 async function tryRun(run: CommandRunner, argv: string[]): Promise<string | undefined> {
   try {
     return await run(argv);
@@ -150,7 +159,7 @@ export async function gatherHostFacts(subnetFile: string): Promise<HostFacts> {
       routes,
       routeTo,
       iptablesForward: save === undefined ? undefined : parseIptablesForward(save),
-      nftForwardChains: nft === undefined ? undefined : parseNftForwardChains(nft),
+      nftForwardChains: nft === undefined ? undefined : tryParseNftForwardChains(nft),
     };
   } finally {
     closeNetlink(netlink);

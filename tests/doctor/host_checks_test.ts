@@ -178,6 +178,14 @@ Deno.test("host checks: cni0 with an old subnet's address, host routes in the po
   assert.deepEqual(hostgw, [], "a host-gw route to one peer subnet is ours");
 });
 
+Deno.test("host checks: an unreadable firewall is a note, not a finding", () => {
+  const results = hostChecks({
+    facts: healthyFacts({ iptablesForward: undefined, nftForwardChains: undefined }),
+  });
+  assert.deepEqual(results.flatMap((r) => r.findings), []);
+  assert.ok(results.some((r) => r.notes?.some((note) => /FORWARD not checked/.test(note))));
+});
+
 Deno.test("host checks: a missing subnet.env is a finding", () => {
   const findings = findingsOf(healthyFacts({
     subnetEnv: { path: "/run/flannel/subnet.env", error: "No such file or directory" },
