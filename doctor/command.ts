@@ -146,9 +146,15 @@ export async function diagnose(args: DoctorArgs): Promise<DoctorReport> {
     const pathMtu = new Map(blackHoles.map((ip, i) => [ip, mtus[i]]));
     results.push(...daemonChecks({ view, subnetEnv: env, pathMtu }));
   }
-  if (datastore) results.push(datastore);
+  results.push(
+    datastore ?? {
+      check: "datastore",
+      findings: [],
+      notes: ["kube mode: the API server's reachability shows in the daemon's readiness (watch)"],
+    },
+  );
   const peerSubnets = (view?.leases.leases ?? [])
-    .filter((lease) => !lease.own && lease.subnet)
+    .filter((lease) => !lease.own && !lease.skipped && lease.subnet)
     .map((lease) => parseNet(lease.subnet!));
   results.push(...hostChecks({
     facts,
