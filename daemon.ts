@@ -37,7 +37,7 @@ import { maintainBlackholeRoutes } from "./backends/blackhole_route.ts";
 import { notifySystemd } from "./systemd_notify.ts";
 import { VERSION } from "./version.ts";
 import { formatAddr, formatNet } from "./ip/mod.ts";
-import { createPeerProber, type PeerProber } from "./probe/prober.ts";
+import { createPeerProber, type PeerProber, probingOffReport } from "./probe/prober.ts";
 import { overlayAddress, probeTargets } from "./probe/targets.ts";
 
 const log = logger("daemon");
@@ -345,7 +345,16 @@ function startPeerProber(
   network: Network,
 ): PeerProber | undefined {
   const config = state.config;
-  if (options.peerProbeInterval === 0 || !ext.ifaceAddr || ext.ifaceAddr.family !== 4 || !config) {
+  if (!config) return undefined;
+  if (options.peerProbeInterval === 0) {
+    const report = probingOffReport("flag", "peer probing is off (--peer-probe-interval=0)");
+    state.peerProbes = () => report;
+    return undefined;
+  }
+  if (!ext.ifaceAddr || ext.ifaceAddr.family !== 4) {
+    const reason = `${ext.name} has no IPv4 address: only IPv4 peers are probed so far`;
+    const report = probingOffReport("no-ipv4", reason);
+    state.peerProbes = () => report;
     return undefined;
   }
   const backendType = config.backend.type;

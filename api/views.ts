@@ -313,9 +313,8 @@ export function peersView(report: PeerProbeReport | undefined, problemsOnly = fa
   }
   return {
     enabled: report?.enabled ?? false,
-    disabledReason: report
-      ? report.disabledReason ?? null
-      : "peer probing is off (--peer-probe-interval=0) or not started yet",
+    off: report?.off ?? null,
+    disabledReason: report ? report.disabledReason ?? null : "peer probing has not started yet",
     socket: report?.socketKind ?? null,
     intervalSeconds: (report?.intervalMs ?? 0) / 1000,
     maxPerSecond: report?.maxPerSecond ?? 0,

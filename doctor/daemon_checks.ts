@@ -199,7 +199,7 @@ function peerProbeCheck(context: DaemonCheckContext): CheckResult {
   }
   if (!peers.enabled) {
     const reason = peers.disabledReason ?? "unknown";
-    if (/--peer-probe-interval=0/.test(reason)) {
+    if (peers.off !== "permission") {
       return { check: "peer probes", findings: [], notes: [`peer probes: ${reason}`] };
     }
     return {
@@ -226,6 +226,9 @@ function peerProbeCheck(context: DaemonCheckContext): CheckResult {
   }
   const pending = peers.verdicts.pending ?? 0;
   const notes = pending > 0 ? [`${pending} peer(s) not probed yet`] : [];
+  const ipv6Only = context.view.leases.leases
+    .filter((lease) => !lease.own && !lease.skipped && lease.publicIP === "0.0.0.0").length;
+  if (ipv6Only > 0) notes.push(`${ipv6Only} IPv6-only peer(s) not probed (IPv4 only so far)`);
   const count = Object.values(peers.verdicts).reduce((sum, n) => sum + n, 0);
   return { check: `peer probes (${count} peer${count === 1 ? "" : "s"})`, findings, notes };
 }

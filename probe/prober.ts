@@ -55,10 +55,17 @@ export interface ProberOptions extends PacingOptions {
   readonly timeoutMs?: number;
 }
 
+/**
+ * Why probing is off: turned off (`--peer-probe-interval=0`), a node without IPv4 (only IPv4
+ * peers are probed so far), or no permission to send ICMP.
+ */
+export type ProbingOff = "flag" | "no-ipv4" | "permission";
+
 /** What the prober knows, as the admin API shows it. */
 export interface PeerProbeReport {
   /** False until the sockets are open, and for good when they cannot be. */
   readonly enabled: boolean;
+  readonly off?: ProbingOff;
   readonly disabledReason?: string;
   readonly socketKind?: IcmpSocketKind;
   readonly intervalMs: number;
@@ -70,6 +77,23 @@ export interface PeerProbeReport {
   readonly peers: readonly PeerProbeState[];
   /** Echoes that ended since the start, by path and outcome. */
   readonly totals: Readonly<Record<ProbePath, Readonly<Record<ProbeOutcome, number>>>>;
+}
+
+/** The report of a daemon that does not probe, and why. */
+export function probingOffReport(off: ProbingOff, reason: string): PeerProbeReport {
+  const zero = { answered: 0, lost: 0, unsent: 0 };
+  return {
+    enabled: false,
+    off,
+    disabledReason: reason,
+    intervalMs: 0,
+    maxPerSecond: 0,
+    timeoutMs: 0,
+    fullSizeBytes: 0,
+    roundDurationMs: 0,
+    peers: [],
+    totals: { underlay: zero, overlay: zero, fullSize: zero },
+  };
 }
 
 /** The probing loop and its report. */
@@ -110,6 +134,7 @@ export function createPeerProber(options: ProberOptions): PeerProber {
   const totals = { underlay: zero(), overlay: zero(), fullSize: zero() };
   let peers = new Map<string, PeerProbeState>();
   let enabled = false;
+  let off: ProbingOff | undefined;
   let disabledReason: string | undefined;
   let socketKind: IcmpSocketKind | undefined;
   let plan: RoundPlan = planRound(0, options);
@@ -233,6 +258,7 @@ export function createPeerProber(options: ProberOptions): PeerProber {
       if (options.overlaySource) opened.push(openIcmpSocket({ source: options.overlaySource }));
     } catch (err) {
       for (const socket of opened) socket.close();
+      off = "permission";
       disabledReason = errorText(err);
       log.warn("peer probing disabled", { error: disabledReason });
       return undefined;
@@ -244,6 +270,7 @@ export function createPeerProber(options: ProberOptions): PeerProber {
   return {
     report: () => ({
       enabled,
+      off,
       disabledReason,
       socketKind,
       intervalMs: options.intervalMs,

@@ -23,6 +23,7 @@ import {
 } from "./fixture.ts";
 import { newPeerProbeState, recordAnswer, recordFailure } from "../../probe/peer_state.ts";
 import { probeTargets } from "../../probe/targets.ts";
+import { probingOffReport } from "../../probe/prober.ts";
 
 function appFor(state: DaemonState) {
   return createApp(state, createMetrics(state, { defaultMetrics: false }));
@@ -303,7 +304,11 @@ Deno.test("/v1/peers reports each peer's paths and verdict, and says when probin
   const state = readyState();
   const off = PeersSchema.parse((await getJson(state, "/v1/peers")).body);
   assert.equal(off.enabled, false);
-  assert.match(off.disabledReason ?? "", /--peer-probe-interval=0/);
+  assert.deepEqual([off.off, off.disabledReason], [null, "peer probing has not started yet"]);
+  state.peerProbes = () =>
+    probingOffReport("flag", "peer probing is off (--peer-probe-interval=0)");
+  const flagged = PeersSchema.parse((await getJson(state, "/v1/peers")).body);
+  assert.deepEqual([flagged.enabled, flagged.off], [false, "flag"]);
 
   const [target] = probeTargets([vxlanLease("10.244.2.0/24", "198.18.0.2")], undefined, "vxlan");
   const peer = newPeerProbeState(target);

@@ -122,7 +122,7 @@ Deno.test("renderStatus shows node, lease, backend, counters and a peer table", 
     /^SUBNET\s+PUBLIC IP\s+BACKEND\s+EXPIRES\s+IN SYNC\s+UNDERLAY\s+OVERLAY\s+PROBE$/,
   );
   assert.match(table[1], /^10\.244\.2\.0\/24\s+198\.18\.0\.2\s+vxlan\s+-\s+yes\s+-\s+-\s+-$/);
-  assert.match(text, /^probes {5}off: peer probing is off/m);
+  assert.match(text, /^probes {5}off: peer probing has not started yet/m);
   assert.match(
     table[2],
     /^10\.244\.3\.0\/24\s+198\.18\.0\.3 .* no: network is unreachable {2}- +- +-$/,

@@ -18,6 +18,7 @@ import {
   recordFailure,
 } from "../../probe/peer_state.ts";
 import { probeTargets } from "../../probe/targets.ts";
+import { probingOffReport } from "../../probe/prober.ts";
 import type { DaemonState } from "../../state.ts";
 import { probeReport, readyState, vxlanLease } from "../api/fixture.ts";
 
@@ -134,7 +135,7 @@ Deno.test("daemon checks: lease expired, subnet.env stale, probing impossible", 
   const { findings: found, results } = await findings(state);
   assert.ok(found.some((f) => f.check === "daemon-ready" && /expired/.test(f.title)));
   assert.ok(found.some((f) => f.check === "lease-expiry"));
-  assert.ok(results.some((r) => r.notes?.some((n) => /--peer-probe-interval=0/.test(n))));
+  assert.ok(results.some((r) => r.notes?.some((n) => /has not started yet/.test(n))));
 
   const moved = readyState();
   const stale = daemonChecks({
@@ -147,8 +148,28 @@ Deno.test("daemon checks: lease expired, subnet.env stale, probing impossible", 
   const denied = readyState();
   probed(denied, () => {});
   const report = denied.peerProbes!();
-  denied.peerProbes = () => ({ ...report, enabled: false, disabledReason: "raw socket EPERM" });
+  denied.peerProbes = () => ({
+    ...report,
+    enabled: false,
+    off: "permission",
+    disabledReason: "raw socket EPERM",
+  });
   const [finding] = (await findings(denied)).findings;
   assert.equal(finding.check, "peer-probes");
   assert.match(finding.fix, /CAP_NET_RAW/);
+});
+
+Deno.test("daemon checks: probing off by flag or on an IPv6-only node is a note", async () => {
+  for (const off of ["flag", "no-ipv4"] as const) {
+    const state = readyState();
+    state.peerProbes = () => probingOffReport(off, `off: ${off}`);
+    const { findings: found, results } = await findings(state);
+    assert.deepEqual(found, []);
+    assert.ok(results.some((r) => r.notes?.includes(`peer probes: off: ${off}`)));
+  }
+  const state = readyState();
+  state.leases.set("10.244.8.0-24", vxlanLease("10.244.8.0/24", "0.0.0.0"));
+  probed(state, () => {});
+  const { results } = await findings(state);
+  assert.ok(results.some((r) => r.notes?.some((n) => /1 IPv6-only peer\(s\) not probed/.test(n))));
 });
