@@ -221,8 +221,10 @@ function forwardCheck(facts: HostFacts, network: IPNet | undefined): CheckResult
   }
   for (const chain of facts.nftForwardChains ?? []) {
     if (chain.policy !== "drop" || OUR_NFT_TABLES.has(chain.table)) continue;
-    // iptables-nft's own FORWARD chain is judged above, from iptables-save.
-    if (ipt && chain.table === "filter" && chain.name === "FORWARD") continue;
+    // iptables-nft's own FORWARD chain is judged above, from iptables-save (unless that was
+    // iptables-legacy's).
+    const judged = ipt && facts.iptablesVariant !== "legacy";
+    if (judged && chain.table === "filter" && chain.name === "FORWARD") continue;
     findings.push({
       check: "forward-policy",
       title: `nftables chain ${chain.family} ${chain.table} ${chain.name} drops forwarded ` +

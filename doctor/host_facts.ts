@@ -14,6 +14,11 @@ import { closeNetlink, openNetlink } from "../ffi/netlink/socket.ts";
 import type { IPAddr } from "../ip/mod.ts";
 import { parseSubnetEnv } from "../subnet/subnet_env.ts";
 import { errorText } from "../log.ts";
+import {
+  detectIptablesVariant,
+  iptablesTools,
+  type IptablesVariant,
+} from "../traffic/iptables_variant.ts";
 
 /** subnet.env as read, or why it could not be. */
 export interface SubnetEnvFacts {
@@ -53,6 +58,8 @@ export interface HostFacts {
   routeTo(addr: IPAddr): Route | undefined;
   /** Undefined when iptables is not installed or its filter table cannot be read. */
   readonly iptablesForward?: IptablesForward;
+  /** Which iptables that is (the daemon's choice); undefined: the host's plain `iptables`. */
+  readonly iptablesVariant?: IptablesVariant;
   /** Undefined when nft is not installed. */
   readonly nftForwardChains?: readonly NftForwardChain[];
 }
@@ -76,7 +83,7 @@ async function readSubnetEnv(path: string): Promise<SubnetEnvFacts> {
   }
 }
 
-/** Parse `iptables-save -t filter` for the FORWARD chain. */
+/** Parse `iptables-save -t filter` (of either variant) for the FORWARD chain. */
 export function parseIptablesForward(save: string): IptablesForward | undefined {
   const policy = /^:FORWARD (\S+)/m.exec(save)?.[1];
   if (!policy) return undefined;
@@ -138,12 +145,23 @@ async function tryRun(run: CommandRunner, argv: string[]): Promise<string | unde
   }
 }
 
+/**
+ * The filter table of the iptables variant the daemon writes its rules with (legacy or nft, chosen
+ * as it chooses), so the FORWARD chain judged is the one its FLANNEL-FWD hook is in.
+ */
+async function iptablesFilter(
+  run: CommandRunner,
+): Promise<{ variant?: IptablesVariant; save?: string }> {
+  const { variant } = await detectIptablesVariant(run);
+  return { variant, save: await tryRun(run, [iptablesTools(variant).save[4], "-t", "filter"]) };
+}
+
 /** Read every fact from this host (its current network namespace). */
 export async function gatherHostFacts(subnetFile: string): Promise<HostFacts> {
   const run = commandRunner();
-  const [subnetEnv, save, nft] = await Promise.all([
+  const [subnetEnv, { variant, save }, nft] = await Promise.all([
     readSubnetEnv(subnetFile),
-    tryRun(run, ["iptables-save", "-t", "filter"]),
+    iptablesFilter(run),
     tryRun(run, ["nft", "-j", "list", "chains"]),
   ]);
   const netlink = openNetlink();
@@ -159,6 +177,7 @@ export async function gatherHostFacts(subnetFile: string): Promise<HostFacts> {
       routes,
       routeTo,
       iptablesForward: save === undefined ? undefined : parseIptablesForward(save),
+      ...(variant && { iptablesVariant: variant }),
       nftForwardChains: nft === undefined ? undefined : tryParseNftForwardChains(nft),
     };
   } finally {

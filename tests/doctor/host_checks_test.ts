@@ -148,6 +148,16 @@ Deno.test("host checks: FORWARD DROP without our rules, and a foreign nftables d
   assert.match(nft[0].title, /inet filter forward/);
 });
 
+Deno.test("host checks: iptables-nft's FORWARD chain is judged from nft when the daemon uses legacy", () => {
+  const nftFilter = { family: "ip", table: "filter", name: "FORWARD", policy: "drop" };
+  const iptablesForward = { policy: "ACCEPT", jumpsToOurs: true, dropsBefore: [] };
+  const nft = healthyFacts({ iptablesForward, nftForwardChains: [nftFilter] });
+  assert.deepEqual(findingsOf(nft), [], "the nft variant's chain is judged from iptables-save");
+  const legacy = findingsOf({ ...nft, iptablesVariant: "legacy" });
+  assert.deepEqual(legacy.map((f) => f.check), ["forward-policy"]);
+  assert.match(legacy[0].title, /ip filter FORWARD/);
+});
+
 Deno.test("host checks: cni0 with an old subnet's address, host routes in the pod network", () => {
   const facts = healthyFacts();
   const stale = findingsOf({
