@@ -1,8 +1,9 @@
 /**
  * The image's base: a Debian root file system from Debian's packages alone (mmdebstrap, no
  * container registry), with what the daemon and flannel's DaemonSet run: sh, cp, mv (essential
- * packages), iptables in both variants with ip6tables, nft, ip, and CA certificates. It depends
- * only on the package list, so it is built once and kept in the build cache.
+ * packages), iptables in both variants with ip6tables, nft, ip, CA certificates, and wireguard-go
+ * (the wireguard backend on kernels without the module). It depends only on the package list, so
+ * it is built once and kept in the build cache.
  *
  * @module
  */
@@ -15,7 +16,13 @@ const MIRRORS = [
   `deb http://deb.debian.org/debian-security ${SUITE}-security main`,
 ];
 /** Beyond the essential set (dash, coreutils, …). */
-export const IMAGE_PACKAGES = ["ca-certificates", "iproute2", "iptables", "nftables"];
+export const IMAGE_PACKAGES = [
+  "ca-certificates",
+  "iproute2",
+  "iptables",
+  "nftables",
+  "wireguard-go",
+];
 
 const MMDEBSTRAP_ARGS = [
   // Essential packages only (no apt, no perl modules), merged /usr without the usrmerge package.

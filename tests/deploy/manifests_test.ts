@@ -119,7 +119,8 @@ Deno.test("the DaemonSet runs the daemon with flags that parse, and probes the p
   assert.deepEqual(main.securityContext!.capabilities!.add, ["NET_ADMIN", "NET_RAW"]);
   assert.equal(main.securityContext!.privileged, false);
 
-  // Mounts: the net-conf where --net-config-path looks, subnet.env's directory, the xtables lock.
+  // Mounts: the net-conf where --net-config-path looks, subnet.env's directory, the xtables lock,
+  // the TUN device.
   const mounts = Object.fromEntries(main.volumeMounts!.map((m) => [m.mountPath, m.name]));
   const volumes = Object.fromEntries(pod.volumes!.map((v) => [v.name, v]));
   assert.equal(
@@ -130,6 +131,11 @@ Deno.test("the DaemonSet runs the daemon with flags that parse, and probes the p
   assert.equal(volumes[mounts["/run/flannel"]].hostPath?.path, "/run/flannel");
   assert.equal(options.subnetFile, "/run/flannel/subnet.env");
   assert.equal(volumes[mounts["/run/xtables.lock"]].hostPath?.type, "FileOrCreate");
+  // The TUN device for the udp backend and wireguard-go.
+  assert.deepEqual(volumes[mounts["/dev/net/tun"]].hostPath, {
+    path: "/dev/net/tun",
+    type: "CharDevice",
+  });
 
   // Init steps: the plugin lands as /opt/cni/bin/flannel, the config as 10-flannel.conflist.
   // Both are atomic copies by the image's install-conf.

@@ -230,7 +230,10 @@ rootSuite("e2e: the image runs as flannel's DaemonSet runs it, on two nodes", as
           "/opt/bin/mk-docker-opts.sh -d /tmp/opts.env && cat /tmp/opts.env",
         );
         assert.match(opts, new RegExp(`^DOCKER_OPT_BIP="--bip=${subnet}"$`, "m"));
-        const tools = ["cp", "mv", "nft", "ip", "iptables-legacy", "iptables-nft", "ip6tables"];
+        const tools = [
+          ...["cp", "mv", "nft", "ip", "iptables-legacy", "iptables-nft", "ip6tables"],
+          "wireguard-go",
+        ];
         const missing = await inside(
           `for t in ${tools.join(" ")}; do command -v $t >/dev/null || echo $t; done; ` +
             "test -s /etc/ssl/certs/ca-certificates.crt || echo CA-certificates",
