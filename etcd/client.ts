@@ -14,7 +14,6 @@
  *
  * @module
  */
-import { sleep } from "../sleep.ts";
 import {
   decodeAuthenticate,
   decodeDeleteRange,
@@ -57,21 +56,18 @@ import {
   EtcdOptionsError,
   httpClientFor,
   parseEndpoint,
-  type TlsMaterial,
+  type TlsFiles,
+  tlsMaterial,
 } from "./endpoint.ts";
-import { errorText } from "../log.ts";
+import { describe, EtcdError, GrpcCode, tokenRefused } from "./errors.ts";
+import { responseLines } from "./stream.ts";
 
 export { EtcdOptionsError };
 
 /** How to reach etcd (flanneld's `--etcd-*` flags). */
-export interface EtcdConnection {
+export interface EtcdConnection extends TlsFiles {
   /** Client URLs (see endpoint.ts for the forms); flannel's default is `http://127.0.0.1:2379`. */
   readonly endpoints: readonly string[];
-  /** CA bundle that verifies the server; honoured on its own too (flannel needs cert+key, quirk 19). */
-  readonly caFile?: string;
-  /** Client certificate; needs `keyFile`. */
-  readonly certFile?: string;
-  readonly keyFile?: string;
   readonly username?: string;
   readonly password?: string;
   /** Deadline of each request; a watch has none once open. Default 10 s. */
@@ -83,23 +79,6 @@ export interface EtcdConnection {
   readonly watchProbeMs?: number;
 }
 
-/** gRPC status codes the client acts on. */
-export const GrpcCode = {
-  INVALID_ARGUMENT: 3,
-  NOT_FOUND: 5,
-  OUT_OF_RANGE: 11,
-  UNAVAILABLE: 14,
-  UNAUTHENTICATED: 16,
-} as const;
-
-/** A failed request: etcd's answer (gRPC code and message) or an unreachable endpoint. */
-export class EtcdError extends Error {
-  constructor(readonly code: number, message: string) {
-    super(message);
-    this.name = "EtcdError";
-  }
-}
-
 /** Keys read at one store revision. */
 export interface RangeSnapshot {
   readonly kvs: KeyValue[];
@@ -109,45 +88,6 @@ export interface RangeSnapshot {
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 const DEFAULT_WATCH_PROBE_MS = 15_000;
-/** Longest message read from a stream (the old gRPC client's receive limit). */
-const MAX_LINE_BYTES = 64 * 1024 * 1024;
-
-function readPem(path: string, what: string): string {
-  try {
-    return Deno.readTextFileSync(path);
-  } catch (error) {
-    throw new EtcdOptionsError(`cannot read etcd ${what} ${path}: ${(error as Error).message}`);
-  }
-}
-
-function tlsMaterial(conn: EtcdConnection): TlsMaterial {
-  const { caFile, certFile, keyFile } = conn;
-  if (!!certFile !== !!keyFile) {
-    throw new EtcdOptionsError("etcd certfile and keyfile must be given together");
-  }
-  return {
-    ...(caFile && { caCerts: [readPem(caFile, "cafile")] }),
-    ...(certFile && keyFile && {
-      cert: readPem(certFile, "certfile"),
-      key: readPem(keyFile, "keyfile"),
-    }),
-  };
-}
-
-/** An error's message with its causes (fetch puts the TLS or socket reason in `cause`). */
-function describe(error: unknown): string {
-  const parts: string[] = [];
-  for (let e: unknown = error; e !== undefined && parts.length < 4; e = (e as Error).cause) {
-    parts.push(errorText(e));
-    if (!(e instanceof Error)) break;
-  }
-  return parts.join(": ");
-}
-
-/** Whether etcd refused our auth token (expired, or minted by another member). */
-function tokenRefused(code: number, message: string): boolean {
-  return code === GrpcCode.UNAUTHENTICATED || /auth token|user name is empty/i.test(message);
-}
 
 /** One endpoint with its HTTP client and auth token. */
 interface Target {
@@ -288,7 +228,8 @@ export class EtcdClient {
         const { target, response, settled } = await this.#open("/v3/watch", body, done);
         settled();
         let first = true;
-        for await (const line of this.#lines(target, response, done)) {
+        const probe = () => this.#probe(target, done);
+        for await (const line of responseLines(response, this.#probeMs, probe, done)) {
           const message = decodeStreamLine(line, decodeWatchResponse);
           if ("error" in message) throw new EtcdError(message.error.code, message.error.message);
           const res = message.result;
@@ -463,40 +404,6 @@ export class EtcdClient {
       GrpcCode.UNAVAILABLE,
       `${where}: HTTP ${response.status} ${text.slice(0, 80)}`,
     );
-  }
-
-  /**
-   * The lines of a streamed response. After `#probeMs` without data the endpoint is asked for
-   * its status; if that fails too, the stream is given up as dead.
-   */
-  async *#lines(target: Target, response: Response, signal: AbortSignal): AsyncGenerator<string> {
-    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-    let buffered = "";
-    try {
-      let read = reader.read();
-      for (;;) {
-        const waited = new AbortController();
-        const timer = sleep(this.#probeMs, AbortSignal.any([waited.signal, signal]));
-        const next = await Promise.race([read, timer.then(() => "idle" as const)]);
-        waited.abort();
-        if (signal.aborted) return;
-        if (next === "idle") {
-          await this.#probe(target, signal);
-          continue;
-        }
-        if (next.done) return;
-        read = reader.read();
-        buffered += next.value;
-        const lines = buffered.split("\n");
-        buffered = lines.pop()!;
-        for (const line of lines) if (line.trim()) yield line;
-        if (buffered.length > MAX_LINE_BYTES) {
-          throw new EtcdDecodeError(`etcd stream message over ${MAX_LINE_BYTES} bytes`);
-        }
-      }
-    } finally {
-      reader.cancel().catch(() => {});
-    }
   }
 
   /** Throws when `target` does not answer a status request (any answer will do). */

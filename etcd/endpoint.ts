@@ -85,3 +85,35 @@ export function httpClientFor(endpoint: Endpoint, tls: TlsMaterial): Deno.HttpCl
     ? Deno.createHttpClient({ ...options, cert: tls.cert, key: tls.key })
     : Deno.createHttpClient(options);
 }
+
+/** The TLS files of an etcd connection (flanneld's `--etcd-cafile`, `-certfile`, `-keyfile`). */
+export interface TlsFiles {
+  /** CA bundle that verifies the server; honoured on its own too (flannel needs cert+key, quirk 19). */
+  readonly caFile?: string;
+  /** Client certificate; needs `keyFile`. */
+  readonly certFile?: string;
+  readonly keyFile?: string;
+}
+
+function readPem(path: string, what: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    throw new EtcdOptionsError(`cannot read etcd ${what} ${path}: ${(error as Error).message}`);
+  }
+}
+
+/** Read the PEM texts of `files`; throws {@link EtcdOptionsError} when one cannot be read. */
+export function tlsMaterial(files: TlsFiles): TlsMaterial {
+  const { caFile, certFile, keyFile } = files;
+  if (!!certFile !== !!keyFile) {
+    throw new EtcdOptionsError("etcd certfile and keyfile must be given together");
+  }
+  return {
+    ...(caFile && { caCerts: [readPem(caFile, "cafile")] }),
+    ...(certFile && keyFile && {
+      cert: readPem(certFile, "certfile"),
+      key: readPem(keyFile, "keyfile"),
+    }),
+  };
+}

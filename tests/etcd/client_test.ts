@@ -4,7 +4,8 @@
  * error page. (Against a real etcd: tests/subnet/etcd_security_test.ts and the manager tests.)
  */
 import assert from "node:assert/strict";
-import { EtcdClient, EtcdError, GrpcCode } from "../../etcd/client.ts";
+import { EtcdClient } from "../../etcd/client.ts";
+import { EtcdError, GrpcCode } from "../../etcd/errors.ts";
 import { EtcdDecodeError } from "../../etcd/codec.ts";
 import { listWatch, type WatchFailure } from "../../subnet/etcd_watch.ts";
 import { waitFor } from "../helpers/leases.ts";
