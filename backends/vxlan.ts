@@ -31,7 +31,7 @@ import {
   netContains,
 } from "../ip/mod.ts";
 import type { Lease, LeaseAttrs } from "../subnet/lease.ts";
-import { vtepMacOf } from "../subnet/lease_gate.ts";
+import { vtepMacOf } from "../subnet/lease_fields.ts";
 import { leaseIdentity } from "../subnet/lease_set.ts";
 import { type Backend, type BackendContext, BackendError, type Network } from "./backend.ts";
 import { assignTunnelAddress } from "./device_address.ts";

@@ -14,11 +14,8 @@
  *
  * @module
  */
-import { decodeWireguardKey } from "../config/backend_options.ts";
-import { normalizeMac } from "../ffi/mac.ts";
 import {
   addrEqual,
-  type Family,
   formatAddr,
   formatNet,
   type IPAddr,
@@ -26,7 +23,6 @@ import {
   netContains,
   netContainsNet,
   netOverlaps,
-  prefixMask,
 } from "../ip/mod.ts";
 import {
   type JsonValue,
@@ -35,6 +31,8 @@ import {
   type LeaseSubnets,
   leaseSubnets,
 } from "./lease.ts";
+import { unusableAddress, unusableMac, vtepMacOf, wireguardKeyOf } from "./lease_fields.ts";
+import { HeldPlaces, type Place } from "./lease_places.ts";
 import { leaseIdentity } from "./lease_set.ts";
 import type { LeaseWatchUpdate } from "./manager.ts";
 
@@ -86,94 +84,15 @@ export interface LeaseGateOptions {
   readonly onAdmit?: (lease: Lease) => void;
 }
 
-/**
- * The VTEP MAC a vxlan lease publishes in `BackendData` / `BackendV6Data`, in canonical form;
- * undefined when absent or malformed.
- */
-export function vtepMacOf(data: JsonValue | undefined): string | undefined {
-  if (typeof data !== "object" || data === null || Array.isArray(data)) return undefined;
-  const mac = data.VtepMAC;
-  if (typeof mac !== "string") return undefined;
-  if (CANONICAL_MAC.test(mac)) return mac; // what flannel writes: no parse and format needed
-  try {
-    return normalizeMac(mac);
-  } catch {
-    return undefined;
-  }
-}
-
-const CANONICAL_MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
-
-/**
- * The WireGuard public key a wireguard lease publishes in `BackendData` / `BackendV6Data`, as
- * canonical base64; undefined when absent, not the base64 of 32 bytes, or all zeros (no peer can
- * have it).
- */
-export function wireguardKeyOf(data: JsonValue | undefined): string | undefined {
-  if (typeof data !== "object" || data === null || Array.isArray(data)) return undefined;
-  const text = data.PublicKey;
-  if (typeof text !== "string") return undefined;
-  return decodeWireguardKey(text)?.some((b) => b !== 0) ? text.trim() : undefined;
-}
-
-/** Why no tunnel may point at `addr`, or undefined when it is a usable unicast address. */
-function unusableAddress(addr: IPAddr): string | undefined {
-  const v = addr.value;
-  if (addr.family === 4) {
-    if (v >> 24n === 0n) return "in 0.0.0.0/8";
-    if (v >> 24n === 127n) return "a loopback address";
-    if (v >> 16n === 0xa9fen) return "a link-local address";
-    if (v >> 28n === 0xen) return "a multicast address";
-    if (v === 0xffff_ffffn) return "the broadcast address";
-    return undefined;
-  }
-  if (v === 1n) return "the loopback address";
-  if (v >> 120n === 0xffn) return "a multicast address";
-  if (v >> 118n === 0x3fan) return "a link-local address";
-  if (v >> 32n === 0xffffn) return "an IPv4-mapped address";
-  return undefined;
-}
-
-/** Why a VTEP MAC cannot name a peer's device, or undefined when it can. */
-function unusableMac(mac: string): string | undefined {
-  if (mac === "00:00:00:00:00:00") return "is all zeros";
-  if (mac === "ff:ff:ff:ff:ff:ff") return "is the broadcast address";
-  if ((parseInt(mac.slice(0, 2), 16) & 1) === 1) return "is a multicast address";
-  return undefined;
-}
-
 interface Verdict {
   readonly reason: SkipReason;
   readonly detail: string;
 }
 
-/** A lease's part in one address family. */
-interface FamilyPart {
-  readonly family: Family;
-  readonly subnet: IPNet;
-  readonly network: IPNet;
+/** A lease's part in one address family: the place it holds and what it publishes there. */
+interface FamilyPart extends Place {
   readonly publicIP: IPAddr | undefined;
   readonly backendData: JsonValue | undefined;
-  /** The canonical VtepMAC, when the gate checks it and the data has one. */
-  readonly mac: string | undefined;
-}
-
-/** IPv6 prefix masks by length, made once. */
-const V6_MASKS = Array.from({ length: 129 }, (_, q) => prefixMask(6, q));
-
-/** A network as a map key: IPv4 as one number (base · 64 + prefix), IPv6 as text. */
-type NetKey = number | string;
-
-function v4Key(base: number, prefix: number): number {
-  return base * 64 + prefix;
-}
-
-function netKey(net: IPNet): NetKey {
-  return net.family === 4 ? v4Key(Number(net.base), net.prefix) : v6Key(net.base, net.prefix);
-}
-
-function v6Key(base: bigint, prefix: number): string {
-  return `${base.toString(16)}/${prefix}`;
 }
 
 /**
@@ -196,14 +115,10 @@ export class LeaseGate {
   readonly #admitted = new Map<string, Lease>();
   /** Skipped leases by identity, in the order first seen. */
   readonly #skipped = new Map<string, SkippedLease>();
-  /** Subnets held by admitted leases ({@link netKey}) → holder identity. */
-  readonly #held = new Map<NetKey, string>();
-  /** Strict supernets (inside the network) of held subnets → how many held subnets they cover. */
-  readonly #covered = new Map<NetKey, number>();
+  /** Subnets and VTEP MACs the admitted leases hold. */
+  readonly #places = new HeldPlaces();
   /** Per-family parts of the leases seen (see {@link LeaseGate.#parts}). */
   readonly #partsOf = new WeakMap<Lease, FamilyPart[]>();
-  /** `<family>/<mac>` of admitted vxlan leases → holder identity. */
-  readonly #macs = new Map<string, string>();
 
   constructor(options: LeaseGateOptions) {
     this.#options = options;
@@ -265,9 +180,7 @@ export class LeaseGate {
     const previous = new Map(this.#skipped);
     this.#admitted.clear();
     this.#skipped.clear();
-    this.#held.clear();
-    this.#covered.clear();
-    this.#macs.clear();
+    this.#places.clear();
     const out: Lease[] = [];
     for (const id of order) {
       const lease = next.get(id)!;
@@ -362,53 +275,14 @@ export class LeaseGate {
     return parts;
   }
 
-  /**
-   * Keys of the supernets of `net` strictly inside `network`, longest first, `net` itself
-   * included when asked. IPv4 in plain number arithmetic: a snapshot of 10 000 leases in a /8
-   * makes 160 000 of these.
-   */
-  #prefixKeys(net: IPNet, network: IPNet, includeSelf: boolean): NetKey[] {
-    const keys: NetKey[] = [];
-    const last = includeSelf ? net.prefix : net.prefix - 1;
-    const base4 = net.family === 4 ? Number(net.base) : 0;
-    for (let q = last; q > network.prefix; q--) {
-      keys.push(
-        net.family === 4
-          ? v4Key((base4 & (0xffff_ffff << (32 - q))) >>> 0, q)
-          : v6Key(net.base & V6_MASKS[q], q),
-      );
-    }
-    return keys;
-  }
-
   #admit(id: string, lease: Lease): void {
     this.#admitted.set(id, lease);
-    for (const part of this.#parts(lease)) {
-      this.#held.set(netKey(part.subnet), id);
-      for (const key of this.#prefixKeys(part.subnet, part.network, false)) {
-        this.#covered.set(key, (this.#covered.get(key) ?? 0) + 1);
-      }
-      const mac = this.#macKey(part);
-      if (mac) this.#macs.set(mac, id);
-    }
+    this.#places.hold(id, this.#parts(lease));
   }
 
   #release(id: string, lease: Lease): void {
     this.#admitted.delete(id);
-    for (const part of this.#parts(lease)) {
-      this.#held.delete(netKey(part.subnet));
-      for (const key of this.#prefixKeys(part.subnet, part.network, false)) {
-        const count = (this.#covered.get(key) ?? 0) - 1;
-        if (count > 0) this.#covered.set(key, count);
-        else this.#covered.delete(key);
-      }
-      const mac = this.#macKey(part);
-      if (mac && this.#macs.get(mac) === id) this.#macs.delete(mac);
-    }
-  }
-
-  #macKey(part: FamilyPart): string | undefined {
-    return part.mac && `${part.family}/${part.mac}`;
+    this.#places.release(id, this.#parts(lease));
   }
 
   #checksMac(lease: Lease): boolean {
@@ -445,14 +319,12 @@ export class LeaseGate {
       const detail = `${text()} overlaps this node's subnet ${formatNet(own)}`;
       return { reason: "subnet_overlaps_own", detail };
     }
-    for (const key of this.#prefixKeys(subnet, network, true)) {
-      const holder = this.#held.get(key);
-      if (holder) {
-        const detail = `${text()} overlaps the live lease ${this.#describe(holder)}`;
-        return { reason: "subnet_overlaps_lease", detail };
-      }
+    const holder = this.#places.holderOver(subnet, network);
+    if (holder) {
+      const detail = `${text()} overlaps the live lease ${this.#describe(holder)}`;
+      return { reason: "subnet_overlaps_lease", detail };
     }
-    if (this.#covered.has(netKey(subnet))) {
+    if (this.#places.coversHeld(subnet)) {
       const detail = `${text()} contains the subnet of a live lease`;
       return { reason: "subnet_overlaps_lease", detail };
     }
@@ -505,7 +377,7 @@ export class LeaseGate {
     if (this.#ownMacs.has(mac)) {
       return { reason: "vtep_mac_own", detail: `VtepMAC ${mac} is this node's own` };
     }
-    const holder = this.#macs.get(`${part.family}/${mac}`);
+    const holder = this.#places.macHolder(part.family, mac);
     if (holder) {
       const detail = `VtepMAC ${mac} is held by the live lease ${this.#describe(holder)}`;
       return { reason: "vtep_mac_taken", detail };

@@ -2,12 +2,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { type IPNet, netOverlaps, parseAddr, parseNet } from "../../ip/mod.ts";
 import type { JsonValue, Lease, LeaseEvent } from "../../subnet/lease.ts";
-import {
-  LeaseGate,
-  type LeaseGateOptions,
-  type SkippedLease,
-  vtepMacOf,
-} from "../../subnet/lease_gate.ts";
+import { vtepMacOf } from "../../subnet/lease_fields.ts";
+import { LeaseGate, type LeaseGateOptions, type SkippedLease } from "../../subnet/lease_gate.ts";
 import { leaseIdentity } from "../../subnet/lease_set.ts";
 
 const NETWORK = parseNet("10.244.0.0/16");
