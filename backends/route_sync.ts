@@ -22,6 +22,7 @@ import {
   NO_OBJECTS,
 } from "./kernel_objects.ts";
 import { type PeerHealth } from "./backend.ts";
+import { followUpdates, SerialJobs } from "./serial_jobs.ts";
 
 /** One object the kernel refused. */
 export interface ObjectFailure {
@@ -114,13 +115,7 @@ export function createRouteSync(options: RouteSyncOptions): RouteSync {
   let lastReconcileOk: boolean | undefined;
   let lastError: string | undefined;
   let driftRepaired = 0;
-  let queue: Promise<void> = Promise.resolve();
-
-  /** Run jobs one at a time: events and the timer never write the kernel concurrently. */
-  function serial(job: () => Promise<void>): Promise<void> {
-    queue = queue.then(job, job);
-    return queue;
-  }
+  const jobs = new SerialJobs();
 
   function setPeer(lease: Lease): Peer | undefined {
     const key = options.leaseKey(lease);
@@ -236,28 +231,17 @@ export function createRouteSync(options: RouteSyncOptions): RouteSync {
   }
 
   function handle(update: LeaseWatchUpdate): Promise<void> {
-    if (update.type === "events") return serial(() => applyEvents(update));
-    return serial(() => {
-      for (const key of [...peers.keys()]) removePeer(key);
-      for (const lease of update.leases) setPeer(lease);
-      return fullResync(false);
-    });
+    if (update.type === "events") return applyEvents(update);
+    for (const key of [...peers.keys()]) removePeer(key);
+    for (const lease of update.leases) setPeer(lease);
+    return fullResync(false);
   }
 
+  const resync = () => fullResync(true);
   return {
-    async run(updates, signal) {
-      const timer = setInterval(() => serial(() => fullResync(true)), options.resyncMs);
-      try {
-        for await (const update of updates) {
-          if (signal.aborted) break;
-          await handle(update);
-        }
-      } finally {
-        clearInterval(timer);
-        await queue;
-      }
-    },
-    resync: () => serial(() => fullResync(true)),
+    run: (updates, signal) =>
+      followUpdates(updates, signal, jobs, { handle, resync, resyncMs: options.resyncMs }),
+    resync: () => jobs.run(resync),
     health() {
       return {
         ready,

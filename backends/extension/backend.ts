@@ -17,6 +17,7 @@ import type { JsonValue, Lease } from "../../subnet/lease.ts";
 import { leaseIdentity, LeaseSet } from "../../subnet/lease_set.ts";
 import type { LeaseWatchUpdate } from "../../subnet/manager.ts";
 import { type Backend, BackendError, type Network, type PeerHealth } from "../backend.ts";
+import { followUpdates, SerialJobs } from "../serial_jobs.ts";
 import { runExtensionCommand } from "./command.ts";
 
 /** How Go prints an absent IPv4 network, IPv6 network and IPv6 address in flannel's variables. */
@@ -106,8 +107,7 @@ export function extensionNetwork(
   const pending = new Map<string, Pending>();
   let ready = false;
   let lastError: string | undefined;
-  let queue: Promise<void> = Promise.resolve();
-  const serial = (job: () => Promise<void>) => (queue = queue.then(job, job));
+  const jobs = new SerialJobs();
 
   async function run(peer: Lease, action: "add" | "remove"): Promise<void> {
     const id = leaseIdentity(peer);
@@ -155,18 +155,8 @@ export function extensionNetwork(
   return {
     lease,
     mtu,
-    async run(updates, signal) {
-      const timer = setInterval(() => serial(retry), options.resyncMs);
-      try {
-        for await (const update of updates) {
-          if (signal.aborted) break;
-          await serial(() => handle(update));
-        }
-      } finally {
-        clearInterval(timer);
-        await queue;
-      }
-    },
+    run: (updates, signal) =>
+      followUpdates(updates, signal, jobs, { handle, resync: retry, resyncMs: options.resyncMs }),
     health() {
       const peer = (l: Lease, error?: string): PeerHealth => ({
         subnet: l.subnet ? formatNet(l.subnet) : NO_NET4,
@@ -185,6 +175,6 @@ export function extensionNetwork(
         ],
       };
     },
-    close: () => queue,
+    close: () => jobs.idle(),
   };
 }

@@ -12,6 +12,7 @@ import type { Lease } from "../../subnet/lease.ts";
 import { leaseIdentity, LeaseSet } from "../../subnet/lease_set.ts";
 import type { LeaseWatchUpdate } from "../../subnet/manager.ts";
 import type { Network, PeerHealth } from "../backend.ts";
+import { followUpdates, SerialJobs } from "../serial_jobs.ts";
 import {
   type DevicePeer,
   peerDrift,
@@ -84,10 +85,8 @@ export function wireguardNetwork(
   let lastReconcile: Date | undefined;
   let lastReconcileOk: boolean | undefined;
   let driftRepaired = 0;
-  let queue: Promise<void> = Promise.resolve();
-
   /** One job at a time: events and the timer never program the devices concurrently. */
-  const serial = (job: () => Promise<void>) => (queue = queue.then(job, job));
+  const jobs = new SerialJobs();
 
   /** Apply changes and charge each failure to the peer that wanted it; returns successes. */
   async function program(changes: readonly DevicePeer[]): Promise<number> {
@@ -173,18 +172,14 @@ export function wireguardNetwork(
   return {
     lease,
     mtu,
-    async run(updates, signal) {
-      const timer = setInterval(() => serial(() => resync(true)), options.resyncMs);
-      control.onDeviceRestart(() => serial(() => resync(true)));
-      try {
-        for await (const update of updates) {
-          if (signal.aborted) break;
-          await serial(() => handle(update));
-        }
-      } finally {
-        clearInterval(timer);
-        await queue;
-      }
+    run(updates, signal) {
+      const repair = () => resync(true);
+      control.onDeviceRestart(() => jobs.run(repair));
+      return followUpdates(updates, signal, jobs, {
+        handle,
+        resync: repair,
+        resyncMs: options.resyncMs,
+      });
     },
     health() {
       const report: PeerHealth[] = [...peers.values()].map((state) => {
@@ -208,7 +203,7 @@ export function wireguardNetwork(
       };
     },
     async close() {
-      await queue;
+      await jobs.idle();
       await control.close(); // flannel removes its WireGuard devices on shutdown (spec §10.2)
     },
   };
