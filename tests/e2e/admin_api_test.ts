@@ -11,7 +11,8 @@ import type { NodeDaemon } from "../../lab/node.ts";
 import { parseExposition, sampleValue } from "../helpers/prometheus.ts";
 import { ipJson } from "../helpers/netns.ts";
 import { withLab } from "./faults_kit.ts";
-import { deleteLease, ownLeaseName, rootSuite, timeUntil } from "./overlay_kernel.ts";
+import { deleteLease, ownLeaseName, rootSuite } from "./overlay_kernel.ts";
+import { waitFor } from "../helpers/leases.ts";
 
 const LEASE_TTL_SECONDS = 62;
 
@@ -50,7 +51,7 @@ rootSuite("e2e: admin API readiness and metrics follow the cluster", async (t) =
       const [n1, n2] = lab.nodes;
 
       await t.step("/readyz turns 200 only once the lease and the peer route exist", async () => {
-        await timeUntil(
+        await waitFor(
           "n1 ready",
           async () => (await get(n1, "/readyz")).status === 200,
           30_000,
@@ -60,7 +61,7 @@ rootSuite("e2e: admin API readiness and metrics follow the cluster", async (t) =
         await lab.waitConverged();
         await n1.stop();
         await n1.start();
-        await timeUntil(
+        await waitFor(
           "n1 ready again",
           async () => (await get(n1, "/readyz")).status === 200,
           30_000,
@@ -80,12 +81,12 @@ rootSuite("e2e: admin API readiness and metrics follow the cluster", async (t) =
         const eventsBefore = await metric(n1, "tartan_watch_events_total");
         const n3 = await lab.addNode();
         await lab.waitConverged();
-        await timeUntil("n1 sees n3", async () => await metric(n1, "tartan_leases") === 3, 10_000);
+        await waitFor("n1 sees n3", async () => await metric(n1, "tartan_leases") === 3, 10_000);
         assert.ok(await metric(n1, "tartan_watch_events_total") > eventsBefore);
         assert.equal(await metric(n1, "tartan_backend_peers", { state: "in_sync" }), 2);
         await n3.stop();
         await deleteLease(lab.etcd.client(), await ownLeaseName(n3.subnetFile));
-        await timeUntil(
+        await waitFor(
           "n1 forgets n3",
           async () => await metric(n1, "tartan_leases") === 2,
           10_000,
@@ -97,7 +98,7 @@ rootSuite("e2e: admin API readiness and metrics follow the cluster", async (t) =
         async () => {
           await lab.etcd.kill();
           try {
-            await timeUntil(
+            await waitFor(
               "n1 not ready",
               async () => (await get(n1, "/readyz")).status === 503,
               (LEASE_TTL_SECONDS + 10) * 1000,
@@ -110,7 +111,7 @@ rootSuite("e2e: admin API readiness and metrics follow the cluster", async (t) =
           } finally {
             await lab.etcd.restart();
           }
-          await timeUntil(
+          await waitFor(
             "n1 ready after etcd",
             async () => (await get(n1, "/readyz")).status === 200,
             30_000,

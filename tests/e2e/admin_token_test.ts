@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import type { NodeDaemon } from "../../lab/node.ts";
 import { probe, withLab } from "./faults_kit.ts";
-import { rootSuite, timeUntil } from "./overlay_kernel.ts";
+import { rootSuite } from "./overlay_kernel.ts";
+import { waitFor } from "../helpers/leases.ts";
 
 const TOKEN = "e2e-admin-token";
 
@@ -30,7 +31,7 @@ rootSuite("e2e: the admin token guards the API of a running daemon", async (t) =
       flags: [`--admin-token-file=${tokenFile}`],
     }, async (lab) => {
       const [node] = lab.nodes;
-      await timeUntil("node ready", async () => await probe(node, "/readyz") === 200, 30_000, 50);
+      await waitFor("node ready", async () => await probe(node, "/readyz") === 200, 30_000, 50);
 
       await t.step("/v1/* and /metrics: 401 without the token, 200 with it", async () => {
         for (const path of ["/v1/status", "/v1/leases", "/v1/backend", "/metrics"]) {
@@ -54,7 +55,7 @@ rootSuite("e2e: the admin token guards the API of a running daemon", async (t) =
           (await Deno.readTextFile(node.logFile)).includes(
             `--admin-token-file ${tokenFile} is empty`,
           );
-        await timeUntil("the refusal in the log", said, 30_000, 50);
+        await waitFor("the refusal in the log", said, 30_000, 50);
         assert.equal(await node.stop(), 1, "the daemon exited 1 by itself");
         assert.equal(await probe(node, "/healthz"), 0, "nothing serves");
       });

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { isBackendDevice } from "../../backends/registry.ts";
 import { defaultNetConf, startLab } from "../../lab/cluster.ts";
 import { nodeUnderlayIP } from "../../lab/topology.ts";
-import { allocValue, readValue } from "../helpers/leases.ts";
+import { allocValue, readValue, waitFor } from "../helpers/leases.ts";
 import { ipJson, removeLeftovers, RUN_PREFIX } from "../helpers/netns.ts";
 import {
   adminJson,
@@ -18,7 +18,6 @@ import {
   readSubnetEnv,
   rootSuite,
   SUBNETS_DIR,
-  timeUntil,
 } from "./overlay_kernel.ts";
 
 rootSuite("alloc backend: 2 daemons in namespaces", async (t) => {
@@ -68,7 +67,7 @@ rootSuite("alloc backend: 2 daemons in namespaces", async (t) => {
       const node = lab.nodes[0];
       const name = await ownLeaseName(node.subnetFile);
       await deleteLease(client, name);
-      await timeUntil(
+      await waitFor(
         `${name} to be re-created`,
         async () =>
           (await readValue(client, `${SUBNETS_DIR}${name}`)) === allocValue(nodeUnderlayIP(1)),

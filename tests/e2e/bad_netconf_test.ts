@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { LAB_ETCD_PREFIX } from "../../lab/cluster.ts";
 import { ipJson } from "../helpers/netns.ts";
 import { probe, withLab } from "./faults_kit.ts";
-import { rootSuite, timeUntil } from "./overlay_kernel.ts";
+import { rootSuite } from "./overlay_kernel.ts";
+import { waitFor } from "../helpers/leases.ts";
 
 const NETWORK = "10.244.0.0/16";
 
@@ -25,7 +26,7 @@ rootSuite("e2e: a bad backend option is a config error, not a crash", async (t) 
           `invalid network config at ${LAB_ETCD_PREFIX}/config: Backend.MTU: must be between ` +
             "138 and 65535 (0 or absent: the external interface's MTU), got -100",
         );
-      await timeUntil("the config error in the log", said, 30_000, 50);
+      await waitFor("the config error in the log", said, 30_000, 50);
       assert.equal(await probe(node, "/healthz"), 200);
       assert.equal(await probe(node, "/readyz"), 503);
       const links = await ipJson<{ ifname: string }[]>(node.ns, ["link", "show"]);
@@ -38,7 +39,7 @@ rootSuite("e2e: a bad backend option is a config error, not a crash", async (t) 
         key: `${LAB_ETCD_PREFIX}/config`,
         value: JSON.stringify(fixed),
       });
-      await timeUntil("ready", async () => await probe(node, "/readyz") === 200, 30_000, 50);
+      await waitFor("ready", async () => await probe(node, "/readyz") === 200, 30_000, 50);
       const [device] = await ipJson<{ mtu: number }[]>(node.ns, ["link", "show", "flannel.1"]);
       assert.equal(device.mtu, 1350, "the underlay MTU 1400 minus vxlan's 50");
     });

@@ -16,7 +16,7 @@ import assert from "node:assert/strict";
 import { TEST_LEASE_TTL_ENV } from "../../daemon.ts";
 import { defaultNetConf, LAB_ETCD_PREFIX, type LabCluster } from "../../lab/cluster.ts";
 import { allConnected, connectivityMatrix, formatMatrix } from "../../lab/pods.ts";
-import { leaseTtl, readKey } from "../helpers/leases.ts";
+import { leaseTtl, readKey, waitFor } from "../helpers/leases.ts";
 import { nodeStatus, probe, startPinger, withLab } from "./faults_kit.ts";
 import {
   expectedVxlanEntries,
@@ -29,7 +29,6 @@ import {
   readLeases,
   rootSuite,
   SUBNETS_DIR,
-  timeUntil,
   waitForExactState,
 } from "./overlay_kernel.ts";
 
@@ -67,7 +66,7 @@ async function snapshot(lab: LabCluster) {
 /** Wait until the fixture's client talks to etcd again. */
 async function etcdBack(lab: LabCluster): Promise<void> {
   const client = lab.etcd.client();
-  await timeUntil(
+  await waitFor(
     "etcd to answer",
     () => client.status().then(() => true, () => false),
     20_000,
@@ -105,7 +104,7 @@ async function outageLongerThanMargin(lab: LabCluster): Promise<void> {
     while (performance.now() - down < OUTAGE_MS) {
       for (const node of lab.nodes) {
         // (n3's admin API is back within a second or two of its restart.)
-        await timeUntil(
+        await waitFor(
           `${node.ns} /healthz`,
           async () => await probe(node, "/healthz") === 200,
           15_000,
@@ -125,7 +124,7 @@ async function outageLongerThanMargin(lab: LabCluster): Promise<void> {
     console.log(`etcd down for ${Math.round((up - down) / 1000)} s`);
     await etcdBack(lab);
     // Renewals resume within seconds of etcd's return (flannel: up to a minute later).
-    await timeUntil(
+    await waitFor(
       "renewals to resume",
       async () => {
         const now = await Promise.all([n1, n2].map(nodeStatus));
@@ -139,7 +138,7 @@ async function outageLongerThanMargin(lab: LabCluster): Promise<void> {
     assert.ok(resumed < 20_000, `renewals resumed after ${resumed} ms`);
     await lab.waitConverged(30_000);
     // The ghost's lease, refreshed by etcd's restart, runs out one TTL later; then it goes.
-    await timeUntil(
+    await waitFor(
       "the expired peer to leave etcd",
       async () => !(await readLeases(client)).some((l) => l.name === ghostName),
       (GHOST_TTL_SECONDS + 10) * 1000,
@@ -177,7 +176,7 @@ async function restoredEmpty(lab: LabCluster): Promise<void> {
   await etcdBack(lab);
   const client = lab.etcd.client();
   assert.equal((await readLeases(client)).length, 0, "an empty store");
-  const back = await timeUntil(
+  const back = await waitFor(
     "running nodes to put their leases back",
     async () => {
       const names = (await readLeases(client)).map((l) => l.name);

@@ -15,7 +15,7 @@ import { getLink } from "../../ffi/netlink/link.ts";
 import { listFdb, listNeighs } from "../../ffi/netlink/neigh.ts";
 import { listRoutes } from "../../ffi/netlink/route.ts";
 import { closeNetlink, openNetlink } from "../../ffi/netlink/socket.ts";
-import { readKey } from "../helpers/leases.ts";
+import { readKey, waitFor } from "../helpers/leases.ts";
 import { deletePeers, nodeStatus, probe, seedPeers, syntheticPeer, withLab } from "./faults_kit.ts";
 import {
   expectedVxlanEntries,
@@ -27,7 +27,6 @@ import {
   readLeases,
   rootSuite,
   SUBNETS_DIR,
-  timeUntil,
   waitForExactState,
 } from "./overlay_kernel.ts";
 
@@ -140,7 +139,7 @@ async function killDuringProgramming(lab: LabCluster): Promise<void> {
   const h = openNetlink({ netns: node.ns });
   let atKill: KernelCounts | undefined;
   try {
-    await timeUntil(
+    await waitFor(
       "the first peer in the kernel",
       () => {
         const counts = vxlanCounts(h);
@@ -225,7 +224,7 @@ async function malformedFlood(lab: LabCluster): Promise<void> {
       assert.equal(await probe(node, "/healthz"), 200, `${node.ns} alive during the flood`);
     }
   }
-  const ms = await timeUntil(
+  const ms = await waitFor(
     "every malformed write counted",
     async () => {
       const now = await counted();

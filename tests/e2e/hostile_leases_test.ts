@@ -25,8 +25,8 @@ import {
   readLeases,
   rootSuite,
   type StoredLease,
-  timeUntil,
 } from "./overlay_kernel.ts";
+import { waitFor } from "../helpers/leases.ts";
 
 /** One full resync (KERNEL_RESYNC_MS) plus slack: the bound for "at rest". */
 const RESYNC_BOUND_MS = 25_000;
@@ -144,7 +144,7 @@ rootSuite("hostile leases: skipped, counted, and the kernel untouched", async (t
     /** Valid on n2 only while it exists: the lease naming n1's address. */
     const onN2Only = [ownIP];
     const exactKernelState = (extra: StoredLease[] = []) =>
-      timeUntil(
+      waitFor(
         "kernel state of the valid leases",
         async () => {
           for (
@@ -164,7 +164,7 @@ rootSuite("hostile leases: skipped, counted, and the kernel untouched", async (t
       "every skip reason: /v1/leases says why, the kernel holds none of them",
       async () => {
         await putRawLease(client, holder.name, flannelVxlanValue(holder.publicIP, holder.vtepMac!));
-        await timeUntil(
+        await waitFor(
           "the holder is programmed",
           async () => (await peerEntries(n1.ns)).routes.some((r) => r.startsWith(holder.subnet)),
           10_000,
@@ -172,7 +172,7 @@ rootSuite("hostile leases: skipped, counted, and the kernel untouched", async (t
         );
         for (const [key, value] of hostile) await putRawLease(client, key, value);
         await putRawLease(client, ownIP.name, flannelVxlanValue(ownIP.publicIP, ownIP.vtepMac!));
-        await timeUntil(
+        await waitFor(
           "n1 reports every hostile lease skipped",
           async () => (await skippedOn(n1.adminUrl)).size === reasons.length,
           10_000,
@@ -223,7 +223,7 @@ rootSuite("hostile leases: skipped, counted, and the kernel untouched", async (t
       // No lease changes now, so the next reconcile pass of each node is a full timer resync.
       await Promise.all([n1, n2].map(async (node) => {
         const before = await adminJson<BackendView>(node.adminUrl, "/v1/backend");
-        await timeUntil(
+        await waitFor(
           "a full resync",
           async () => {
             const now = await adminJson<BackendView>(node.adminUrl, "/v1/backend");
@@ -264,7 +264,7 @@ rootSuite("hostile leases: skipped, counted, and the kernel untouched", async (t
         // lease that names its address), so it goes first.
         await deleteLease(client, ownIP.name);
         onN2Only.splice(0);
-        await timeUntil(
+        await waitFor(
           "n1 forgets the lease with its address",
           async () => !(await skippedOn(n1.adminUrl)).has(ownIP.name),
           10_000,
@@ -275,7 +275,7 @@ rootSuite("hostile leases: skipped, counted, and the kernel untouched", async (t
         await n1.kill();
         await n1.start();
         await lab.waitConverged();
-        await timeUntil(
+        await waitFor(
           "n1 reports the same skips",
           async () => await sorted() === before,
           15_000,
@@ -291,13 +291,13 @@ rootSuite("hostile leases: skipped, counted, and the kernel untouched", async (t
       async () => {
         for (const [key] of hostile) await deleteLease(client, key);
         valid.splice(0);
-        await timeUntil(
+        await waitFor(
           "nothing skipped",
           async () => (await skippedOn(n1.adminUrl)).size === 0,
           10_000,
           100,
         );
-        await timeUntil(
+        await waitFor(
           "only the nodes' own leases",
           async () => {
             const [e1, e2] = await Promise.all([peerEntries(n1.ns), peerEntries(n2.ns)]);

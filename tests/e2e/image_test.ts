@@ -26,7 +26,8 @@ import {
 import { IMAGE_REFERENCE } from "../../packaging/image.ts";
 import { distImage } from "../helpers/dist.ts";
 import { hasCommand, removeLeftovers, run, RUN_PREFIX } from "../helpers/netns.ts";
-import { readSubnetEnv, rootSuite, timeUntil } from "./overlay_kernel.ts";
+import { readSubnetEnv, rootSuite } from "./overlay_kernel.ts";
+import { waitFor } from "../helpers/leases.ts";
 
 const HEALTHZ_PORT = 8081;
 /** The iptables variant node 1 and node 2 use before Tartan starts. */
@@ -166,7 +167,7 @@ rootSuite("e2e: the image runs as flannel's DaemonSet runs it, on two nodes", as
         const installed = await Deno.readTextFile(`${node.dir}/cni-net.d/10-flannel.conflist`);
         assert.equal(installed, await Deno.readTextFile(CNI_CONF));
         assert.ok((await Deno.stat(`${node.dir}/cni-plugin/flannel`)).mode! & 0o100);
-        await timeUntil(
+        await waitFor(
           `${node.ns}: subnet.env`,
           async () => {
             return await Deno.stat(`${node.dir}/run-flannel/subnet.env`).then(
@@ -184,7 +185,7 @@ rootSuite("e2e: the image runs as flannel's DaemonSet runs it, on two nodes", as
       for (const [i, node] of nodes.entries()) {
         const other = nodes[1 - i].ns; // asked across the underlay, from the other node
         for (const path of ["/healthz", "/readyz"]) {
-          await timeUntil(
+          await waitFor(
             `${node.ns}: ${path} on ${node.ip}:${HEALTHZ_PORT}`,
             () => answers(other, node.ip, HEALTHZ_PORT, path),
             30_000,
@@ -213,7 +214,7 @@ rootSuite("e2e: the image runs as flannel's DaemonSet runs it, on two nodes", as
         });
       }
       const [a, b] = pods;
-      await timeUntil(`${a.ip} → ${b.ip}`, () => ping(a.ns, b.ip), 20_000, 100);
+      await waitFor(`${a.ip} → ${b.ip}`, () => ping(a.ns, b.ip), 20_000, 100);
       assert.ok(await ping(b.ns, a.ip), `${b.ip} → ${a.ip}`);
     });
 

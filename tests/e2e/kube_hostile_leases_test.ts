@@ -16,8 +16,8 @@ import {
   peerEntries,
   rootSuite,
   type StoredLease,
-  timeUntil,
 } from "./overlay_kernel.ts";
+import { waitFor } from "../helpers/leases.ts";
 
 const AP = "flannel.alpha.coreos.com/";
 
@@ -75,7 +75,7 @@ rootSuite("kube mode: hostile Node annotations are skipped", async (t) => {
       const wanted = Object.fromEntries(
         hostile.map(([, cidr, , , reason]) => [cidr.replace("/", "-"), reason]),
       );
-      await timeUntil(
+      await waitFor(
         "n1 reports every hostile Node skipped",
         async () => {
           const body = await adminJson<
@@ -104,7 +104,7 @@ rootSuite("kube mode: hostile Node annotations are skipped", async (t) => {
           backendType: "vxlan",
           vtepMac: "0e:00:00:00:00:93",
         };
-        await timeUntil(
+        await waitFor(
           "exact kernel state on both nodes",
           async () => {
             const [e1, e2] = await Promise.all([peerEntries(n1.ns), peerEntries(n2.ns)]);

@@ -20,8 +20,8 @@ import {
   readSubnetEnv,
   rootSuite,
   type StoredLease,
-  timeUntil,
 } from "./overlay_kernel.ts";
+import { waitFor } from "../helpers/leases.ts";
 
 const AP = "flannel.alpha.coreos.com/";
 
@@ -137,7 +137,7 @@ rootSuite("kube mode: 3 vxlan nodes against a fake API server", async (t) => {
       assert.equal(await node.stop(), 0);
       await run(["ip", "-n", node.ns, "link", "del", "flannel.1"]);
       await node.start();
-      await timeUntil(
+      await waitFor(
         "the node to be ready again",
         async () => await ready(node.adminUrl) === 200,
         30_000,
@@ -156,7 +156,7 @@ rootSuite("kube mode: 3 vxlan nodes against a fake API server", async (t) => {
           ((n.metadata as JsonObject).annotations as JsonObject)[`${AP}public-ip-overwrite`] =
             "203.0.113.7";
         });
-        await timeUntil(
+        await waitFor(
           "the overwrite to be published",
           () => annotations(lab.kube.node(name))[`${AP}public-ip`] === "203.0.113.7",
           15_000,
@@ -167,7 +167,7 @@ rootSuite("kube mode: 3 vxlan nodes against a fake API server", async (t) => {
         lab.kube.updateNode(name, (n) => {
           delete ((n.metadata as JsonObject).annotations as JsonObject)[`${AP}public-ip-overwrite`];
         });
-        await timeUntil(
+        await waitFor(
           "the real address to be published again",
           () => annotations(lab.kube.node(name))[`${AP}public-ip`] === nodeUnderlayIP(3),
           15_000,
@@ -185,7 +185,7 @@ rootSuite("kube mode: 3 vxlan nodes against a fake API server", async (t) => {
       lab.kube.updateNode(node.ns, (n) => n.spec = {});
       const logged = (await Deno.readTextFile(node.logFile)).length;
       await node.start();
-      await timeUntil(
+      await waitFor(
         "the waiting log line",
         async () =>
           (await Deno.readTextFile(node.logFile)).slice(logged).includes(
@@ -196,7 +196,7 @@ rootSuite("kube mode: 3 vxlan nodes against a fake API server", async (t) => {
       assert.ok(node.running(), "the daemon waits instead of exiting");
       assert.equal(await ready(node.adminUrl), 503);
       lab.kube.updateNode(node.ns, (n) => n.spec = { podCIDR: cidr, podCIDRs: [cidr] });
-      await timeUntil(
+      await waitFor(
         "the node to be ready",
         async () => await ready(node.adminUrl) === 200,
         30_000,

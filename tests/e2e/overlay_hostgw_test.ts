@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { defaultNetConf, type LabCluster, startLab } from "../../lab/cluster.ts";
 import { allConnected, connectivityMatrix, formatMatrix } from "../../lab/pods.ts";
 import { nodeUnderlayIP } from "../../lab/topology.ts";
-import { readValue } from "../helpers/leases.ts";
+import { readValue, waitFor } from "../helpers/leases.ts";
 import { ipJson, removeLeftovers, run, RUN_PREFIX } from "../helpers/netns.ts";
 import {
   adminJson,
@@ -23,7 +23,6 @@ import {
   readLeases,
   rootSuite,
   SUBNETS_DIR,
-  timeUntil,
   waitForExactState,
 } from "./overlay_kernel.ts";
 
@@ -75,7 +74,7 @@ rootSuite("host-gw overlay: 3 nodes in namespaces", async (t) => {
       await putRawLease(client, name, flannelHostGwValue(UNREACHABLE_PEER));
       for (const node of lab.nodes) {
         let report: BackendReport | undefined;
-        await timeUntil(`${node.ns} to report ${subnet}`, async () => {
+        await waitFor(`${node.ns} to report ${subnet}`, async () => {
           report = await adminJson<BackendReport>(node.adminUrl, "/v1/backend");
           return report.peers.some((p) => p.subnet === subnet && !p.inSync);
         }, 3000);
@@ -99,7 +98,7 @@ rootSuite("host-gw overlay: 3 nodes in namespaces", async (t) => {
       );
       await assertMatrix(lab);
       await deleteLease(client, name);
-      await timeUntil("the report to drop the peer", async () => {
+      await waitFor("the report to drop the peer", async () => {
         const report = await adminJson<BackendReport>(lab.nodes[0].adminUrl, "/v1/backend");
         return report.peers.every((p) => p.inSync && p.subnet !== subnet);
       }, 3000);

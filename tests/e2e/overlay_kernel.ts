@@ -227,23 +227,6 @@ export async function waitForExactState(
   }
 }
 
-/** Poll `check` (every `intervalMs`) until true; returns the ms taken, fails after `timeoutMs`. */
-export async function timeUntil(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  intervalMs = 20,
-): Promise<number> {
-  const started = performance.now();
-  while (!(await check())) {
-    if (performance.now() - started > timeoutMs) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-  return performance.now() - started;
-}
-
 /** GET a node's admin endpoint as JSON. */
 export async function adminJson<T>(adminUrl: string, path: string): Promise<T> {
   const res = await fetch(`${adminUrl}${path}`, { signal: AbortSignal.timeout(2000) });

@@ -12,7 +12,8 @@ import { type NodePodman, startNodePodman } from "../../lab/podman.ts";
 import { cniConflist, cniDataDir } from "../../lab/pods.ts";
 import { hasCommand, ipJson } from "../helpers/netns.ts";
 import { withLab } from "./faults_kit.ts";
-import { readSubnetEnv, rootSuite, timeUntil } from "./overlay_kernel.ts";
+import { readSubnetEnv, rootSuite } from "./overlay_kernel.ts";
+import { waitFor } from "../helpers/leases.ts";
 
 const NETWORK = "cbr0";
 
@@ -95,7 +96,7 @@ rootSuite("e2e: podman runs containers through the flannel CNI plugin on two nod
       await t.step("the containers ping each other across nodes", async () => {
         assert.equal(containers.length, 2, "both containers started");
         const [a, b] = containers;
-        await timeUntil("a reaches b", () => pings(a, b), 10_000, 100);
+        await waitFor("a reaches b", () => pings(a, b), 10_000, 100);
         assert.ok(await pings(b, a), `${b.ip} → ${a.ip}`);
       });
 

@@ -10,7 +10,8 @@ import { parseExposition } from "../helpers/prometheus.ts";
 import { type PrometheusServer, startPrometheus } from "../helpers/prometheus_server.ts";
 import { hasCommand, run } from "../helpers/netns.ts";
 import { withLab } from "./faults_kit.ts";
-import { rootSuite, timeUntil } from "./overlay_kernel.ts";
+import { rootSuite } from "./overlay_kernel.ts";
+import { waitFor } from "../helpers/leases.ts";
 
 const RULES = new URL("../../deploy/prometheus/tartan-rules.yml", import.meta.url).pathname;
 
@@ -68,7 +69,7 @@ rootSuite("e2e: Prometheus scrapes two nodes and loads the shipped alert rules",
     });
     try {
       await t.step("both targets are up in Prometheus's API", async () => {
-        await timeUntil("both targets up", () => targetsUp(prometheus), 30_000, 200)
+        await waitFor("both targets up", () => targetsUp(prometheus), 30_000, 200)
           .catch((err) => {
             throw new Error(`${err.message}\nprometheus log:\n${prometheus.log()}`);
           });
@@ -78,7 +79,7 @@ rootSuite("e2e: Prometheus scrapes two nodes and loads the shipped alert rules",
           prometheus.instances.map((instance) => ["tartan", instance, ""]),
         );
         // The scraped values are the nodes' own: both ready, each with its one peer in sync.
-        await timeUntil(
+        await waitFor(
           "samples stored",
           async () => {
             const ready = await api<{ result: Sample[] }>(prometheus, "query?query=tartan_ready");
@@ -102,7 +103,7 @@ rootSuite("e2e: Prometheus scrapes two nodes and loads the shipped alert rules",
 
       await t.step("the shipped rules load, evaluate, and use only exposed metrics", async () => {
         await run(["promtool", "check", "rules", RULES]);
-        await timeUntil(
+        await waitFor(
           "rules evaluated",
           async () => {
             const { groups } = await api<{ groups: RuleGroup[] }>(prometheus, "rules");

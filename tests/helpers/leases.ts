@@ -99,16 +99,20 @@ export function captureLog(): { log: Logger; lines: string[] } {
   };
 }
 
-/** Poll `check` every 50 ms until it returns true or `timeoutMs` passes. */
+/**
+ * Poll `check` every `intervalMs` until it returns true; returns the ms that took, fails after
+ * `timeoutMs`. The one polling loop of the tests.
+ */
 export async function waitFor(
   what: string,
   check: () => boolean | Promise<boolean>,
   timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
+  intervalMs = 50,
+): Promise<number> {
+  const started = performance.now();
+  while (performance.now() - started < timeoutMs) {
+    if (await check()) return performance.now() - started;
+    await new Promise((r) => setTimeout(r, intervalMs));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }

@@ -3,6 +3,7 @@
  * netns_topology.ts): resync after tampering, other agents' rules, engine switches, recycling.
  */
 import assert from "node:assert/strict";
+import { waitFor } from "../helpers/leases.ts";
 import { type TrafficManager } from "../../traffic/manager.ts";
 import { createNftEngine } from "../../traffic/nftables.ts";
 import { SPEC_FWD_V4, SPEC_NFT_POSTRTG_V4 } from "./family_rules.ts";
@@ -15,13 +16,12 @@ import {
   nsTest,
   sameList,
   shell,
-  waitFor,
 } from "./netns_topology.ts";
 
 async function afterChecks(traffic: TrafficManager, count: number): Promise<void> {
   let seen = traffic.health().lastCheck?.getTime();
   for (let left = count; left > 0;) {
-    await waitFor(5000, () => Promise.resolve(traffic.health().lastCheck?.getTime() !== seen));
+    await waitFor("a rule check", () => traffic.health().lastCheck?.getTime() !== seen, 5000, 100);
     seen = traffic.health().lastCheck?.getTime();
     left--;
   }
@@ -71,7 +71,7 @@ nsTest(
         `iptables -D FORWARD ${CALICO_FORWARD} && iptables -I FORWARD 1 ${CALICO_FORWARD} && ` +
           `iptables -F FLANNEL-FWD && iptables -t nat -I POSTROUTING 1 ${OUR_MASQ}`,
       );
-      await waitFor(5000, () => Promise.resolve(traffic.health().repairs >= 1));
+      await waitFor("a repair", () => traffic.health().repairs >= 1, 5000, 100);
       await afterChecks(traffic, 2);
       assert.deepEqual(await order(), [
         [CALICO_FORWARD, DOCKER_USER, OUR_FORWARD],
@@ -109,10 +109,12 @@ nsTest(
       await t.inNode(["nft", "delete", "table", "ip6", "flannel-ipv6"]);
       assert.equal((await nftChainRules(t.inNode, 4, "postrtg")).length, 5);
       const tookMs = await waitFor(
-        3000,
+        "the nftables drift repaired",
         async () =>
           sameList(await nftChainRules(t.inNode, 4, "postrtg"), SPEC_NFT_POSTRTG_V4) &&
           (await nftChainRules(t.inNode, 6, "postrtg")).length === 6,
+        3000,
+        100,
       );
       console.log(`nftables drift repaired after ${Math.round(tookMs)} ms (period 1 s)`);
       assert.ok(traffic.health().repairs >= 1);

@@ -3,6 +3,7 @@
  * netns_topology.ts): the rules each engine writes and the traffic they make.
  */
 import assert from "node:assert/strict";
+import { waitFor } from "../helpers/leases.ts";
 import {
   SPEC_FWD_V4,
   SPEC_MASQ_V4,
@@ -19,7 +20,6 @@ import {
   nsTest,
   sameList,
   shell,
-  waitFor,
 } from "./netns_topology.ts";
 
 nsTest(
@@ -118,13 +118,18 @@ nsTest(
       await shell(t, "iptables -t nat -I POSTROUTING 1 -s 192.0.2.1/32 -j RETURN");
       await shell(t, 'iptables -A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD');
       await shell(t, "ip6tables -t nat -F FLANNEL-POSTRTG");
-      const tookMs = await waitFor(3000, async () => {
-        const v4 = await iptablesState(t.inNode);
-        const v6 = await iptablesState(t.inNode, "ip6tables-save");
-        return sameList(v4.rules("nat", "FLANNEL-POSTRTG"), SPEC_MASQ_V4) &&
-          v4.rules("filter", "FORWARD").length === 1 &&
-          v6.rules("nat", "FLANNEL-POSTRTG").length === 6;
-      });
+      const tookMs = await waitFor(
+        "the iptables drift repaired",
+        async () => {
+          const v4 = await iptablesState(t.inNode);
+          const v6 = await iptablesState(t.inNode, "ip6tables-save");
+          return sameList(v4.rules("nat", "FLANNEL-POSTRTG"), SPEC_MASQ_V4) &&
+            v4.rules("filter", "FORWARD").length === 1 &&
+            v6.rules("nat", "FLANNEL-POSTRTG").length === 6;
+        },
+        3000,
+        100,
+      );
       console.log(`iptables drift repaired after ${Math.round(tookMs)} ms (period 1 s)`);
       const after = await iptablesState(t.inNode);
       // The rule inserted above our jump stays above it (quirk 26).

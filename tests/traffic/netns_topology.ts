@@ -176,16 +176,6 @@ export async function nftChainRules(
   return (table.get(chain)?.rules ?? []).map((r) => (r ? renderNftRule(family, r) : "<foreign>"));
 }
 
-/** Poll `check` every 100 ms for at most `ms`; returns the time it took. */
-export async function waitFor(ms: number, check: () => Promise<boolean>): Promise<number> {
-  const started = performance.now();
-  while (performance.now() - started < ms) {
-    if (await check()) return performance.now() - started;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`condition not met within ${ms} ms`);
-}
-
 export const sameList = (a: string[], b: string[]) => JSON.stringify(a) === JSON.stringify(b);
 
 export async function assertMasqueradeTraffic(t: Topology): Promise<void> {
