@@ -144,8 +144,11 @@ rootTest(
         }, 10_000);
         send(icmpEcho({ src: PEER_POD, dst: OWN_BASE, ttl: 64 }, 8, 77, 4));
         assert.equal(receiveOn(peerFd, region)[27], 4, "still forwarding");
-        const c = path.counters();
-        assert.ok(c.packetsRx >= 3 && c.packetsTx >= 3 && c.bytesTx > 0 && c.bytesRx > 0);
+        // The Worker publishes its counters on its own schedule: wait for them, bounded.
+        await waitFor("the traffic counters", () => {
+          const c = path.counters();
+          return c.packetsRx >= 3 && c.packetsTx >= 3 && c.bytesTx > 0 && c.bytesRx > 0;
+        }, 10_000);
       } finally {
         listener.close();
         await path.stop();
