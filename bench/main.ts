@@ -9,6 +9,7 @@ const BENCHES: Record<string, string> = {
   netlink: "netlink_bench.ts",
   etcd: "etcd_bench.ts",
   etcd_client: "etcd_client.ts",
+  owner_claim: "owner_claim.ts",
   control_plane: "control_plane.ts",
   dataplane: "dataplane.ts",
   udp: "udp_bench.ts",

@@ -1,7 +1,9 @@
 /**
  * One daemon per public IP (subnet/etcd_owner.ts) against a real etcd: managers play daemons on
  * two "machines" (the `machine` test knob) with a 3 s claim TTL; a TCP proxy that a test cuts
- * plays a SIGKILL (the daemon stops talking to etcd without revoking anything).
+ * plays a SIGKILL (the daemon stops talking to etcd without revoking anything). The cases check
+ * what happens in which order (the claim key's writes, the newcomer's log), never how long it
+ * takes: `deno task bench owner_claim` measures that.
  */
 import assert from "node:assert/strict";
 import type { EtcdClient } from "../../etcd/client.ts";
