@@ -4,7 +4,6 @@
  * @module
  */
 import {
-  addrEqual,
   bitsOf,
   type Family,
   formatAddr,
@@ -155,9 +154,4 @@ export function countSubnets(min: IPAddr, max: IPAddr, prefix: number): bigint {
 /** First host address (`base + 1`), what subnet.env writes as FLANNEL_SUBNET. */
 export function firstHost(net: IPNet): IPAddr {
   return { family: net.family, value: net.base + 1n };
-}
-
-/** Whether an address equals the network's base address. */
-export function isNetBase(net: IPNet, addr: IPAddr): boolean {
-  return addrEqual(netAddr(net), addr);
 }

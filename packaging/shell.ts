@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { runCommand } from "../exec.ts";
 
 /** GNU tar's flags for a reproducible archive. */
 export const REPRODUCIBLE_TAR_FLAGS = [
@@ -14,12 +15,12 @@ export const REPRODUCIBLE_TAR_FLAGS = [
   "--mtime=@0",
 ] as const;
 
-/** Run a command; throws with its stderr when it fails. */
+/** A build step (a large tar or gzip on a loaded machine) may take minutes, not exec.ts's 30 s. */
+const STEP_TIMEOUT_MS = 10 * 60_000;
+
+/** Run a command (exec.ts's runner); throws with its stderr when it fails. */
 export async function run(argv: readonly string[]): Promise<void> {
-  const out = await new Deno.Command(argv[0], { args: argv.slice(1), stderr: "piped" }).output();
-  if (!out.success) {
-    throw new Error(`${argv.join(" ")}: ${new TextDecoder().decode(out.stderr).trim()}`);
-  }
+  await runCommand(argv, { timeoutMs: STEP_TIMEOUT_MS });
 }
 
 /** Archive `entries` of `dir` (all of it when omitted) into `output`, reproducibly. */
