@@ -6,6 +6,8 @@ import { networkConfig } from "../helpers/network_config.ts";
 import type { NetworkConfig } from "../../config/network_config.ts";
 import type { DaemonState } from "../../state.ts";
 import { newDaemonState } from "../../state.ts";
+import { createApp } from "../../api/app.ts";
+import { createMetrics } from "../../api/metrics.ts";
 import { parseAddr, parseNet } from "../../ip/mod.ts";
 import type { Lease } from "../../subnet/lease.ts";
 import { LeaseGate } from "../../subnet/lease_gate.ts";
@@ -126,4 +128,15 @@ export function probeReport(
     peers,
     totals,
   };
+}
+
+/** The admin app over `state` (no process metrics). */
+export function appFor(state: DaemonState) {
+  return createApp(state, createMetrics(state, { defaultMetrics: false }));
+}
+
+/** GET (or `init`) `path` from {@link appFor}`(state)`, the body parsed as JSON. */
+export async function getJson(state: DaemonState, path: string, init?: RequestInit) {
+  const res = await appFor(state).request(path, init);
+  return { status: res.status, headers: res.headers, body: await res.json() };
 }
