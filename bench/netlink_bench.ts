@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { check, closeFd, lastErrno, libc } from "../ffi/libc.ts";
+import { check, closeFd, lastErrno, libc, sockaddrIn } from "../ffi/libc.ts";
 import { inNetns } from "../ffi/netns.ts";
 import {
   AF_INET,
@@ -38,7 +38,7 @@ import {
   waitReadable,
   writePackets,
 } from "../ffi/tun.ts";
-import { addrToBytes, formatNet, type IPNet, parseAddr } from "../ip/mod.ts";
+import { formatNet, type IPNet, parseAddr } from "../ip/mod.ts";
 import { ipJson, run, withNetns } from "../lab/netns.ts";
 import { addr4, icmpEcho, udp } from "../lab/packets.ts";
 import { saveResult } from "./results.ts";
@@ -160,16 +160,6 @@ async function benchRoutes(ns: string, h: NetlinkHandle, n: number, rounds: numb
   }
 }
 
-/** sockaddr_in for 10.99.0.x:port (family host order, port and address network order). */
-function sockaddrIn(addr: string, port: number): Uint8Array<ArrayBuffer> {
-  const sa = new Uint8Array(16);
-  const v = new DataView(sa.buffer);
-  v.setUint16(0, AF_INET, true);
-  v.setUint16(2, port);
-  sa.set(addrToBytes(parseAddr(addr)), 4);
-  return sa;
-}
-
 /** `count` mmsghdrs over `count` buffers of `bytes`, optionally all sent to `name`. */
 function mmsgVector(count: number, bytes: number, name?: Uint8Array<ArrayBuffer>) {
   const data = new Uint8Array(count * bytes);
@@ -207,7 +197,7 @@ function benchTunRead(ns: string, tun: TunDevice, packets: number) {
   const BATCH = 64;
   const sender = udpSocket(ns);
   try {
-    const out = mmsgVector(BATCH, 64, sockaddrIn("10.99.0.5", 9999));
+    const out = mmsgVector(BATCH, 64, sockaddrIn(addr4("10.99.0.5"), 9999));
     const batch = createPacketBatch(BATCH, 2048);
     let readMs = 0;
     let got = 0;
@@ -239,7 +229,7 @@ function benchTunRead(ns: string, tun: TunDevice, packets: number) {
 
 function benchTunWrite(ns: string, tun: TunDevice, packets: number) {
   const BATCH = 64;
-  const receiver = udpSocket(ns, sockaddrIn("10.99.0.1", 9999));
+  const receiver = udpSocket(ns, sockaddrIn(addr4("10.99.0.1"), 9999));
   try {
     const batch = createPacketBatch(BATCH, 128);
     for (let i = 0; i < BATCH; i++) {

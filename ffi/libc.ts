@@ -13,7 +13,7 @@
  * @module
  */
 import { errnoName, errnoText } from "./errno.ts";
-import { F_GETFL, F_SETFL, O_CLOEXEC, O_NONBLOCK } from "./unix.ts";
+import { AF_INET, F_GETFL, F_SETFL, O_CLOEXEC, O_NONBLOCK } from "./unix.ts";
 
 const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -124,6 +124,26 @@ export function openPath(path: string, flags: number): number {
 /** `close(2)`; errors are reported (a failed close means a bug in fd ownership). */
 export function closeFd(fd: number): void {
   check("close", libc().close(fd));
+}
+
+/** `setsockopt(2)` with a 32-bit integer value; its raw result (negative: see errno). */
+export function setIntOption(fd: number, level: number, name: number, value: number): number {
+  const optval = new Uint8Array(4);
+  new DataView(optval.buffer).setInt32(0, value, true);
+  return libc().setsockopt(fd, level, name, optval, 4);
+}
+
+/**
+ * A `sockaddr_in` (16 bytes: family in host order, port and address in network order) for the
+ * IPv4 `address` as an unsigned 32-bit number and `port`.
+ */
+export function sockaddrIn(address: number, port = 0): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(16);
+  const view = new DataView(bytes.buffer);
+  view.setUint16(0, AF_INET, true);
+  view.setUint16(2, port);
+  view.setUint32(4, address >>> 0);
+  return bytes;
 }
 
 /** Put a file descriptor into non-blocking mode. */

@@ -10,7 +10,7 @@
  * @module
  */
 import { addressOf, kernelMemory, setPointer, setSize } from "./kernel_memory.ts";
-import { check, closeFd, lastErrno, libc } from "./libc.ts";
+import { check, closeFd, lastErrno, libc, setIntOption, sockaddrIn } from "./libc.ts";
 import {
   AF_INET,
   MSG_TRUNC,
@@ -31,16 +31,6 @@ export const MAX_GSO_SEGMENTS = 64;
 /** Largest UDP payload in one IPv4 datagram or GSO send. */
 export const MAX_UDP_PAYLOAD = 65507;
 
-/** A `sockaddr_in` for `address` (unsigned 32-bit) and `port`. */
-function sockaddrIn(address: number, port: number): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(16);
-  const view = new DataView(bytes.buffer);
-  view.setUint16(0, AF_INET, true);
-  view.setUint16(2, port);
-  view.setUint32(4, address >>> 0);
-  return bytes;
-}
-
 /** Options of {@link openUdpSocket}. */
 export interface UdpSocketOptions {
   /** Local address to bind (unsigned 32-bit; the interface address, as flannel binds). */
@@ -50,10 +40,8 @@ export interface UdpSocketOptions {
   readonly bufferBytes: number;
 }
 
-function setIntOption(fd: number, level: number, name: number, value: number, what: string): void {
-  const optval = new Uint8Array(4);
-  new DataView(optval.buffer).setInt32(0, value, true);
-  check("setsockopt", libc().setsockopt(fd, level, name, optval, 4), what);
+function setOption(fd: number, level: number, name: number, value: number, what: string): void {
+  check("setsockopt", setIntOption(fd, level, name, value), what);
 }
 
 /**
@@ -68,10 +56,10 @@ export function openUdpSocket(options: UdpSocketOptions): number {
     "udp",
   );
   try {
-    setIntOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, options.bufferBytes, "SO_RCVBUFFORCE");
-    setIntOption(fd, SOL_SOCKET, SO_SNDBUFFORCE, options.bufferBytes, "SO_SNDBUFFORCE");
-    setIntOption(fd, SOL_UDP, UDP_GRO, 1, "UDP_GRO");
-    setIntOption(fd, SOL_SOCKET, SO_RXQ_OVFL, 1, "SO_RXQ_OVFL");
+    setOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, options.bufferBytes, "SO_RCVBUFFORCE");
+    setOption(fd, SOL_SOCKET, SO_SNDBUFFORCE, options.bufferBytes, "SO_SNDBUFFORCE");
+    setOption(fd, SOL_UDP, UDP_GRO, 1, "UDP_GRO");
+    setOption(fd, SOL_SOCKET, SO_RXQ_OVFL, 1, "SO_RXQ_OVFL");
     const address = sockaddrIn(options.address, options.port);
     check("bind", libc().bind(fd, address, address.length), `udp port ${options.port}`);
     return fd;

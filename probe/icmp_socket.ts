@@ -9,7 +9,16 @@
  *
  * @module
  */
-import { check, closeFd, lastErrno, libc, pollFdAsync, SyscallError } from "../ffi/libc.ts";
+import {
+  check,
+  closeFd,
+  lastErrno,
+  libc,
+  pollFdAsync,
+  setIntOption,
+  sockaddrIn,
+  SyscallError,
+} from "../ffi/libc.ts";
 import {
   AF_INET,
   ICMP_FILTER,
@@ -67,19 +76,8 @@ export class IcmpPermissionError extends Error {
   }
 }
 
-function sockaddrIn(address: IPAddr | undefined, port = 0): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(16);
-  const view = new DataView(bytes.buffer);
-  view.setUint16(0, AF_INET, true);
-  view.setUint16(2, port);
-  view.setUint32(4, Number(address?.value ?? 0n));
-  return bytes;
-}
-
 function setOption(fd: number, level: number, name: number, value: number, what: string): void {
-  const optval = new Uint8Array(4);
-  new DataView(optval.buffer).setUint32(0, value >>> 0, true);
-  check("setsockopt", libc().setsockopt(fd, level, name, optval, 4), what);
+  check("setsockopt", setIntOption(fd, level, name, value), what);
 }
 
 /** Where `net.ipv4.ping_group_range` lives (per network namespace). */
@@ -128,7 +126,7 @@ export function openIcmpSocket(options: IcmpSocketOptions = {}): IcmpSocket {
   try {
     if (kind === "raw") setOption(fd, SOL_RAW, ICMP_FILTER, ONLY_ECHO_REPLIES, "ICMP_FILTER");
     setOption(fd, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE, "IP_MTU_DISCOVER");
-    const local = sockaddrIn(options.source);
+    const local = sockaddrIn(Number(options.source?.value ?? 0n));
     const where = options.source ? formatAddr(options.source) : "any address";
     check("bind", libc().bind(fd, local, local.length), `icmp ${where}`);
   } catch (err) {
@@ -161,7 +159,7 @@ export function openIcmpSocket(options: IcmpSocketOptions = {}): IcmpSocket {
     id,
     send(destination, seq, packetBytes) {
       const packet = echoRequest(id, seq, packetBytes - IPV4_HEADER);
-      const to = sockaddrIn(destination);
+      const to = sockaddrIn(Number(destination.value));
       const sent = libc().sendto(fd, packet, BigInt(packet.length), 0, to, to.length);
       return sent < 0 ? errnoName(lastErrno()) : undefined;
     },

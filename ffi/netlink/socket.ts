@@ -16,7 +16,7 @@
  * @module
  */
 import { EAGAIN, EINTR, EMSGSIZE, errnoName, errnoText, ETIMEDOUT } from "../errno.ts";
-import { check, closeFd, lastErrno, libc, pollFd, SyscallError } from "../libc.ts";
+import { check, closeFd, lastErrno, libc, pollFd, setIntOption, SyscallError } from "../libc.ts";
 import { inNetns } from "../netns.ts";
 import { decodeMessages, encodeMessage, type NetlinkBody, type NetlinkMessage } from "./codec.ts";
 import {
@@ -133,12 +133,6 @@ function stateOf(h: NetlinkHandle): SocketState {
   const st = states.get(h);
   if (!st) throw new Error("netlink handle is closed or was not made by openNetlink");
   return st;
-}
-
-function setIntOption(fd: number, level: number, name: number, value: number): number {
-  const v = new Uint8Array(4);
-  new DataView(v.buffer).setInt32(0, value, true);
-  return libc().setsockopt(fd, level, name, v, 4);
 }
 
 /** Large buffers so that a batch's ACKs never overflow; FORCE needs CAP_NET_ADMIN. */
