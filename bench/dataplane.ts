@@ -37,6 +37,7 @@ import {
 import { median, quantile, round } from "./stats.ts";
 import { iperf3, pingRttMs, runLengthArgs, type TrafficPath } from "./traffic.ts";
 import { saveResult } from "./results.ts";
+import { randomTag } from "../lab/netns.ts";
 
 /** Samples of one path. */
 export interface PathSamples {
@@ -113,10 +114,6 @@ export interface DataplaneOptions {
 const TARGET = 0.97;
 /** 100 pings 5 ms apart: an average RTT under light load. */
 const PING = { count: 100, interval: 0.005 };
-
-function randomTag(): string {
-  return crypto.randomUUID().replaceAll("-", "").slice(0, 6);
-}
 
 function ratioStat(ratios: readonly number[]): RatioStat {
   return {

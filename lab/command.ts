@@ -17,6 +17,7 @@ import { defaultNetConf, type LabCluster, startLab } from "./cluster.ts";
 import { allConnected, connectivityMatrix, formatMatrix } from "./pods.ts";
 import { formatSoakReport, runSoak } from "./soak.ts";
 import { deleteLabNetns, listLabNetns, nodeUnderlayIP } from "./topology.ts";
+import { randomTag } from "./netns.ts";
 
 /** Every lab started from the CLI names its namespaces `tl-<tag>-…`. */
 const LAB_PREFIX_ROOT = "tl-";
@@ -41,9 +42,7 @@ options:
   --seed N         (soak) replay a run's sequence of steps (default random)`;
 
 function randomPrefix(): string {
-  const tag = Array.from(crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(36))
-    .join("").slice(0, 6);
-  return `${LAB_PREFIX_ROOT}${tag}-`;
+  return `${LAB_PREFIX_ROOT}${randomTag()}-`;
 }
 
 function say(line: string): void {

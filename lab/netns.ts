@@ -18,7 +18,8 @@ import { type CommandResult, runCommand, type RunCommandOptions } from "../exec.
 
 export { type CommandResult, runCommand as run } from "../exec.ts";
 
-function randomTag(): string {
+/** Six random lowercase letters and digits: what makes a run's namespace names its own. */
+export function randomTag(): string {
   const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
   return Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => alphabet[b % 36]).join("");
 }

@@ -11,13 +11,12 @@ import { createUdpReceiver, createUdpSender, openUdpSocket } from "../../../ffi/
 import { parseAddr } from "../../../ip/mod.ts";
 import { POLLIN } from "../../../ffi/unix.ts";
 import { dotted } from "../../../lab/packets.ts";
+import { randomTag } from "../../../lab/netns.ts";
 import { type DataPathCounters, type PeerHealth } from "../../../backends/backend.ts";
 
 /** `tt-<6 lowercase alnum>-`, the form `deleteLabNetns` insists on. */
 export function labPrefix(): string {
-  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
-  const tag = Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => alphabet[b % 36]);
-  return `tt-${tag.join("")}-`;
+  return `tt-${randomTag()}-`;
 }
 
 /** A datagram socket bound inside a namespace, sending and receiving raw payloads. */
