@@ -73,6 +73,8 @@ export function resolveCommand(name: string, searchPath: string): Promise<string
 /** The outcome of {@link runCommand}. */
 export interface CommandResult {
   readonly code: number;
+  /** The signal that killed it (the timeout's SIGTERM, say), if one did. */
+  readonly signal?: Deno.Signal;
   readonly stdout: string;
   readonly stderr: string;
 }
@@ -81,6 +83,8 @@ export interface CommandResult {
 export interface RunCommandOptions extends RunnerOptions {
   /** Text written to the command's stdin (closed right after). */
   readonly stdin?: string;
+  /** Variables added to the environment the command inherits. */
+  readonly env?: Readonly<Record<string, string>>;
   /** Return a non-zero exit instead of throwing {@link CommandFailedError}. */
   readonly allowFail?: boolean;
 }
@@ -119,6 +123,7 @@ function spawn(argv: readonly string[], options: RunCommandOptions): Deno.ChildP
     : [program];
   return new Deno.Command(full[0], {
     args: [...full.slice(1), ...argv.slice(1)],
+    ...(options.env && { env: { ...options.env } }),
     stdin: options.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
@@ -141,6 +146,7 @@ async function finish(
   const decoder = new TextDecoder();
   const result = {
     code: out.code,
+    ...(out.signal && { signal: out.signal }),
     stdout: decoder.decode(out.stdout),
     stderr: decoder.decode(out.stderr),
   };

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { CommandNotFoundError, runCommand } from "../../exec.ts";
 import { errorText } from "../../log.ts";
 
 /** Go's `unicode.IsSpace`: what `strings.Fields` splits on. */
@@ -81,25 +82,17 @@ export async function runExtensionCommand(
   );
   if (!program) return { ok: false, output: "", failure: "the command names no program" };
   try {
-    const child = new Deno.Command(program, {
-      args,
+    const { code, signal, stdout, stderr } = await runCommand([program, ...args], {
       env: variables,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(COMMAND_TIMEOUT_MS),
-    }).spawn();
-    const writer = child.stdin.getWriter();
-    // A program that exits without reading its input is judged by its exit status alone.
-    await writer.write(new TextEncoder().encode(`${stdin}\n`)).catch(() => {});
-    await writer.close().catch(() => {});
-    const { code, signal, stdout, stderr } = await child.output();
-    const decoder = new TextDecoder();
-    const output = (decoder.decode(stdout) + decoder.decode(stderr)).trim();
+      stdin: `${stdin}\n`,
+      allowFail: true,
+      timeoutMs: COMMAND_TIMEOUT_MS,
+    });
+    const output = (stdout + stderr).trim();
     if (code === 0) return { ok: true, output };
     return { ok: false, output, failure: signal ? `killed by ${signal}` : `exit status ${code}` };
   } catch (err) {
-    const failure = err instanceof Deno.errors.NotFound
+    const failure = err instanceof CommandNotFoundError
       ? `${program}: no such program`
       : errorText(err);
     return { ok: false, output: "", failure };
