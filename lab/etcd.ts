@@ -180,29 +180,24 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdFix
     throw new Error(`etcd did not become healthy on ${urls().endpoint}:\n${tail}`);
   }
 
-  /** First start: on a port taken between picking and binding, pick new ports and try again. */
-  async function startOnFreePorts(): Promise<void> {
+  /** Launch; while a port is taken when etcd binds it, `onPortTaken` and launch again. */
+  async function launchRetrying(onPortTaken: (attempt: number) => unknown): Promise<void> {
     for (let attempt = 1;; attempt++) {
       try {
         return await launch();
       } catch (error) {
         if (!(error instanceof PortTakenError) || attempt === PORT_ATTEMPTS) throw error;
-        ports = [freePort(), freePort(), freePort()];
+        await onPortTaken(attempt);
       }
     }
   }
 
+  /** First start: a port taken between picking and binding is replaced by new ones. */
+  const startOnFreePorts = () => launchRetrying(() => ports = [freePort(), freePort(), freePort()]);
+
   /** Restart: the ports are part of the member's identity, so wait for them to be free again. */
-  async function relaunch(): Promise<void> {
-    for (let attempt = 1;; attempt++) {
-      try {
-        return await launch();
-      } catch (error) {
-        if (!(error instanceof PortTakenError) || attempt === PORT_ATTEMPTS) throw error;
-        await new Promise((r) => setTimeout(r, 200 * attempt));
-      }
-    }
-  }
+  const relaunch = () =>
+    launchRetrying((attempt) => new Promise((r) => setTimeout(r, 200 * attempt)));
 
   async function kill(): Promise<void> {
     const running = child;
