@@ -14,7 +14,8 @@
  *
  * @module
  */
-import { type CommandResult, runCommand, type RunCommandOptions } from "../exec.ts";
+import { type CommandResult, commandRunner, runCommand, type RunCommandOptions } from "../exec.ts";
+import { deleteLabNetns } from "./topology.ts";
 
 export { type CommandResult, runCommand as run } from "../exec.ts";
 
@@ -92,21 +93,13 @@ export async function withNetnsSet<T>(
   }
 }
 
-async function listNetns(): Promise<string[]> {
-  const { stdout } = await runCommand(["ip", "netns", "list"]);
-  return stdout.split("\n").map((line) => line.split(" ")[0]).filter((n) => n !== "");
-}
-
 /**
- * Delete every namespace whose name starts with `prefix` (default: this run's). Refuses
- * prefixes that are not of the `tt-...-` form, so it can never touch someone else's.
- * Returns the names it deleted.
+ * Delete every namespace whose name starts with `prefix` (default: this run's), as the lab
+ * deletes its own. Refuses prefixes that are not of the `tt-...-` form, so it can never touch
+ * someone else's. Returns the names it deleted.
  */
-export async function removeLeftovers(prefix = RUN_PREFIX): Promise<string[]> {
-  if (!/^tt-[a-z0-9]+-/.test(prefix)) throw new RangeError(`refusing to clean prefix ${prefix}`);
-  const mine = (await listNetns()).filter((n) => n.startsWith(prefix));
-  for (const name of mine) await deleteNetns(name);
-  return mine;
+export function removeLeftovers(prefix = RUN_PREFIX): Promise<string[]> {
+  return deleteLabNetns(commandRunner(), prefix);
 }
 
 /** A command left running in a namespace; disposing of it kills it and waits for its exit. */
