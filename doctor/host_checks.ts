@@ -21,6 +21,7 @@ import {
 } from "../ip/mod.ts";
 import type { CheckResult, Finding } from "./finding.ts";
 import type { HostFacts } from "./host_facts.ts";
+import { NFT_TABLES } from "../traffic/nftables.ts";
 
 /** The bridge the flannel CNI config names by default (flannel's `cni0`). */
 export const POD_BRIDGE = "cni0";
@@ -29,7 +30,7 @@ function isTunnelDevice(name: string): boolean {
   return isBackendDevice(name) || name === "tunl0";
 }
 /** Tartan's nftables tables (spec §7.2). */
-const OUR_NFT_TABLES = new Set(["flannel-ipv4", "flannel-ipv6"]);
+const OUR_NFT_TABLES = new Set(Object.values(NFT_TABLES).map((t) => t.name));
 /** At most this many peer subnets are looked up for the reverse-path check. */
 const REVERSE_PATH_SAMPLES = 20;
 

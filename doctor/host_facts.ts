@@ -14,6 +14,7 @@ import { closeNetlink, openNetlink } from "../ffi/netlink/socket.ts";
 import type { IPAddr } from "../ip/mod.ts";
 import { parseSubnetEnv } from "../subnet/subnet_env.ts";
 import { errorText } from "../log.ts";
+import { FORWARD_CHAIN } from "../traffic/iptables.ts";
 import {
   detectIptablesVariant,
   iptablesTools,
@@ -64,9 +65,6 @@ export interface HostFacts {
   readonly nftForwardChains?: readonly NftForwardChain[];
 }
 
-/** The forward-accept chain flannel and Tartan hook into FORWARD (spec §7.1). */
-export const FORWARD_CHAIN = "FLANNEL-FWD";
-
 function readSysctl(path: readonly string[]): string | undefined {
   try {
     return Deno.readTextFileSync(`/proc/sys/${path.join("/")}`).trim();
@@ -88,7 +86,7 @@ export function parseIptablesForward(save: string): IptablesForward | undefined 
   const policy = /^:FORWARD (\S+)/m.exec(save)?.[1];
   if (!policy) return undefined;
   const rules = save.split("\n").filter((line) => line.startsWith("-A FORWARD "));
-  const jump = rules.findIndex((rule) => new RegExp(`-j ${FORWARD_CHAIN}(\\s|$)`).test(rule));
+  const jump = rules.findIndex((rule) => new RegExp(`-j ${FORWARD_CHAIN.chain}(\\s|$)`).test(rule));
   const before = jump < 0 ? rules : rules.slice(0, jump);
   return {
     policy,
