@@ -19,6 +19,7 @@ import type { Lease } from "../../subnet/lease.ts";
 import type { LeaseWatchUpdate } from "../../subnet/manager.ts";
 import { ipJson, rootTest, run, withNetns } from "../helpers/netns.ts";
 import { backendContext, fixedLeaseManager, networkConfig } from "./backend_context.ts";
+import { waitFor } from "../helpers/leases.ts";
 
 /** Short, so "at rest" means several full resyncs within a fraction of a second. */
 const RESYNC_MS = 100;
@@ -80,12 +81,16 @@ function runNetwork(network: Network) {
 async function reconciles(network: Network, count: number): Promise<void> {
   const seen = new Set<number>();
   const first = network.health().lastReconcile?.getTime();
-  for (let i = 0; i < 500 && seen.size < count; i++) {
-    const at = network.health().lastReconcile?.getTime();
-    if (at !== undefined && at !== first) seen.add(at);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  assert.ok(seen.size >= count, `only ${seen.size} of ${count} reconcile passes happened`);
+  await waitFor(
+    `${count} reconcile passes`,
+    () => {
+      const at = network.health().lastReconcile?.getTime();
+      if (at !== undefined && at !== first) seen.add(at);
+      return seen.size >= count;
+    },
+    5000,
+    10,
+  );
 }
 
 rootTest(

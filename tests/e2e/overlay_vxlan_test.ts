@@ -33,6 +33,7 @@ import {
   waitForExactState,
   whenEachNode,
 } from "./overlay_kernel.ts";
+import { waitFor } from "../helpers/leases.ts";
 
 /** KERNEL_RESYNC_MS in daemon.ts: the period within which drift must be repaired. */
 const RESYNC_MS = 10_000;
@@ -125,8 +126,7 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
       })();
       try {
         await lab.addNode();
-        const deadline = Date.now() + 20_000;
-        while (!joined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+        await waitFor("the new node's lease", () => joined !== undefined, 20_000, 5);
         assert.ok(joined, "the new node wrote no lease");
         const seen = joined;
         // How fast is measured by `deno task bench control-plane`; here only that it happens.

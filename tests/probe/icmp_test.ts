@@ -16,6 +16,7 @@ import {
 } from "../../probe/icmp_packet.ts";
 import { type IcmpSocket, openIcmpSocket } from "../../probe/icmp_socket.ts";
 import { nsExec, rootTest, run, withNetns, withNetnsSet } from "../helpers/netns.ts";
+import { waitFor } from "../helpers/leases.ts";
 
 Deno.test("echo request: checksum verifies, id and seq in network order", () => {
   const packet = echoRequest(0x1234, 0xabcd, 64);
@@ -53,12 +54,15 @@ async function repliesTo(socket: IcmpSocket, seqs: number[], rounds = 4): Promis
 
 /** Wait (bounded) until a fresh veth has its carrier: packets sent before that are dropped. */
 async function carrierUp(ns: string, dev: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const [link] = JSON.parse((await run(["ip", "-n", ns, "-j", "link", "show", dev])).stdout);
-    if (link.operstate === "UP") return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  assert.fail(`${dev} in ${ns} never came up`);
+  await waitFor(
+    `${dev} in ${ns} to come up`,
+    async () => {
+      const [link] = JSON.parse((await run(["ip", "-n", ns, "-j", "link", "show", dev])).stdout);
+      return link.operstate === "UP";
+    },
+    2000,
+    20,
+  );
 }
 
 rootTest(

@@ -4,6 +4,7 @@ import { parseAddr, parseNet } from "../../ip/mod.ts";
 import type { Lease } from "../../subnet/lease.ts";
 import { CommandFailedError, CommandNotFoundError, type CommandRunner } from "../../exec.ts";
 import { createTrafficManager, type TrafficOptions } from "../../traffic/manager.ts";
+import { waitFor } from "../helpers/leases.ts";
 
 // The manager's own logic (engine choice, order of steps, health, the loop) against a scripted
 // runner; the real tools are exercised in netns_test.ts.
@@ -154,9 +155,7 @@ Deno.test("resync: failures are counted and logged, the loop keeps going and sto
   failSaves = true;
   const stop = new AbortController();
   const loop = traffic.startResync(stop.signal);
-  for (let waited = 0; traffic.health().failures < 2 && waited < 5000; waited += 50) {
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await waitFor("two failed checks", () => traffic.health().failures >= 2, 5000);
   stop.abort();
   await loop;
   const health = traffic.health();
