@@ -31,14 +31,18 @@ export const STATUS_USAGE =
   "tartan status [--url http://127.0.0.1:PORT | --healthz-ip IP --healthz-port PORT] " +
   "[--admin-token-file FILE] [--json]";
 
-/** Where `tartan status` writes and what environment it sees (tests substitute these). */
+/**
+ * Where `tartan status` (and `tartan doctor`) writes and what environment it sees (tests
+ * substitute these).
+ */
 export interface StatusIO {
   out(text: string): void;
   err(text: string): void;
   env(name: string): string | undefined;
 }
 
-const DEFAULT_IO: StatusIO = {
+/** The console and the process environment. */
+export const CONSOLE_IO: StatusIO = {
   out: (text) => console.log(text),
   err: (text) => console.error(text),
   env: (name) => Deno.env.get(name),
@@ -302,7 +306,7 @@ export async function fetchStatusReport(base: string, token?: string): Promise<S
  */
 export async function statusCommand(
   args: string[],
-  io: StatusIO = DEFAULT_IO,
+  io: StatusIO = CONSOLE_IO,
 ): Promise<number> {
   let parsed: StatusArgs;
   try {

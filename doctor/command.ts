@@ -11,9 +11,11 @@
 import {
   ADMIN_FLAGS,
   adminUrlFrom,
+  CONSOLE_IO,
   fetchPeers,
   fetchStatusAndLeases,
   readFlags,
+  type StatusIO,
   StatusUsageError,
   tokenFileFrom,
 } from "../api/status_cli.ts";
@@ -35,18 +37,8 @@ export const DOCTOR_USAGE =
 /** Black-hole peers whose path MTU is measured in one run (each takes a few seconds). */
 const PATH_MTU_PEERS = 3;
 
-/** Where doctor writes and what environment it sees (tests substitute these). */
-export interface DoctorIO {
-  out(text: string): void;
-  err(text: string): void;
-  env(name: string): string | undefined;
-}
-
-const DEFAULT_IO: DoctorIO = {
-  out: (text) => console.log(text),
-  err: (text) => console.error(text),
-  env: (name) => Deno.env.get(name),
-};
+/** Where doctor writes and what environment it sees: as `tartan status`. */
+export type DoctorIO = StatusIO;
 
 /** Parsed `tartan doctor` arguments. */
 export interface DoctorArgs {
@@ -170,7 +162,7 @@ export async function diagnose(args: DoctorArgs): Promise<DoctorReport> {
 }
 
 /** Run `tartan doctor`; resolves to the exit status. */
-export async function doctorCommand(args: string[], io: DoctorIO = DEFAULT_IO): Promise<number> {
+export async function doctorCommand(args: string[], io: DoctorIO = CONSOLE_IO): Promise<number> {
   let parsed: DoctorArgs;
   try {
     parsed = parseDoctorArgs(args, io.env);
