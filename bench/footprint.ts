@@ -44,6 +44,15 @@ export interface DaemonFootprint {
   readonly rssMB: number;
   /** Peak RSS so far (VmHWM). */
   readonly peakRssMB: number;
+  /**
+   * Where the RSS is (smaps_rollup): anonymous memory (V8 heaps, native allocations) and
+   * file-backed pages (the Deno executable's code and data).
+   */
+  readonly anonMB: number;
+  readonly fileMB: number;
+  /** V8 heap (`tartan_nodejs_heap_size_*_bytes` from the daemon's /metrics). */
+  readonly heapUsedMB: number;
+  readonly heapTotalMB: number;
   /** Seconds from spawn to every peer's route in the kernel. */
   readonly programmedSeconds: number;
   readonly measuredAtSeconds: number;
@@ -57,8 +66,11 @@ export interface FootprintResult {
   readonly deno: string;
   readonly v8Flags: string;
   readonly bareDenoMB: number;
-  /** RSS added by importing only that module into a bare process, MB (least of 5 runs each). */
-  readonly dependencies: Record<string, number>;
+  /**
+   * RSS added by importing only that module into a bare process, MB (least of 5 runs each), and
+   * whether `tartan run` may load it (others serve the CLI, the CNI plugin or `tartan status`).
+   */
+  readonly dependencies: Record<string, { readonly addsMB: number; readonly daemon: boolean }>;
   readonly daemons: DaemonFootprint[];
   /** Measured with the etcd-mode daemon. */
   readonly cniAdd?: {
@@ -80,9 +92,16 @@ const IMPORT_RUNS = 5;
 const CNI_RUNS = 10;
 const MB = 1e6;
 
-async function bytesOf(pid: number, field: "VmRSS" | "VmHWM"): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  return Number(status.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"))?.[1]) * 1024;
+/** A `Field:  N kB` line of a /proc file, in bytes. */
+async function kbField(path: string, field: string): Promise<number> {
+  const text = await Deno.readTextFile(path);
+  return Number(text.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"))?.[1]) * 1024;
+}
+
+/** One sample of the daemon's own /metrics, bytes. */
+async function metricBytes(node: NodeDaemon, name: string): Promise<number> {
+  const text = await (await fetch(`${node.adminUrl}/metrics`)).text();
+  return Number(text.match(new RegExp(`^${name} (\\S+)$`, "m"))?.[1]);
 }
 
 /** RSS of a bare `deno run` that imports `specifier` (nothing when empty) and waits, bytes. */
@@ -102,25 +121,44 @@ async function importRss(specifier: string, dir: string): Promise<number> {
   return Number(new TextDecoder().decode(stdout).trim()) * 1024;
 }
 
-/** The npm and `node:` modules the daemon's code imports for their code (not types only). */
-async function runtimeDependencies(): Promise<string[]> {
+interface ModuleInfo {
+  readonly specifier: string;
+  readonly dependencies?: ReadonlyArray<{ specifier: string; code?: { specifier: string } }>;
+}
+
+/**
+ * The npm and `node:` modules the program's code imports for their code (not types only), each
+ * with whether `tartan run` itself can load it (from daemon.ts, dynamic imports included).
+ */
+async function runtimeDependencies(): Promise<Map<string, boolean>> {
   const { stdout } = await new Deno.Command(Deno.execPath(), {
     args: ["info", "--json", "--config", CONFIG, `${ROOT}main.ts`],
   }).output();
-  const info = JSON.parse(new TextDecoder().decode(stdout)) as {
-    modules: Array<
-      { specifier: string; dependencies?: Array<{ specifier: string; code?: unknown }> }
-    >;
-  };
-  const found = new Set<string>();
-  for (const module of info.modules) {
+  const modules = new Map<string, ModuleInfo>();
+  for (const module of JSON.parse(new TextDecoder().decode(stdout)).modules as ModuleInfo[]) {
+    modules.set(module.specifier, module);
+  }
+  const daemonModules = new Set<string>();
+  const pending = [`file://${ROOT}daemon.ts`];
+  while (pending.length) {
+    const specifier = pending.pop()!;
+    if (daemonModules.has(specifier)) continue;
+    daemonModules.add(specifier);
+    for (const dep of modules.get(specifier)?.dependencies ?? []) {
+      if (dep.code) pending.push(dep.code.specifier);
+    }
+  }
+  const found = new Map<string, boolean>();
+  for (const module of modules.values()) {
     if (!module.specifier.startsWith(`file://${ROOT}`)) continue;
     if (/\/(tests|bench|lab)\//.test(module.specifier)) continue;
     for (const dep of module.dependencies ?? []) {
-      if (dep.code && !/^(\.|\/|file:)/.test(dep.specifier)) found.add(dep.specifier);
+      if (!dep.code || /^(\.|\/|file:)/.test(dep.specifier)) continue;
+      const daemon = found.get(dep.specifier) || daemonModules.has(module.specifier);
+      found.set(dep.specifier, daemon);
     }
   }
-  return [...found].sort();
+  return new Map([...found].sort(([a], [b]) => a.localeCompare(b)));
 }
 
 /** The least RSS over a few runs: the noise (allocator and GC timing) only ever adds. */
@@ -165,8 +203,13 @@ async function measureDaemon(
     const wait = measureAt * 1000 - (performance.now() - spawned);
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     const pid = await findPid(`--subnet-file=${daemon.subnetFile}`);
-    const rssMB = round(await bytesOf(pid, "VmRSS") / MB, 1);
-    const peakRssMB = round(await bytesOf(pid, "VmHWM") / MB, 1);
+    const mb = (bytes: number) => round(bytes / MB, 1);
+    const rssMB = mb(await kbField(`/proc/${pid}/status`, "VmRSS"));
+    const peakRssMB = mb(await kbField(`/proc/${pid}/status`, "VmHWM"));
+    const rollup = `/proc/${pid}/smaps_rollup`;
+    const anon = await kbField(rollup, "Anonymous");
+    const heapUsedMB = mb(await metricBytes(daemon, "tartan_nodejs_heap_size_used_bytes"));
+    const heapTotalMB = mb(await metricBytes(daemon, "tartan_nodejs_heap_size_total_bytes"));
     const rest = await restActivity(pid, REST_SECONDS);
     console.error(`measured ${mode} mode, ${peers} peers: ${rssMB} MB`);
     await after?.(daemon);
@@ -175,6 +218,10 @@ async function measureDaemon(
       peers,
       rssMB,
       peakRssMB,
+      anonMB: mb(anon),
+      fileMB: mb(await kbField(rollup, "Rss") - anon),
+      heapUsedMB,
+      heapTotalMB,
       programmedSeconds: round(programmedSeconds, 1),
       measuredAtSeconds: round(measureAt, 1),
       ...(goalMB !== undefined && { goalMB }),
@@ -278,10 +325,12 @@ export async function main(parts: ReadonlySet<Part> = new Set(PARTS)): Promise<F
   const api = startFakeKubeApi();
   try {
     const bare = await leastRss("", workDir);
-    const dependencies: Record<string, number> = {};
-    for (const specifier of parts.has("imports") ? await runtimeDependencies() : []) {
-      dependencies[specifier] = round((await leastRss(specifier, workDir) - bare) / MB, 1);
-      console.error(`import ${specifier}: +${dependencies[specifier]} MB`);
+    const dependencies: FootprintResult["dependencies"] = {};
+    const imports = parts.has("imports") ? await runtimeDependencies() : new Map();
+    for (const [specifier, daemon] of imports) {
+      const addsMB = round((await leastRss(specifier, workDir) - bare) / MB, 1);
+      dependencies[specifier] = { addsMB, daemon };
+      console.error(`import ${specifier}: +${addsMB} MB${daemon ? " (daemon)" : ""}`);
     }
 
     await etcdCall(etcd.endpoint, "kv/put", {
@@ -353,14 +402,15 @@ export async function main(parts: ReadonlySet<Part> = new Set(PARTS)): Promise<F
 function printTable(r: FootprintResult): void {
   console.log(`bare deno run: ${r.bareDenoMB} MB (Deno ${r.deno}, daemon V8 flags ${r.v8Flags})`);
   console.log("import cost (MB over bare Deno):");
-  for (const [name, mb] of Object.entries(r.dependencies)) {
-    console.log(`  ${name.padEnd(28)} +${mb}`);
+  for (const [name, { addsMB, daemon }] of Object.entries(r.dependencies)) {
+    console.log(`  ${name.padEnd(28)} +${addsMB}${daemon ? "  (tartan run)" : ""}`);
   }
   console.log("daemon at rest:");
   for (const d of r.daemons) {
     const verdict = d.goalMB === undefined ? "" : d.rssMB <= d.goalMB ? " meets" : " MISSES";
     console.log(
       `  ${d.mode} ${String(d.peers).padStart(6)} peers: ${d.rssMB} MB (peak ${d.peakRssMB}; ` +
+        `anon ${d.anonMB}, file ${d.fileMB}, V8 heap ${d.heapUsedMB}/${d.heapTotalMB}; ` +
         `goal ≤ ${d.goalMB}${verdict}), ${d.rest.wakeupsPerSecond} wake-ups/s ` +
         `(main thread ${d.rest.mainThreadWakeupsPerSecond}), CPU ${d.rest.cpuPercent} %, ` +
         `${d.rest.threads} threads`,
