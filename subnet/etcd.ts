@@ -20,7 +20,7 @@ import { DEFAULTS } from "../config/flags.ts";
 import { ConfigError, parseNetConfig } from "../config/netconf.ts";
 import type { NetworkConfig } from "../config/network_config.ts";
 import { errorText, type Logger, logger } from "../log.ts";
-import { Backoff } from "./backoff.ts";
+import { Backoff } from "../backoff.ts";
 import { sleep } from "../sleep.ts";
 import { acquire, isOurs } from "./etcd_acquire.ts";
 import { EtcdClient, type EtcdConnection, EtcdOptionsError } from "../etcd/client.ts";

@@ -11,7 +11,7 @@ import { errorText, type Logger } from "../log.ts";
 import { sleep } from "../sleep.ts";
 import { addrEqual, formatAddr, formatNet, type IPNet } from "../ip/mod.ts";
 import { fitsConfig, fitsFamily, isFree, pickFreeSubnet } from "./allocate.ts";
-import { Backoff } from "./backoff.ts";
+import { Backoff } from "../backoff.ts";
 import { type EtcdLeaseStore, type ListedKey, type OwnLease, subnetsOf } from "./etcd_store.ts";
 import type { LeaseAttrs, LeaseSubnets } from "./lease.ts";
 import { AcquireConflictError, OutOfSubnetsError } from "./manager.ts";

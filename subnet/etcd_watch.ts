@@ -9,7 +9,7 @@
 import type { EtcdClient } from "../etcd/client.ts";
 import { type KeyValue, prefixEnd, type WatchEvent } from "../etcd/codec.ts";
 import { errorText } from "../log.ts";
-import { Backoff } from "./backoff.ts";
+import { Backoff } from "../backoff.ts";
 import { sleep } from "../sleep.ts";
 
 /** What {@link listWatch} yields. */

@@ -11,7 +11,7 @@
  */
 import { errorText, type Logger } from "../log.ts";
 import { sleep } from "../sleep.ts";
-import { Backoff } from "./backoff.ts";
+import { Backoff } from "../backoff.ts";
 import type { KubeClient } from "./kube_client.ts";
 import { type KubeNode, networkAvailable, networkUpPatch, parseKubeNode } from "./kube_node.ts";
 import type { OwnLease, OwnNode } from "./kube_own_node.ts";

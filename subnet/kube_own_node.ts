@@ -10,7 +10,7 @@ import type { NetworkConfig } from "../config/network_config.ts";
 import { errorText, type Logger } from "../log.ts";
 import { formatNet, type IPNet, netContainsNet, netEqual } from "../ip/mod.ts";
 import { sleep } from "../sleep.ts";
-import { Backoff } from "./backoff.ts";
+import { Backoff } from "../backoff.ts";
 import { type AnnotationNames, annotationPatch, publication } from "./kube_annotations.ts";
 import { KubeApiError, type KubeClient } from "./kube_client.ts";
 import { type KubeNode, NodeShapeError, parseKubeNode, podCidrsOf } from "./kube_node.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 import { member, stringOr } from "../json.ts";
-import { Backoff } from "./backoff.ts";
+import { Backoff } from "../backoff.ts";
 import { sleep } from "../sleep.ts";
 import { KubeApiError, type KubeClient, type NodeSelection } from "./kube_client.ts";
 import {

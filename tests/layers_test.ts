@@ -19,6 +19,7 @@ const LAYERS: readonly (readonly string[])[] = [
     "etcd",
     "log.ts",
     "sleep.ts",
+    "backoff.ts",
     "exec.ts",
     "fsync.ts",
     "json.ts",

@@ -11,6 +11,7 @@
  */
 import { netnsPath } from "../../ffi/netns.ts";
 import { errorText, type Logger } from "../../log.ts";
+import { Backoff } from "../../backoff.ts";
 import { sleep } from "../../sleep.ts";
 import { BackendError } from "../backend.ts";
 import { uapiGet, uapiSocketPath } from "./uapi_client.ts";
@@ -67,7 +68,7 @@ export async function startWireguardGo(options: WireguardGoOptions): Promise<Wir
   const stopping = new AbortController();
   let child: Deno.ChildProcess | undefined;
   let generation = 0;
-  let backoff = FIRST_BACKOFF_MS;
+  const backoff = new Backoff(FIRST_BACKOFF_MS, MAX_BACKOFF_MS);
 
   /** Spawn one process and wait for its socket; its output is collected for errors. */
   async function spawnReady(): Promise<Deno.ChildProcess> {
@@ -109,24 +110,25 @@ export async function startWireguardGo(options: WireguardGoOptions): Promise<Wir
     const started = Date.now();
     process.status.then(async (status) => {
       if (stopping.signal.aborted) return;
-      if (Date.now() - started > STABLE_MS) backoff = FIRST_BACKOFF_MS;
+      if (Date.now() - started > STABLE_MS) backoff.reset();
+      const delay = backoff.next();
       log.warn("wireguard-go exited; restarting", {
         device,
         code: status.code,
         signal: status.signal,
-        inMs: backoff,
+        inMs: delay,
       });
-      await restart();
+      await restart(delay);
     }).catch((err) =>
       log.error("wireguard-go supervision failed", { device, error: errorText(err) })
     );
   }
 
-  async function restart(): Promise<void> {
-    while (!stopping.signal.aborted) {
+  /** Spawn again after `delay`, and after each failure a longer one, until one answers. */
+  async function restart(delay: number): Promise<void> {
+    for (let wait = delay; !stopping.signal.aborted; wait = backoff.next()) {
       try {
-        await sleep(backoff, stopping.signal);
-        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+        await sleep(wait, stopping.signal);
         child = await spawnReady();
         if (stopping.signal.aborted) return void child.kill("SIGTERM");
         generation++;

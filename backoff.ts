@@ -1,5 +1,5 @@
 /**
- * Exponential backoff for the subnet managers' retry loops.
+ * Exponential backoff for retry loops: the subnet managers, wireguard-go's supervisor.
  *
  * @module
  */
