@@ -40,17 +40,24 @@ export const GOALS = { kubeMB: 64, etcd100MB: 80, peers10kMB: 150 } as const;
 export interface DaemonFootprint {
   readonly mode: "etcd" | "kube";
   readonly peers: number;
-  /** RSS at the measuring time (30 s after start, or 10 s after programming if later). */
+  /** Extra `tartan run` flags of this row (none: the daemon as shipped). */
+  readonly flags?: readonly string[];
+  /**
+   * RSS at rest: the median of samples taken every 2 s over the 20 s rest window that starts
+   * 30 s after start (or 10 s after the last peer is programmed, if later).
+   */
   readonly rssMB: number;
+  /** The highest of those samples (a full resync allocates, then the GC gives back). */
+  readonly rssMaxMB: number;
   /** Peak RSS so far (VmHWM). */
   readonly peakRssMB: number;
   /**
-   * Where the RSS is (smaps_rollup): anonymous memory (V8 heaps, native allocations) and
-   * file-backed pages (the Deno executable's code and data).
+   * Where the RSS is (smaps_rollup, medians of the same samples): anonymous memory (V8 heaps,
+   * native allocations) and file-backed pages (the Deno executable's code and data).
    */
   readonly anonMB: number;
   readonly fileMB: number;
-  /** V8 heap (`tartan_nodejs_heap_size_*_bytes` from the daemon's /metrics). */
+  /** V8 heap after the rest window (`tartan_nodejs_heap_size_*_bytes` from /metrics). */
   readonly heapUsedMB: number;
   readonly heapTotalMB: number;
   /** Seconds from spawn to every peer's route in the kernel. */
@@ -87,15 +94,33 @@ const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const CONFIG = `${ROOT}deno.json`;
 const SETTLE_SECONDS = 30;
 const REST_SECONDS = 20;
+const SAMPLE_EVERY_MS = 2000;
 const PROGRAM_TIMEOUT_MS = 120_000;
 const IMPORT_RUNS = 5;
 const CNI_RUNS = 10;
 const MB = 1e6;
 
 /** A `Field:  N kB` line of a /proc file, in bytes. */
-async function kbField(path: string, field: string): Promise<number> {
-  const text = await Deno.readTextFile(path);
+function kbFieldOf(text: string, field: string): number {
   return Number(text.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"))?.[1]) * 1024;
+}
+
+async function kbField(path: string, field: string): Promise<number> {
+  return kbFieldOf(await Deno.readTextFile(path), field);
+}
+
+/** RSS and its anonymous part, every 2 s for `seconds` (reading /proc does not wake it). */
+async function sampleRss(pid: number, seconds: number) {
+  const rss: number[] = [];
+  const anon: number[] = [];
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    const rollup = await Deno.readTextFile(`/proc/${pid}/smaps_rollup`);
+    rss.push(kbFieldOf(rollup, "Rss"));
+    anon.push(kbFieldOf(rollup, "Anonymous"));
+    await new Promise((r) => setTimeout(r, SAMPLE_EVERY_MS));
+  }
+  return { rss, anon };
 }
 
 /** One sample of the daemon's own /metrics, bytes. */
@@ -194,6 +219,7 @@ async function measureDaemon(
   node: () => Promise<NodeDaemon>,
   goalMB?: number,
   after?: (daemon: NodeDaemon) => Promise<void>,
+  flags?: readonly string[],
 ): Promise<DaemonFootprint> {
   const spawned = performance.now();
   const daemon = await node();
@@ -204,22 +230,27 @@ async function measureDaemon(
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     const pid = await findPid(`--subnet-file=${daemon.subnetFile}`);
     const mb = (bytes: number) => round(bytes / MB, 1);
-    const rssMB = mb(await kbField(`/proc/${pid}/status`, "VmRSS"));
+    const [rest, samples] = await Promise.all([
+      restActivity(pid, REST_SECONDS),
+      sampleRss(pid, REST_SECONDS),
+    ]);
+    const rssMB = mb(median(samples.rss));
+    const anonMB = mb(median(samples.anon));
     const peakRssMB = mb(await kbField(`/proc/${pid}/status`, "VmHWM"));
-    const rollup = `/proc/${pid}/smaps_rollup`;
-    const anon = await kbField(rollup, "Anonymous");
     const heapUsedMB = mb(await metricBytes(daemon, "tartan_nodejs_heap_size_used_bytes"));
     const heapTotalMB = mb(await metricBytes(daemon, "tartan_nodejs_heap_size_total_bytes"));
-    const rest = await restActivity(pid, REST_SECONDS);
-    console.error(`measured ${mode} mode, ${peers} peers: ${rssMB} MB`);
+    const label = `${mode} mode, ${peers} peers${flags?.length ? ` ${flags.join(" ")}` : ""}`;
+    console.error(`measured ${label}: ${rssMB} MB`);
     await after?.(daemon);
     return {
       mode,
       peers,
+      ...(flags?.length && { flags }),
       rssMB,
+      rssMaxMB: mb(Math.max(...samples.rss)),
       peakRssMB,
-      anonMB: mb(anon),
-      fileMB: mb(await kbField(rollup, "Rss") - anon),
+      anonMB,
+      fileMB: round(rssMB - anonMB, 1),
       heapUsedMB,
       heapTotalMB,
       programmedSeconds: round(programmedSeconds, 1),
@@ -346,8 +377,8 @@ export async function main(parts: ReadonlySet<Part> = new Set(PARTS)): Promise<F
     await createNode(run, names.underlay, names.node(1), 1);
     await createNode(run, names.underlay, names.node(2), 2);
     const etcdStore: NodeStoreOptions = { etcdPort: Number(new URL(etcd.endpoint).port) };
-    const etcdNode = (dir: string) => () =>
-      startNodeDaemon({ ns: names.node(1), dir: `${workDir}/${dir}`, ...etcdStore });
+    const etcdNode = (dir: string, flags?: readonly string[]) => () =>
+      startNodeDaemon({ ns: names.node(1), dir: `${workDir}/${dir}`, ...etcdStore, flags });
 
     const daemons: DaemonFootprint[] = [];
     let cniAdd: FootprintResult["cniAdd"] | undefined;
@@ -380,6 +411,18 @@ export async function main(parts: ReadonlySet<Part> = new Set(PARTS)): Promise<F
     if (parts.has("peers10k")) {
       await putPeers(etcd.endpoint, 100, 10_000);
       daemons.push(await measureDaemon("etcd", 10_000, etcdNode("etcd10k"), GOALS.peers10kMB));
+      // The same without peer probing, whose per-peer state and paced probes are part of it.
+      const noProbes = ["--peer-probe-interval=0"];
+      daemons.push(
+        await measureDaemon(
+          "etcd",
+          10_000,
+          etcdNode("etcd10k-noprobe", noProbes),
+          undefined,
+          undefined,
+          noProbes,
+        ),
+      );
     }
 
     return {
@@ -409,7 +452,10 @@ function printTable(r: FootprintResult): void {
   for (const d of r.daemons) {
     const verdict = d.goalMB === undefined ? "" : d.rssMB <= d.goalMB ? " meets" : " MISSES";
     console.log(
-      `  ${d.mode} ${String(d.peers).padStart(6)} peers: ${d.rssMB} MB (peak ${d.peakRssMB}; ` +
+      `  ${d.mode} ${String(d.peers).padStart(6)} peers${
+        d.flags ? ` ${d.flags.join(" ")}` : ""
+      }: ` +
+        `${d.rssMB} MB (max ${d.rssMaxMB}, peak ${d.peakRssMB}; ` +
         `anon ${d.anonMB}, file ${d.fileMB}, V8 heap ${d.heapUsedMB}/${d.heapTotalMB}; ` +
         `goal ≤ ${d.goalMB}${verdict}), ${d.rest.wakeupsPerSecond} wake-ups/s ` +
         `(main thread ${d.rest.mainThreadWakeupsPerSecond}), CPU ${d.rest.cpuPercent} %, ` +
