@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { isBackendDevice } from "../../backends/registry.ts";
-import { defaultNetConf, startLab } from "../../lab/cluster.ts";
+import { defaultNetConf } from "../../lab/cluster.ts";
 import { nodeUnderlayIP } from "../../lab/topology.ts";
 import { allocValue, readValue, waitFor } from "../helpers/leases.ts";
-import { ipJson, removeLeftovers, RUN_PREFIX } from "../helpers/netns.ts";
+import { ipJson } from "../helpers/netns.ts";
 import {
   adminJson,
   type BackendReport,
@@ -19,17 +19,15 @@ import {
   rootSuite,
   SUBNETS_DIR,
 } from "./overlay_kernel.ts";
+import { withLab } from "./faults_kit.ts";
 
 rootSuite("alloc backend: 2 daemons in namespaces", async (t) => {
-  await removeLeftovers();
-  const lab = await startLab({
-    prefix: RUN_PREFIX,
+  await withLab({
     nodes: 2,
     netConf: defaultNetConf("alloc"),
     flags: ["--ip-masq"],
-  });
-  const client = lab.etcd.client();
-  try {
+  }, async (lab) => {
+    const client = lab.etcd.client();
     await lab.waitConverged();
 
     await t.step("each node publishes a flannel alloc lease and subnet.env", async () => {
@@ -74,7 +72,5 @@ rootSuite("alloc backend: 2 daemons in namespaces", async (t) => {
         15_000,
       );
     });
-  } finally {
-    await lab.stop();
-  }
+  });
 });

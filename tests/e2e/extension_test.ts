@@ -6,12 +6,13 @@
  * runs the remove command, which takes its route away.
  */
 import assert from "node:assert/strict";
-import { startLab } from "../../lab/cluster.ts";
+
 import { allConnected, connectivityMatrix, formatMatrix } from "../../lab/pods.ts";
 import { nodeUnderlayIP } from "../../lab/topology.ts";
 import { readValue, waitFor } from "../helpers/leases.ts";
-import { ipJson, removeLeftovers, RUN_PREFIX } from "../helpers/netns.ts";
+import { ipJson } from "../helpers/netns.ts";
 import { deleteLease, ownLeaseName, rootSuite, SUBNETS_DIR } from "./overlay_kernel.ts";
+import { withLab } from "./faults_kit.ts";
 
 const NET_CONF = {
   Network: "10.244.0.0/16",
@@ -31,10 +32,8 @@ interface IpRoute {
 }
 
 rootSuite("extension backend: host-gw routes built by net-conf commands", async (t) => {
-  await removeLeftovers();
-  const lab = await startLab({ prefix: RUN_PREFIX, nodes: 2, netConf: NET_CONF });
-  const client = lab.etcd.client();
-  try {
+  await withLab({ nodes: 2, netConf: NET_CONF }, async (lab) => {
+    const client = lab.etcd.client();
     await lab.waitConverged();
     for (let i = 0; i < 2; i++) await lab.addPods(i, 1);
     const [n1, n2] = lab.nodes;
@@ -82,7 +81,5 @@ rootSuite("extension backend: host-gw routes built by net-conf commands", async 
       };
       assert.deepEqual([backend.type, backend.peers], ["extension", []]);
     });
-  } finally {
-    await lab.stop();
-  }
+  });
 });

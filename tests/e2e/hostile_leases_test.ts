@@ -8,10 +8,10 @@
  * VtepMAC, pods still reaching each other, and no drift repairs at rest.
  */
 import assert from "node:assert/strict";
-import { defaultNetConf, startLab } from "../../lab/cluster.ts";
+import { defaultNetConf } from "../../lab/cluster.ts";
 import { ping } from "../../lab/pods.ts";
 import { nodeUnderlayIP } from "../../lab/topology.ts";
-import { bridgeJson, ipJson, removeLeftovers, RUN_PREFIX } from "../helpers/netns.ts";
+import { bridgeJson, ipJson } from "../helpers/netns.ts";
 import { parseExposition, sampleValue } from "../helpers/prometheus.ts";
 import {
   adminJson,
@@ -27,6 +27,7 @@ import {
   type StoredLease,
 } from "./overlay_kernel.ts";
 import { waitFor } from "../helpers/leases.ts";
+import { withLab } from "./faults_kit.ts";
 
 /** One full resync (KERNEL_RESYNC_MS) plus slack: the bound for "at rest". */
 const RESYNC_BOUND_MS = 25_000;
@@ -54,10 +55,8 @@ async function skippedOn(adminUrl: string): Promise<Map<string, string>> {
 }
 
 rootSuite("hostile leases: skipped, counted, and the kernel untouched", async (t) => {
-  await removeLeftovers();
-  const lab = await startLab({ prefix: RUN_PREFIX, nodes: 2, netConf: defaultNetConf("vxlan") });
-  const client = lab.etcd.client();
-  try {
+  await withLab({ nodes: 2, netConf: defaultNetConf("vxlan") }, async (lab) => {
+    const client = lab.etcd.client();
     await lab.waitConverged();
     await lab.addPods(0, 1);
     await lab.addPods(1, 1);
@@ -318,7 +317,5 @@ rootSuite("hostile leases: skipped, counted, and the kernel untouched", async (t
         assert.ok(await ping(p1.ns, p2.ip));
       },
     );
-  } finally {
-    await lab.stop();
-  }
+  });
 });

@@ -4,9 +4,9 @@
  * the tunnel trio. Pods ping each other across the direct route.
  */
 import assert from "node:assert/strict";
-import { startLab } from "../../lab/cluster.ts";
+
 import { allConnected, connectivityMatrix, formatMatrix } from "../../lab/pods.ts";
-import { removeLeftovers, RUN_PREFIX } from "../helpers/netns.ts";
+
 import {
   expectedVxlanEntries,
   flannelVxlanValue,
@@ -18,6 +18,7 @@ import {
   type StoredLease,
   waitForExactState,
 } from "./overlay_kernel.ts";
+import { withLab } from "./faults_kit.ts";
 
 /** The lab underlay, 198.18.0.0/24: the peers a DirectRouting node reaches without a tunnel. */
 const onUnderlay = (p: StoredLease) => /^198\.18\.0\.\d+$/.test(p.publicIP);
@@ -30,13 +31,10 @@ function expectedDirectRouting(peers: readonly StoredLease[]): PeerEntries {
 }
 
 rootSuite("vxlan DirectRouting: direct routes on the segment, tunnel beyond it", async (t) => {
-  await removeLeftovers();
-  const lab = await startLab({
-    prefix: RUN_PREFIX,
+  await withLab({
     nodes: 2,
     netConf: { Network: "10.244.0.0/16", Backend: { Type: "vxlan", DirectRouting: true } },
-  });
-  try {
+  }, async (lab) => {
     await lab.waitConverged();
     for (let i = 0; i < 2; i++) await lab.addPods(i, 1);
 
@@ -57,7 +55,5 @@ rootSuite("vxlan DirectRouting: direct routes on the segment, tunnel beyond it",
         assert.ok(leases.some((l) => l.name === name && !onUnderlay(l)));
       },
     );
-  } finally {
-    await lab.stop();
-  }
+  });
 });

@@ -6,12 +6,13 @@
  * other across nodes over IPv4 and over IPv6.
  */
 import assert from "node:assert/strict";
-import { LAB_ETCD_PREFIX, type LabCluster, startLab } from "../../lab/cluster.ts";
+import { LAB_ETCD_PREFIX, type LabCluster } from "../../lab/cluster.ts";
 import { ping } from "../../lab/pods.ts";
 import { nodeUnderlayIP, nodeUnderlayIPv6 } from "../../lab/topology.ts";
 import { readSubnets, waitFor } from "../helpers/leases.ts";
-import { ipJson, removeLeftovers, RUN_PREFIX } from "../helpers/netns.ts";
+import { ipJson } from "../helpers/netns.ts";
 import { readSubnetEnv, rootSuite } from "./overlay_kernel.ts";
+import { withLab } from "./faults_kit.ts";
 
 const NET_CONF = {
   Network: "10.244.0.0/16",
@@ -63,14 +64,11 @@ async function pingAcross(lab: LabCluster, family: 4 | 6): Promise<string[]> {
 }
 
 rootSuite("dual-stack vxlan overlay: 2 nodes on an IPv4 + IPv6 underlay", async (t) => {
-  await removeLeftovers();
-  const lab = await startLab({
-    prefix: RUN_PREFIX,
+  await withLab({
     nodes: 2,
     netConf: NET_CONF,
     ipv6Underlay: true,
-  });
-  try {
+  }, async (lab) => {
     await lab.waitConverged();
     for (let i = 0; i < 2; i++) await lab.addPods(i, 1);
 
@@ -125,7 +123,5 @@ rootSuite("dual-stack vxlan overlay: 2 nodes on an IPv4 + IPv6 underlay", async 
       }
       assert.deepEqual(await pingAcross(lab, 6), []);
     });
-  } finally {
-    await lab.stop();
-  }
+  });
 });

@@ -6,11 +6,11 @@
  * silently, and does not disturb the others; a departed node's route vanishes.
  */
 import assert from "node:assert/strict";
-import { defaultNetConf, type LabCluster, startLab } from "../../lab/cluster.ts";
+import { defaultNetConf, type LabCluster } from "../../lab/cluster.ts";
 import { allConnected, connectivityMatrix, formatMatrix } from "../../lab/pods.ts";
 import { nodeUnderlayIP } from "../../lab/topology.ts";
 import { readValue, waitFor } from "../helpers/leases.ts";
-import { ipJson, removeLeftovers, run, RUN_PREFIX } from "../helpers/netns.ts";
+import { ipJson, run } from "../helpers/netns.ts";
 import {
   adminJson,
   type BackendReport,
@@ -25,6 +25,7 @@ import {
   SUBNETS_DIR,
   waitForExactState,
 } from "./overlay_kernel.ts";
+import { withLab } from "./faults_kit.ts";
 
 const RESYNC_MS = 10_000;
 /** Not on the lab's 198.18.0.0/24 underlay: reachable only through a router. */
@@ -36,10 +37,8 @@ async function assertMatrix(lab: LabCluster): Promise<void> {
 }
 
 rootSuite("host-gw overlay: 3 nodes in namespaces", async (t) => {
-  await removeLeftovers();
-  const lab = await startLab({ prefix: RUN_PREFIX, nodes: 3, netConf: defaultNetConf("host-gw") });
-  const client = lab.etcd.client();
-  try {
+  await withLab({ nodes: 3, netConf: defaultNetConf("host-gw") }, async (lab) => {
+    const client = lab.etcd.client();
     await lab.waitConverged();
     for (let i = 0; i < 3; i++) await lab.addPods(i, 2);
 
@@ -118,7 +117,5 @@ rootSuite("host-gw overlay: 3 nodes in namespaces", async (t) => {
         );
       }
     });
-  } finally {
-    await lab.stop();
-  }
+  });
 });

@@ -7,10 +7,10 @@
  */
 import assert from "node:assert/strict";
 import { commandRunner } from "../../exec.ts";
-import { defaultNetConf, startLab } from "../../lab/cluster.ts";
+import { defaultNetConf } from "../../lab/cluster.ts";
 import { ping } from "../../lab/pods.ts";
 import { addNetns, createNode, labNames, nodeUnderlayIP } from "../../lab/topology.ts";
-import { nsExec, removeLeftovers, run, RUN_PREFIX } from "../helpers/netns.ts";
+import { nsExec, run, RUN_PREFIX } from "../helpers/netns.ts";
 import {
   expectedVxlanEntries,
   flannelVxlanValue,
@@ -21,6 +21,7 @@ import {
   type StoredLease,
   waitForExactState,
 } from "./overlay_kernel.ts";
+import { withLab } from "./faults_kit.ts";
 
 /** Node number 40 of the lab's underlay: 198.18.0.50. */
 const FLANNEL_NODE = 40;
@@ -72,10 +73,8 @@ function programPeer(ns: string, peer: StoredLease): Promise<unknown> {
 }
 
 rootSuite("vxlan interop with a hand-made flannel node", async (t) => {
-  await removeLeftovers();
-  const lab = await startLab({ prefix: RUN_PREFIX, nodes: 2, netConf: defaultNetConf("vxlan") });
-  const client = lab.etcd.client();
-  try {
+  await withLab({ nodes: 2, netConf: defaultNetConf("vxlan") }, async (lab) => {
+    const client = lab.etcd.client();
     await lab.waitConverged();
     for (let i = 0; i < 2; i++) await lab.addPods(i, 1);
     const names = labNames(RUN_PREFIX);
@@ -125,7 +124,5 @@ rootSuite("vxlan interop with a hand-made flannel node", async (t) => {
         assert.match(out, new RegExp(`> ${FLANNEL_MAC}, ethertype IPv4`), out);
       },
     );
-  } finally {
-    await lab.stop();
-  }
+  });
 });

@@ -5,12 +5,13 @@
  * ports with one key, and pods reach each other across nodes over IPv4 and over IPv6.
  */
 import assert from "node:assert/strict";
-import { LAB_ETCD_PREFIX, startLab } from "../../lab/cluster.ts";
+import { LAB_ETCD_PREFIX } from "../../lab/cluster.ts";
 import { ping } from "../../lab/pods.ts";
 import { nodeUnderlayIPv6 } from "../../lab/topology.ts";
 import { readSubnets, waitFor } from "../helpers/leases.ts";
-import { removeLeftovers, run, RUN_PREFIX } from "../helpers/netns.ts";
+import { run } from "../helpers/netns.ts";
 import { rootSuite } from "./overlay_kernel.ts";
+import { withLab } from "./faults_kit.ts";
 
 const NET_CONF = {
   Network: "10.244.0.0/16",
@@ -26,14 +27,11 @@ interface LeaseJson {
 }
 
 rootSuite("dual-stack wireguard: flannel-wg and flannel-wg-v6 on wireguard-go", async (t) => {
-  await removeLeftovers();
-  const lab = await startLab({
-    prefix: RUN_PREFIX,
+  await withLab({
     nodes: 2,
     netConf: NET_CONF,
     ipv6Underlay: true,
-  });
-  try {
+  }, async (lab) => {
     await lab.waitConverged();
     for (let i = 0; i < 2; i++) await lab.addPods(i, 1);
 
@@ -66,7 +64,5 @@ rootSuite("dual-stack wireguard: flannel-wg and flannel-wg-v6 on wireguard-go", 
         }
       }
     });
-  } finally {
-    await lab.stop();
-  }
+  });
 });
