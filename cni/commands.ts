@@ -153,7 +153,7 @@ const HANDLERS: Record<Exclude<Command, "VERSION">, Handler> = {
 };
 
 /** Run one command other than VERSION on the config in `stdin`; resolves to its stdout. */
-export async function runCommand(
+export async function runConfigCommand(
   request: CniRequest & { readonly command: Exclude<Command, "VERSION"> },
   stdin: Uint8Array,
   env: PluginEnv,

@@ -46,10 +46,10 @@ export async function cniMain(env: PluginEnv, stdin: Uint8Array): Promise<CniOut
   try {
     const request = parseRequest(env);
     if (request.command === "VERSION") return { code: 0, stdout: formatVersionResult(requested) };
-    const { runCommand } = await import("./commands.ts");
+    const { runConfigCommand } = await import("./commands.ts");
     return {
       code: 0,
-      stdout: await runCommand({ ...request, command: request.command }, stdin, env),
+      stdout: await runConfigCommand({ ...request, command: request.command }, stdin, env),
     };
   } catch (err) {
     const failure = err instanceof CniError
