@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { CniError, DelegateError, ErrorCode } from "./errors.ts";
-import { isRecord } from "../json.ts";
+import { isRecord, parseJsonOrUndefined } from "../json.ts";
 import type { Command } from "./protocol.ts";
 import { errorText } from "../log.ts";
 
@@ -39,14 +39,6 @@ function definedOnly(env: PluginEnv): Record<string, string> {
   return Object.fromEntries(
     Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined),
   );
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }
 
 function isErrorResult(value: unknown): boolean {
@@ -97,7 +89,7 @@ export async function invokeDelegate(
     throw new CniError(ErrorCode.internal, `failed to run delegate plugin ${file}`, reason);
   }
   const stdout = new TextDecoder().decode(output.stdout);
-  const result = parseJson(stdout);
+  const result = parseJsonOrUndefined(stdout);
   if (!output.success) {
     if (isErrorResult(result)) {
       const { code, msg } = result as { code: number; msg: string };
