@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { isRecord } from "../json.ts";
 
 /** A key or value: bytes, or text taken as UTF-8. */
 export type Bytes = Uint8Array | string;
@@ -272,9 +273,7 @@ export function encodeWatchCreate(req: WatchCreateRequest): Json {
 // --- responses -----------------------------------------------------------------------------
 
 function object(value: unknown, what: string): Json {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new EtcdDecodeError(`${what} is not an object`);
-  }
+  if (!isRecord(value)) throw new EtcdDecodeError(`${what} is not an object`);
   return value as Json;
 }
 

@@ -15,6 +15,7 @@ import {
   netEqual,
   tryParseAddr,
 } from "../ip/mod.ts";
+import { isRecord } from "../json.ts";
 
 /** JSON value as stored in BackendData (embedded verbatim, compacted). */
 export type JsonValue =
@@ -260,9 +261,7 @@ function ipMember(name: string, value: unknown, family: 4 | 6): IPAddr {
  */
 export function decodeLeaseAttrs(text: string): LeaseAttrs {
   const parsed = parseJson(text);
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    throw new LeaseValueError("is not a JSON object");
-  }
+  if (!isRecord(parsed)) throw new LeaseValueError("is not a JSON object");
   let publicIP: IPAddr = { family: 4, value: 0n };
   let publicIPv6: IPAddr | undefined;
   let backendType: string | undefined;

@@ -8,6 +8,7 @@
 import { decodeWireguardKey } from "../config/backend_options.ts";
 import { normalizeMac } from "../ffi/mac.ts";
 import type { IPAddr } from "../ip/mod.ts";
+import { isRecord } from "../json.ts";
 import type { JsonValue } from "./lease.ts";
 
 /**
@@ -15,7 +16,7 @@ import type { JsonValue } from "./lease.ts";
  * undefined when absent or malformed.
  */
 export function vtepMacOf(data: JsonValue | undefined): string | undefined {
-  if (typeof data !== "object" || data === null || Array.isArray(data)) return undefined;
+  if (!isRecord(data)) return undefined;
   const mac = data.VtepMAC;
   if (typeof mac !== "string") return undefined;
   if (CANONICAL_MAC.test(mac)) return mac; // what flannel writes: no parse and format needed
@@ -34,7 +35,7 @@ const CANONICAL_MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
  * have it).
  */
 export function wireguardKeyOf(data: JsonValue | undefined): string | undefined {
-  if (typeof data !== "object" || data === null || Array.isArray(data)) return undefined;
+  if (!isRecord(data)) return undefined;
   const text = data.PublicKey;
   if (typeof text !== "string") return undefined;
   return decodeWireguardKey(text)?.some((b) => b !== 0) ? text.trim() : undefined;
