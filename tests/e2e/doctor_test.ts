@@ -15,14 +15,8 @@ import { tartanArgv } from "../../lab/self.ts";
 import { labNames, nodeUnderlayIP } from "../../lab/topology.ts";
 import { nsExec, run, withNetns } from "../helpers/netns.ts";
 import { withLab } from "./faults_kit.ts";
-import {
-  flannelVxlanValue,
-  freeSubnet,
-  putRawLease,
-  readLeases,
-  rootSuite,
-  SUBNETS_DIR,
-} from "./overlay_kernel.ts";
+import { freeSubnet, putRawLease, readLeases, rootSuite, SUBNETS_DIR } from "./overlay_kernel.ts";
+import { vxlanValue } from "../helpers/leases.ts";
 
 /** How long doctor may take to name a fault, or to see it gone (the issue's bound). */
 const NAMED_WITHIN_MS = 90_000;
@@ -186,7 +180,7 @@ rootSuite("doctor names each fault in a running lab, healthy before and after", 
         lab,
         0,
         `a second lease on ${n2IP}`,
-        () => putRawLease(client, name, flannelVxlanValue(n2IP, "0e:00:00:00:99:01")),
+        () => putRawLease(client, name, vxlanValue(n2IP, "0e:00:00:00:99:01")),
         finding("duplicate-public-ip", "publicIP", n2IP),
         async () => void await client.deleteRange({ key: SUBNETS_DIR + name }),
       );

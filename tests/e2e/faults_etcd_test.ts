@@ -16,11 +16,10 @@ import assert from "node:assert/strict";
 import { TEST_LEASE_TTL_ENV } from "../../daemon.ts";
 import { defaultNetConf, LAB_ETCD_PREFIX, type LabCluster } from "../../lab/cluster.ts";
 import { allConnected, connectivityMatrix, formatMatrix } from "../../lab/pods.ts";
-import { leaseTtl, readKey, waitFor } from "../helpers/leases.ts";
+import { leaseTtl, readKey, vxlanValue, waitFor } from "../helpers/leases.ts";
 import { nodeStatus, probe, startPinger, withLab } from "./faults_kit.ts";
 import {
   expectedVxlanEntries,
-  flannelVxlanValue,
   freeSubnet,
   ownLeaseName,
   parseStoredLease,
@@ -88,7 +87,7 @@ async function outageLongerThanMargin(lab: LabCluster): Promise<void> {
   const client = lab.etcd.client();
   const [n1, n2, n3] = lab.nodes;
   const ghostName = freeSubnet(await readLeases(client));
-  const ghostValue = flannelVxlanValue("198.18.0.70", "0e:00:00:00:00:70");
+  const ghostValue = vxlanValue("198.18.0.70", "0e:00:00:00:00:70");
   const ghost = parseStoredLease(ghostName, ghostValue);
   await putRawLease(client, ghostName, ghostValue, GHOST_TTL_SECONDS);
   await waitForExactState(lab, expectedVxlanEntries, 5000);

@@ -12,7 +12,8 @@ import { type LabCluster, type LabOptions, startLab } from "../../lab/cluster.ts
 import type { NodeDaemon } from "../../lab/node.ts";
 import { type LabPod, ping } from "../../lab/pods.ts";
 import { removeLeftovers, RUN_PREFIX } from "../helpers/netns.ts";
-import { flannelVxlanValue, SUBNETS_DIR } from "./overlay_kernel.ts";
+import { SUBNETS_DIR } from "./overlay_kernel.ts";
+import { vxlanValue } from "../helpers/leases.ts";
 
 /** Build a lab under this run's prefix, run `fn`, and always tear the lab down. */
 export async function withLab(
@@ -128,7 +129,7 @@ export async function seedPeers(
       peers.slice(start, start + 500).map((p) =>
         client.put({
           key: SUBNETS_DIR + p.name,
-          value: flannelVxlanValue(p.publicIP, p.mac),
+          value: vxlanValue(p.publicIP, p.mac),
           lease: id,
         })
       ),

@@ -15,11 +15,10 @@ import { getLink } from "../../ffi/netlink/link.ts";
 import { listFdb, listNeighs } from "../../ffi/netlink/neigh.ts";
 import { listRoutes } from "../../ffi/netlink/route.ts";
 import { closeNetlink, openNetlink } from "../../ffi/netlink/socket.ts";
-import { readKey, waitFor } from "../helpers/leases.ts";
+import { readKey, vxlanValue, waitFor } from "../helpers/leases.ts";
 import { deletePeers, nodeStatus, probe, seedPeers, syntheticPeer, withLab } from "./faults_kit.ts";
 import {
   expectedVxlanEntries,
-  flannelVxlanValue,
   freeSubnet,
   ownLeaseName,
   peerEntries,
@@ -179,7 +178,7 @@ async function killDuringProgramming(lab: LabCluster): Promise<void> {
 /** One malformed write: a key name under `<prefix>/subnets/` and raw value bytes. */
 function malformedWrite(i: number): [string, Uint8Array] {
   const text = (s: string) => new TextEncoder().encode(s);
-  const valid = flannelVxlanValue("198.18.0.99", "0e:00:00:00:00:99");
+  const valid = vxlanValue("198.18.0.99", "0e:00:00:00:00:99");
   const n = i >> 3; // 0..124: each (kind, n) is written once
   switch (i % 8) {
     case 0:
@@ -252,7 +251,7 @@ async function malformedFlood(lab: LabCluster): Promise<void> {
   // The watch is still alive: the flood cleaned up, a new peer is programmed everywhere.
   await deletePeers(client, writes.map(([name]) => name));
   const name = freeSubnet(await readLeases(client));
-  await putRawLease(client, name, flannelVxlanValue("198.18.0.98", "0e:00:00:00:00:98"));
+  await putRawLease(client, name, vxlanValue("198.18.0.98", "0e:00:00:00:00:98"));
   await waitForExactState(lab, expectedVxlanEntries, 5000);
 }
 

@@ -17,7 +17,6 @@ import {
   adminJson,
   deleteLease,
   expectedVxlanEntries,
-  flannelVxlanValue,
   ownLeaseName,
   parseStoredLease,
   peerEntries,
@@ -26,7 +25,7 @@ import {
   rootSuite,
   type StoredLease,
 } from "./overlay_kernel.ts";
-import { waitFor } from "../helpers/leases.ts";
+import { vxlanValue, waitFor } from "../helpers/leases.ts";
 import { withLab } from "./faults_kit.ts";
 
 /** One full resync (KERNEL_RESYNC_MS) plus slack: the bound for "at rest". */
@@ -78,38 +77,38 @@ rootSuite("hostile leases: skipped, counted, and the kernel untouched", async (t
     /** Leases the test itself considers valid, by name (besides the nodes' own). */
     const holder = parseStoredLease(
       `${a}.0-24`,
-      flannelVxlanValue("198.18.0.70", "0e:00:00:00:00:70"),
+      vxlanValue("198.18.0.70", "0e:00:00:00:00:70"),
     );
     // n1's address with a fresh MAC: skipped on n1 (one of its own addresses), valid on n2.
     const ownIP = parseStoredLease(
       `${l}.0-24`,
-      flannelVxlanValue(nodeUnderlayIP(1), "0e:00:00:00:00:71"),
+      vxlanValue(nodeUnderlayIP(1), "0e:00:00:00:00:71"),
     );
     const hostile: Array<[string, string, string]> = [
       // [key, value, reason on n1]
       [
         "0.0.0.0-1",
-        flannelVxlanValue("198.18.0.80", "0e:00:00:00:00:80"),
+        vxlanValue("198.18.0.80", "0e:00:00:00:00:80"),
         "subnet_outside_network",
       ],
       [
         "198.18.0.0-24",
-        flannelVxlanValue("198.18.0.81", "0e:00:00:00:00:81"),
+        vxlanValue("198.18.0.81", "0e:00:00:00:00:81"),
         "subnet_outside_network",
       ],
       [
         "10.244.0.0-16",
-        flannelVxlanValue("198.18.0.82", "0e:00:00:00:00:82"),
+        vxlanValue("198.18.0.82", "0e:00:00:00:00:82"),
         "subnet_outside_network",
       ],
       [
         `${own1.base.replace(/\.0$/, ".128")}-25`,
-        flannelVxlanValue("198.18.0.83", "0e:00:00:00:00:83"),
+        vxlanValue("198.18.0.83", "0e:00:00:00:00:83"),
         "subnet_overlaps_own",
       ],
       [
         `${a}.128-25`,
-        flannelVxlanValue("198.18.0.84", "0e:00:00:00:00:84"),
+        vxlanValue("198.18.0.84", "0e:00:00:00:00:84"),
         "subnet_overlaps_lease",
       ],
       [
@@ -117,14 +116,14 @@ rootSuite("hostile leases: skipped, counted, and the kernel untouched", async (t
         `{"PublicIP":"0.0.0.0","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:85"}}`,
         "public_ip_missing",
       ],
-      [`${c}.0-24`, flannelVxlanValue("127.0.0.1", "0e:00:00:00:00:86"), "public_ip_unusable"],
-      [`${d}.0-24`, flannelVxlanValue("10.244.99.9", "0e:00:00:00:00:87"), "public_ip_in_overlay"],
-      [`${e}.0-24`, flannelVxlanValue("198.18.0.88", "00:00:00:00:00:00"), "vtep_mac_unusable"],
+      [`${c}.0-24`, vxlanValue("127.0.0.1", "0e:00:00:00:00:86"), "public_ip_unusable"],
+      [`${d}.0-24`, vxlanValue("10.244.99.9", "0e:00:00:00:00:87"), "public_ip_in_overlay"],
+      [`${e}.0-24`, vxlanValue("198.18.0.88", "00:00:00:00:00:00"), "vtep_mac_unusable"],
       [`${f}.0-24`, vxlanValueWithData("198.18.0.89", `"not an object"`), "vtep_mac_unusable"],
-      [`${g}.0-24`, flannelVxlanValue("198.18.0.90", own1.vtepMac!), "vtep_mac_own"],
+      [`${g}.0-24`, vxlanValue("198.18.0.90", own1.vtepMac!), "vtep_mac_own"],
       // The thief: n2's VtepMAC from another address.
-      [`${h}.0-24`, flannelVxlanValue("198.18.0.91", own2.vtepMac!), "vtep_mac_taken"],
-      [`${i}.0-24`, flannelVxlanValue("198.18.0.92", "01:00:5e:00:00:01"), "vtep_mac_unusable"],
+      [`${h}.0-24`, vxlanValue("198.18.0.91", own2.vtepMac!), "vtep_mac_taken"],
+      [`${i}.0-24`, vxlanValue("198.18.0.92", "01:00:5e:00:00:01"), "vtep_mac_unusable"],
       [`${j}.0-24`, vxlanValueWithData("198.18.0.93", `{"VNI":1}`), "vtep_mac_unusable"],
     ];
     const reasons = [...hostile.map(([key, , reason]) => [key, reason]), [
@@ -162,7 +161,7 @@ rootSuite("hostile leases: skipped, counted, and the kernel untouched", async (t
     await t.step(
       "every skip reason: /v1/leases says why, the kernel holds none of them",
       async () => {
-        await putRawLease(client, holder.name, flannelVxlanValue(holder.publicIP, holder.vtepMac!));
+        await putRawLease(client, holder.name, vxlanValue(holder.publicIP, holder.vtepMac!));
         await waitFor(
           "the holder is programmed",
           async () => (await peerEntries(n1.ns)).routes.some((r) => r.startsWith(holder.subnet)),
@@ -170,7 +169,7 @@ rootSuite("hostile leases: skipped, counted, and the kernel untouched", async (t
           50,
         );
         for (const [key, value] of hostile) await putRawLease(client, key, value);
-        await putRawLease(client, ownIP.name, flannelVxlanValue(ownIP.publicIP, ownIP.vtepMac!));
+        await putRawLease(client, ownIP.name, vxlanValue(ownIP.publicIP, ownIP.vtepMac!));
         await waitFor(
           "n1 reports every hostile lease skipped",
           async () => (await skippedOn(n1.adminUrl)).size === reasons.length,

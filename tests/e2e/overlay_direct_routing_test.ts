@@ -9,7 +9,6 @@ import { allConnected, connectivityMatrix, formatMatrix } from "../../lab/pods.t
 
 import {
   expectedVxlanEntries,
-  flannelVxlanValue,
   freeSubnet,
   type PeerEntries,
   putRawLease,
@@ -19,6 +18,7 @@ import {
   waitForExactState,
 } from "./overlay_kernel.ts";
 import { withLab } from "./faults_kit.ts";
+import { vxlanValue } from "../helpers/leases.ts";
 
 /** The lab underlay, 198.18.0.0/24: the peers a DirectRouting node reaches without a tunnel. */
 const onUnderlay = (p: StoredLease) => /^198\.18\.0\.\d+$/.test(p.publicIP);
@@ -49,7 +49,7 @@ rootSuite("vxlan DirectRouting: direct routes on the segment, tunnel beyond it",
       async () => {
         const client = lab.etcd.client();
         const name = freeSubnet(await readLeases(client));
-        await putRawLease(client, name, flannelVxlanValue("198.19.9.9", "0e:00:00:00:09:09"));
+        await putRawLease(client, name, vxlanValue("198.19.9.9", "0e:00:00:00:09:09"));
         await waitForExactState(lab, expectedDirectRouting, 3000);
         const leases = await readLeases(client);
         assert.ok(leases.some((l) => l.name === name && !onUnderlay(l)));

@@ -9,14 +9,13 @@ import assert from "node:assert/strict";
 import { defaultNetConf, type LabCluster } from "../../lab/cluster.ts";
 import { allConnected, connectivityMatrix, formatMatrix } from "../../lab/pods.ts";
 import { nodeUnderlayIP } from "../../lab/topology.ts";
-import { readValue, waitFor } from "../helpers/leases.ts";
+import { hostGwValue, readValue, waitFor } from "../helpers/leases.ts";
 import { ipJson, run } from "../helpers/netns.ts";
 import {
   adminJson,
   type BackendReport,
   deleteLease,
   expectedHostGwEntries,
-  flannelHostGwValue,
   freeSubnet,
   ownLeaseName,
   putRawLease,
@@ -50,7 +49,7 @@ rootSuite("host-gw overlay: 3 nodes in namespaces", async (t) => {
         const name = await ownLeaseName(node.subnetFile);
         assert.equal(
           await readValue(client, `${SUBNETS_DIR}${name}`),
-          flannelHostGwValue(nodeUnderlayIP(i + 1)),
+          hostGwValue(nodeUnderlayIP(i + 1)),
           "lease JSON byte for byte",
         );
         assert.match(await Deno.readTextFile(node.subnetFile), /^FLANNEL_MTU=1500$/m);
@@ -70,7 +69,7 @@ rootSuite("host-gw overlay: 3 nodes in namespaces", async (t) => {
     await t.step("an unreachable peer is reported, the others are unaffected", async () => {
       const name = freeSubnet(await readLeases(client));
       const subnet = name.replace("-", "/");
-      await putRawLease(client, name, flannelHostGwValue(UNREACHABLE_PEER));
+      await putRawLease(client, name, hostGwValue(UNREACHABLE_PEER));
       for (const node of lab.nodes) {
         let report: BackendReport | undefined;
         await waitFor(`${node.ns} to report ${subnet}`, async () => {

@@ -13,7 +13,6 @@ import { addNetns, createNode, labNames, nodeUnderlayIP } from "../../lab/topolo
 import { nsExec, run, RUN_PREFIX } from "../helpers/netns.ts";
 import {
   expectedVxlanEntries,
-  flannelVxlanValue,
   freeSubnet,
   putRawLease,
   readLeases,
@@ -22,6 +21,7 @@ import {
   waitForExactState,
 } from "./overlay_kernel.ts";
 import { withLab } from "./faults_kit.ts";
+import { vxlanValue } from "../helpers/leases.ts";
 
 /** Node number 40 of the lab's underlay: 198.18.0.50. */
 const FLANNEL_NODE = 40;
@@ -93,7 +93,7 @@ rootSuite("vxlan interop with a hand-made flannel node", async (t) => {
       await putRawLease(
         client,
         subnetName,
-        flannelVxlanValue(nodeUnderlayIP(FLANNEL_NODE), FLANNEL_MAC),
+        vxlanValue(nodeUnderlayIP(FLANNEL_NODE), FLANNEL_MAC),
       );
       await waitForExactState(lab, expectedVxlanEntries, 3000);
       const leases = await readLeases(client);

@@ -80,17 +80,6 @@ export async function deleteLease(client: EtcdClient, name: string): Promise<voi
   await client.deleteRange({ key: SUBNETS_DIR + name });
 }
 
-/** flannel's vxlan lease value, byte for byte (spec §12 item 4). */
-export function flannelVxlanValue(publicIP: string, mac: string): string {
-  return `{"PublicIP":"${publicIP}","PublicIPv6":null,"BackendType":"vxlan",` +
-    `"BackendData":{"VNI":1,"VtepMAC":"${mac}"}}`;
-}
-
-/** flannel's host-gw lease value (spec §12 item 5). */
-export function flannelHostGwValue(publicIP: string): string {
-  return `{"PublicIP":"${publicIP}","PublicIPv6":null,"BackendType":"host-gw"}`;
-}
-
 /** A subnet of 10.244.0.0/16 no lease holds, from the top down (the lab allocates at random). */
 export function freeSubnet(leases: readonly StoredLease[], skip: readonly string[] = []): string {
   for (let third = 254; third > 0; third--) {

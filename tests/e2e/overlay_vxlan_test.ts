@@ -12,15 +12,13 @@ import { allConnected, connectivityMatrix, formatMatrix, ping } from "../../lab/
 import { nodeUnderlayIP } from "../../lab/topology.ts";
 import { closeNetlink, type NetlinkHandle, openNetlink } from "../../ffi/netlink/socket.ts";
 import { prefixEnd, text } from "../../etcd/codec.ts";
-import { readValue } from "../helpers/leases.ts";
+import { hostGwValue, readValue, vxlanValue } from "../helpers/leases.ts";
 import { ipJson, nsExec, removeLeftovers, run, RUN_PREFIX } from "../helpers/netns.ts";
 import {
   adminJson,
   type BackendReport,
   deleteLease,
   expectedVxlanEntries,
-  flannelHostGwValue,
-  flannelVxlanValue,
   freeSubnet,
   ownLeaseName,
   parseStoredLease,
@@ -95,7 +93,7 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
         const ip = nodeUnderlayIP(i + 1);
         const lease = await byName(await ownLeaseName(node.subnetFile));
         const stored = await readValue(client, `${SUBNETS_DIR}${lease.name}`);
-        assert.equal(stored, flannelVxlanValue(ip, lease.vtepMac!), "lease JSON byte for byte");
+        assert.equal(stored, vxlanValue(ip, lease.vtepMac!), "lease JSON byte for byte");
         await assertDevice(node.ns, ip, lease);
         const firstHost = lease.base.replace(/\.0$/, ".1");
         assert.equal(
@@ -156,7 +154,7 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
 
     await t.step("an expired lease (2 s etcd TTL) vanishes everywhere", async () => {
       const name = freeSubnet(await readLeases(client));
-      const value = flannelVxlanValue("198.18.0.60", "0e:00:00:00:00:60");
+      const value = vxlanValue("198.18.0.60", "0e:00:00:00:00:60");
       const lease = parseStoredLease(name, value);
       const handles = openHandles(lab, [0, 1, 2]);
       try {
@@ -171,10 +169,10 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
 
     await t.step("a lease of another backend type is ignored (§12 item 35)", async () => {
       const other = freeSubnet(await readLeases(client));
-      await putRawLease(client, other, flannelHostGwValue("198.18.0.61"));
+      await putRawLease(client, other, hostGwValue("198.18.0.61"));
       // A vxlan lease written after it: once that is programmed, the other has been seen.
       const marker = freeSubnet(await readLeases(client));
-      await putRawLease(client, marker, flannelVxlanValue("198.18.0.62", "0e:00:00:00:00:62"));
+      await putRawLease(client, marker, vxlanValue("198.18.0.62", "0e:00:00:00:00:62"));
       await waitForExactState(lab, expectedVxlanEntries, 3000);
       await deleteLease(client, other);
     });
@@ -183,9 +181,9 @@ rootSuite("vxlan overlay: 3 nodes in namespaces", async (t) => {
       "a peer's new VTEP MAC replaces its neighbour and FDB entry (quirk 11)",
       async () => {
         const name = freeSubnet(await readLeases(client));
-        await putRawLease(client, name, flannelVxlanValue("198.18.0.63", "0e:00:00:00:00:63"));
+        await putRawLease(client, name, vxlanValue("198.18.0.63", "0e:00:00:00:00:63"));
         await waitForExactState(lab, expectedVxlanEntries, 3000);
-        await putRawLease(client, name, flannelVxlanValue("198.18.0.63", "0e:00:00:00:01:63"));
+        await putRawLease(client, name, vxlanValue("198.18.0.63", "0e:00:00:00:01:63"));
         // Exact state: the old MAC's FDB entry must be gone, not merely the new one present.
         await waitForExactState(lab, expectedVxlanEntries, 3000);
         await deleteLease(client, name);

@@ -43,6 +43,11 @@ export function allocValue(ip: string): string {
   return `{"PublicIP":"${ip}","PublicIPv6":null}`;
 }
 
+/** The value flannel's host-gw backend writes (spec §12 item 5). */
+export function hostGwValue(ip: string): string {
+  return `{"PublicIP":"${ip}","PublicIPv6":null,"BackendType":"host-gw"}`;
+}
+
 /** The value flannel's vxlan backend writes. */
 export function vxlanValue(ip: string, mac: string): string {
   return `{"PublicIP":"${ip}","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"${mac}"}}`;
