@@ -14,6 +14,7 @@ import { prefixEnd, text } from "../../etcd/codec.ts";
 import { LAB_ETCD_PREFIX, type LabCluster } from "../../lab/cluster.ts";
 import { nodeUnderlayIP } from "../../lab/topology.ts";
 import { formatLeaseKey } from "../../subnet/lease.ts";
+import { parseSubnetEnv } from "../../subnet/subnet_env.ts";
 import { addrEqual, netEqual, parseAddr, parseNet } from "../../ip/mod.ts";
 import { NUD_PERMANENT } from "../../ffi/netlink/constants.ts";
 import { getLink } from "../../ffi/netlink/link.ts";
@@ -89,10 +90,9 @@ export function freeSubnet(leases: readonly StoredLease[], skip: readonly string
   throw new Error("no free /24 left in 10.244.0.0/16");
 }
 
-/** A node's subnet.env as a map. */
+/** A node's subnet.env as a map (read as the daemon and doctor read it). */
 export async function readSubnetEnv(path: string): Promise<Map<string, string>> {
-  const text = await Deno.readTextFile(path);
-  return new Map(text.trim().split("\n").map((line) => line.split("=", 2) as [string, string]));
+  return parseSubnetEnv(await Deno.readTextFile(path));
 }
 
 /** The lease name of a node, from its subnet.env (`10.244.3.1/24` → `10.244.3.0-24`). */
