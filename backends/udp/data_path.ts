@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { Backoff } from "../../backoff.ts";
 import { closeFd } from "../../ffi/libc.ts";
 import { errorText, type Logger } from "../../log.ts";
 import { drainControl, openControlFd, ringControl } from "./control_fd.ts";
@@ -60,11 +61,6 @@ export class DataPathError extends Error {
 const WORKER_URL = new URL("./worker.ts", import.meta.url);
 const STOP_WAIT_MS = 2000;
 
-/** Delay before restart `n` (1-based): 100 ms doubling, at most 5 s. */
-function restartDelay(n: number): number {
-  return Math.min(5000, 100 * 2 ** (n - 1));
-}
-
 /**
  * Start the Worker. The caller keeps ownership of the TUN and UDP fds and closes them after
  * {@link DataPath.stop} resolves.
@@ -81,6 +77,8 @@ export function startDataPath(options: DataPathOptions): DataPath {
   let running = false;
   let stopped = false;
   let failuresInRow = 0;
+  /** Delay before each restart in a row: 100 ms doubling, at most 5 s. */
+  const restartDelay = new Backoff(100, 5000);
   let restarts = 0;
   let lastError: string | undefined;
   let restartTimer: ReturnType<typeof setTimeout> | undefined;
@@ -102,14 +100,17 @@ export function startDataPath(options: DataPathOptions): DataPath {
     running = false;
     if (stopped) return;
     lastError = reason;
-    if (performance.now() - startedAt >= healthyAfterMs) failuresInRow = 0;
+    if (performance.now() - startedAt >= healthyAfterMs) {
+      failuresInRow = 0;
+      restartDelay.reset();
+    }
     failuresInRow++;
     if (failuresInRow > maxRestarts) {
       log.error("udp data path gave up", { attempts: failuresInRow, error: reason });
       settle.reject(new DataPathError(failuresInRow, reason));
       return;
     }
-    const delay = restartDelay(failuresInRow);
+    const delay = restartDelay.next();
     log.error("udp data path died; restarting", { error: reason, inMs: delay });
     restartTimer = setTimeout(() => {
       restartTimer = undefined;
