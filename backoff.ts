@@ -1,5 +1,6 @@
 /**
- * Exponential backoff for retry loops: the subnet managers, wireguard-go's supervisor.
+ * Exponential backoff for retry loops: the subnet managers, the supervisors of wireguard-go and
+ * of the udp data path.
  *
  * @module
  */
