@@ -78,6 +78,8 @@ export interface FootprintResult {
    * whether `tartan run` may load it (others serve the CLI, the CNI plugin or `tartan status`).
    */
   readonly dependencies: Record<string, { readonly addsMB: number; readonly daemon: boolean }>;
+  /** {@link REPLACED}: what each would add (MB, same method) and what took its place. */
+  readonly replaced: Record<string, { readonly addsMB: number; readonly replacedBy: string }>;
   readonly daemons: DaemonFootprint[];
   /** Measured with the etcd-mode daemon. */
   readonly cniAdd?: {
@@ -130,7 +132,7 @@ async function metricBytes(node: NodeDaemon, name: string): Promise<number> {
 }
 
 /** RSS of a bare `deno run` that imports `specifier` (nothing when empty) and waits, bytes. */
-async function importRss(specifier: string, dir: string): Promise<number> {
+async function importRss(specifier: string, dir: string, config = true): Promise<number> {
   const probe = `${dir}/probe.ts`;
   await Deno.writeTextFile(
     probe,
@@ -139,7 +141,8 @@ async function importRss(specifier: string, dir: string): Promise<number> {
       `console.log(Deno.readTextFileSync("/proc/self/status").match(/VmRSS:\\s+(\\d+)/)[1]);\n`,
   );
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--config", CONFIG, probe],
+    // Packages outside deno.json are run without it, so the project's lock file is not touched.
+    args: ["run", "-A", ...(config ? ["--config", CONFIG] : ["--no-config"]), probe],
     cwd: ROOT,
   }).output();
   if (code !== 0) throw new Error(`import ${specifier}: ${new TextDecoder().decode(stderr)}`);
@@ -187,9 +190,9 @@ async function runtimeDependencies(): Promise<Map<string, boolean>> {
 }
 
 /** The least RSS over a few runs: the noise (allocator and GC timing) only ever adds. */
-async function leastRss(specifier: string, dir: string): Promise<number> {
+async function leastRss(specifier: string, dir: string, config = true): Promise<number> {
   const runs: number[] = [];
-  for (let i = 0; i < IMPORT_RUNS; i++) runs.push(await importRss(specifier, dir));
+  for (let i = 0; i < IMPORT_RUNS; i++) runs.push(await importRss(specifier, dir, config));
   return Math.min(...runs);
 }
 
@@ -342,6 +345,16 @@ async function cniComparison(node: NodeDaemon, names: ReturnType<typeof labNames
   return { runs: CNI_RUNS, tartanMs, bridgeMs, ratio: round(tartanMs / bridgeMs, 2) };
 }
 
+/**
+ * Packages the daemon used to load and what replaced them, measured the same way for
+ * comparison (they are no longer in deno.json).
+ */
+const REPLACED: Readonly<Record<string, string>> = {
+  "npm:@kubernetes/client-node@2.0.1": "subnet/kube_client.ts, kube_config.ts (fetch)",
+  "npm:etcd3@1.1.2": "etcd/ (the JSON gateway over fetch)",
+  "npm:prom-client@15.1.3": "api/exposition.ts",
+};
+
 /** The parts of the run. */
 export const PARTS = ["imports", "etcd", "kube", "peers10k"] as const;
 export type Part = typeof PARTS[number];
@@ -362,6 +375,15 @@ export async function main(parts: ReadonlySet<Part> = new Set(PARTS)): Promise<F
       const addsMB = round((await leastRss(specifier, workDir) - bare) / MB, 1);
       dependencies[specifier] = { addsMB, daemon };
       console.error(`import ${specifier}: +${addsMB} MB${daemon ? " (daemon)" : ""}`);
+    }
+    const replaced: FootprintResult["replaced"] = {};
+    if (parts.has("imports")) {
+      const bareNoConfig = await leastRss("", workDir, false);
+      for (const [specifier, replacedBy] of Object.entries(REPLACED)) {
+        const addsMB = round((await leastRss(specifier, workDir, false) - bareNoConfig) / MB, 1);
+        replaced[specifier] = { addsMB, replacedBy };
+        console.error(`import ${specifier} (replaced): +${addsMB} MB`);
+      }
     }
 
     await etcdCall(etcd.endpoint, "kv/put", {
@@ -431,6 +453,7 @@ export async function main(parts: ReadonlySet<Part> = new Set(PARTS)): Promise<F
       v8Flags: DAEMON_V8_FLAGS,
       bareDenoMB: round(bare / MB, 1),
       dependencies,
+      replaced,
       daemons,
       cniAdd,
     };
@@ -448,16 +471,21 @@ function printTable(r: FootprintResult): void {
   for (const [name, { addsMB, daemon }] of Object.entries(r.dependencies)) {
     console.log(`  ${name.padEnd(28)} +${addsMB}${daemon ? "  (tartan run)" : ""}`);
   }
+  for (const [name, { addsMB, replacedBy }] of Object.entries(r.replaced)) {
+    console.log(`  ${name.padEnd(28)} +${addsMB}  (replaced by ${replacedBy})`);
+  }
   console.log("daemon at rest:");
   for (const d of r.daemons) {
-    const verdict = d.goalMB === undefined ? "" : d.rssMB <= d.goalMB ? " meets" : " MISSES";
+    const verdict = d.goalMB === undefined
+      ? ""
+      : `; goal ≤ ${d.goalMB} ${d.rssMB <= d.goalMB ? "meets" : "MISSES"}`;
     console.log(
       `  ${d.mode} ${String(d.peers).padStart(6)} peers${
         d.flags ? ` ${d.flags.join(" ")}` : ""
       }: ` +
         `${d.rssMB} MB (max ${d.rssMaxMB}, peak ${d.peakRssMB}; ` +
-        `anon ${d.anonMB}, file ${d.fileMB}, V8 heap ${d.heapUsedMB}/${d.heapTotalMB}; ` +
-        `goal ≤ ${d.goalMB}${verdict}), ${d.rest.wakeupsPerSecond} wake-ups/s ` +
+        `anon ${d.anonMB}, file ${d.fileMB}, V8 heap ${d.heapUsedMB}/${d.heapTotalMB}` +
+        `${verdict}), ${d.rest.wakeupsPerSecond} wake-ups/s ` +
         `(main thread ${d.rest.mainThreadWakeupsPerSecond}), CPU ${d.rest.cpuPercent} %, ` +
         `${d.rest.threads} threads`,
     );
