@@ -153,6 +153,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdFix
     await Deno.remove(`${root}/${urls().unix.slice("unix://".length)}`).catch(() => {});
     const logStart = await Deno.stat(logFile).then((s) => s.size, () => 0);
     const log = await Deno.open(logFile, { append: true, create: true, write: true });
+    let logged: Promise<void>;
     try {
       child = new Deno.Command("etcd", {
         args: args(),
@@ -162,7 +163,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdFix
         stderr: "piped",
       })
         .spawn();
-      child.stderr.pipeTo(log.writable).catch(() => {});
+      logged = child.stderr.pipeTo(log.writable).catch(() => {});
     } catch (error) {
       log.close();
       throw error;
@@ -174,6 +175,8 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdFix
       if (await healthy(urls().metrics)) return;
     }
     await kill();
+    // The exit can be seen before its last words reach the log: read it only once they have.
+    await logged;
     const output = (await Deno.readTextFile(logFile).catch(() => "")).slice(logStart);
     const tail = output.slice(-2000);
     if (/address already in use/.test(output)) throw new PortTakenError(tail);
