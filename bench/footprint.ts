@@ -28,7 +28,7 @@ import { type FakeKubeApi, fakeNode, startFakeKubeApi } from "../lab/kube_api.ts
 import { type NodeDaemon, type NodeStoreOptions, startNodeDaemon } from "../lab/node.ts";
 import { CNI_BIN_DIR, cniConfig, cniDataDir, execCniPlugin, invokeCni } from "../lab/pods.ts";
 import { addNetns, createNode, createUnderlay, deleteLabNetns, labNames } from "../lab/topology.ts";
-import { findPid, type RestActivity, restActivity } from "./proc.ts";
+import { findPid, type RestActivity, restActivity, statusField } from "./proc.ts";
 import { DAEMON_V8_FLAGS } from "../v8_flags.ts";
 import { saveResult } from "./results.ts";
 import { median, round } from "./stats.ts";
@@ -104,7 +104,7 @@ const MB = 1e6;
 
 /** A `Field:  N kB` line of a /proc file, in bytes. */
 function kbFieldOf(text: string, field: string): number {
-  return Number(text.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"))?.[1]) * 1024;
+  return statusField(text, field) * 1024;
 }
 
 async function kbField(path: string, field: string): Promise<number> {

@@ -32,7 +32,8 @@ export interface RestActivity {
 /** Linux's USER_HZ: the unit of CPU times in `/proc/<pid>/stat`. */
 const CLOCK_TICKS_PER_SECOND = 100;
 
-function statusField(status: string, field: string): number {
+/** A `Field:  N …` line of a /proc file (status, smaps_rollup): its number (kB for sizes). */
+export function statusField(status: string, field: string): number {
   return Number(status.match(new RegExp(`^${field}:\\s+(\\d+)`, "m"))?.[1] ?? NaN);
 }
 
