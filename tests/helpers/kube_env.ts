@@ -118,6 +118,13 @@ export function patchesOf(api: FakeKubeApi, node: string) {
   );
 }
 
+/** Direct reads (not watches) of one node. */
+export function readsOf(api: FakeKubeApi, node: string) {
+  return api.requests.filter((r) =>
+    r.method === "GET" && r.path === `/api/v1/nodes/${node}` && r.query.watch !== "true"
+  );
+}
+
 /** A stored node's annotations. */
 export function annotationsOf(api: FakeKubeApi, name: string): Record<string, string> {
   const meta = api.node(name)?.metadata as JsonObject;
