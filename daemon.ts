@@ -335,7 +335,7 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
 
 /**
  * The peer prober for this node (see `probe/`), published in the state; none when
- * `--peer-probe-interval=0` or the interface has no IPv4 address to probe from.
+ * `--peer-probe-interval=0`. It probes over IPv4 when the node has it, else over IPv6.
  */
 function startPeerProber(
   options: RunOptions,
@@ -345,27 +345,24 @@ function startPeerProber(
   network: Network,
 ): PeerProber | undefined {
   const config = state.config;
-  if (!config) return undefined;
+  const underlaySource = ext.ifaceAddr ?? ext.ifaceAddrV6;
+  // (The interface selection gives an address of every enabled family.)
+  if (!config || !underlaySource) return undefined;
   if (options.peerProbeInterval === 0) {
     const report = probingOffReport("flag", "peer probing is off (--peer-probe-interval=0)");
     state.peerProbes = () => report;
     return undefined;
   }
-  if (!ext.ifaceAddr || ext.ifaceAddr.family !== 4) {
-    const reason = `${ext.name} has no IPv4 address: only IPv4 peers are probed so far`;
-    const report = probingOffReport("no-ipv4", reason);
-    state.peerProbes = () => report;
-    return undefined;
-  }
   const backendType = config.backend.type;
+  const family = underlaySource.family;
   const prober = createPeerProber({
     intervalMs: options.peerProbeInterval * 1000,
     maxPerSecond: options.peerProbeRate,
     fullSizeBytes: network.mtu,
-    underlaySource: ext.ifaceAddr,
-    overlaySource: overlayAddress(backendType, network.lease),
+    underlaySource,
+    overlaySource: overlayAddress(backendType, network.lease, family),
     // Leases the gate skipped are not peers: never probe an address a hostile lease names.
-    targets: () => probeTargets(admittedLeases(state), state.ownLease, backendType),
+    targets: () => probeTargets(admittedLeases(state), state.ownLease, backendType, family),
     observeRtt: (path, seconds) =>
       metrics.peerProbeRttSeconds.observe({ path: probePathLabel(path) }, seconds),
     log: logger("probe"),

@@ -225,10 +225,10 @@ export const PeersSchema = z.object({
   /** False when probing is off (`--peer-probe-interval=0`) or cannot run here. */
   enabled: z.boolean(),
   /**
-   * Why probing is off: `flag` (`--peer-probe-interval=0`), `no-ipv4` (only IPv4 peers are
-   * probed so far), `permission` (no ICMP socket allowed); null while on or not started yet.
+   * Why probing is off: `flag` (`--peer-probe-interval=0`), `permission` (no ICMP socket
+   * allowed); null while on or not started yet.
    */
-  off: z.enum(["flag", "no-ipv4", "permission"]).nullable(),
+  off: z.enum(["flag", "permission"]).nullable(),
   disabledReason: z.string().nullable(),
   /** `raw` (CAP_NET_RAW) or `ping` (an unprivileged ICMP socket). */
   socket: z.enum(["raw", "ping"]).nullable(),

@@ -5,7 +5,13 @@
  *
  * @module
  */
-import type { LeaseListBody, PeerProbeBody, PeersBody, StatusBody } from "../api/schemas.ts";
+import type {
+  LeaseBody,
+  LeaseListBody,
+  PeerProbeBody,
+  PeersBody,
+  StatusBody,
+} from "../api/schemas.ts";
 import { formatNet } from "../ip/mod.ts";
 import { encapsulationOf } from "./encapsulation.ts";
 import type { CheckResult, Finding } from "./finding.ts";
@@ -85,12 +91,15 @@ function leaseCheck(context: DaemonCheckContext): CheckResult {
   return { check: "lease", findings };
 }
 
-/** Leases that share a public IP, by IP. */
+/** Leases that share a public IPv4 or IPv6 address, by address. */
 export function duplicatePublicIPs(leases: LeaseListBody): Map<string, string[]> {
   const byIP = new Map<string, string[]>();
   for (const lease of leases.leases) {
-    if (lease.publicIP === "0.0.0.0" || !lease.subnet) continue;
-    byIP.set(lease.publicIP, [...byIP.get(lease.publicIP) ?? [], lease.subnet]);
+    const subnet = lease.subnet ?? lease.ipv6Subnet;
+    if (!subnet) continue;
+    for (const ip of [lease.publicIP, lease.publicIPv6]) {
+      if (ip && ip !== "0.0.0.0") byIP.set(ip, [...byIP.get(ip) ?? [], subnet]);
+    }
   }
   return new Map([...byIP].filter(([, subnets]) => subnets.length > 1));
 }
@@ -118,8 +127,10 @@ function peerFinding(
 ): Finding | undefined {
   const { status } = context.view;
   const backend = status.network?.backend;
-  const encap = encapsulationOf(backend?.type ?? "unknown", backend?.options ?? {});
-  const ourIP = status.publicIP ?? "this node";
+  // An IPv6-only node probes its peers over IPv6 (see probe/targets.ts).
+  const family = peer.publicIP.includes(":") ? 6 : 4;
+  const encap = encapsulationOf(backend?.type ?? "unknown", backend?.options ?? {}, family);
+  const ourIP = (family === 4 ? status.publicIP : status.publicIPv6) ?? "this node";
   const name = `peer ${peer.subnet} (${peer.publicIP})`;
   const base = { peer: peer.subnet, publicIP: peer.publicIP };
   if (peer.verdict === "overlay-blocked") {
@@ -226,11 +237,26 @@ function peerProbeCheck(context: DaemonCheckContext): CheckResult {
   }
   const pending = peers.verdicts.pending ?? 0;
   const notes = pending > 0 ? [`${pending} peer(s) not probed yet`] : [];
-  const ipv6Only = context.view.leases.leases
-    .filter((lease) => !lease.own && !lease.skipped && lease.publicIP === "0.0.0.0").length;
-  if (ipv6Only > 0) notes.push(`${ipv6Only} IPv6-only peer(s) not probed (IPv4 only so far)`);
+  // A node probes in one family (IPv4 when it has it): peers without an address in it are left out.
+  const family = probedFamily(context.view.status);
+  const unprobed =
+    context.view.leases.leases.filter((lease) =>
+      !lease.own && !lease.skipped && !hasPublicIP(lease, family)
+    ).length;
+  if (unprobed > 0) {
+    notes.push(`${unprobed} peer(s) without a public IPv${family} address not probed`);
+  }
   const count = Object.values(peers.verdicts).reduce((sum, n) => sum + n, 0);
   return { check: `peer probes (${count} peer${count === 1 ? "" : "s"})`, findings, notes };
+}
+
+/** The family this node probes its peers in: IPv4 when it has a public IPv4 address. */
+function probedFamily(status: StatusBody): 4 | 6 {
+  return status.publicIP && status.publicIP !== "0.0.0.0" ? 4 : 6;
+}
+
+function hasPublicIP(lease: LeaseBody, family: 4 | 6): boolean {
+  return family === 4 ? lease.publicIP !== "0.0.0.0" : lease.publicIPv6 !== null;
 }
 
 /** Peers whose full-size probes vanish: worth measuring the path MTU to (at most `limit`). */

@@ -14,6 +14,7 @@ import {
   WIREGUARD_OVERHEAD,
 } from "../config/backend_options.ts";
 import { IPIP_OVERHEAD } from "../backends/ipip.ts";
+import type { Family } from "../ip/mod.ts";
 import { UDP_OVERHEAD } from "../backends/udp/tun_device.ts";
 
 /** How one backend carries pod packets between nodes. */
@@ -28,8 +29,15 @@ export interface Encapsulation {
 
 type RawOptions = Readonly<Record<string, unknown>>;
 
-/** The encapsulation of backend `type` with the net-conf's (lower-cased) backend options. */
-export function encapsulationOf(type: string, options: RawOptions): Encapsulation {
+/**
+ * The encapsulation of backend `type` with the net-conf's (lower-cased) backend options, over an
+ * underlay of `family` (vxlan's outer headers are 20 bytes longer over IPv6).
+ */
+export function encapsulationOf(
+  type: string,
+  options: RawOptions,
+  family: Family = 4,
+): Encapsulation {
   try {
     switch (type) {
       case "vxlan": {
@@ -37,7 +45,7 @@ export function encapsulationOf(type: string, options: RawOptions): Encapsulatio
         return {
           allow: `UDP port ${port} (vxlan)`,
           port: `udp/${port}`,
-          overhead: VXLAN_OVERHEAD[4],
+          overhead: VXLAN_OVERHEAD[family],
         };
       }
       case "udp": {

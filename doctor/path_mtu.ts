@@ -7,8 +7,8 @@
 import type { IPAddr } from "../ip/mod.ts";
 import { openIcmpSocket } from "../probe/icmp_socket.ts";
 
-/** The smallest IPv4 packet every link must carry (RFC 791: 68 bytes). */
-const MIN_IPV4_MTU = 68;
+/** The smallest packet every link must carry: IPv4 68 bytes (RFC 791), IPv6 1280 (RFC 8200). */
+const MIN_MTU = { 4: 68, 6: 1280 } as const;
 /** The largest size tried (jumbo frames); a send above the local device's MTU fails at once. */
 const MAX_TRIED = 9000;
 /** How long each size waits for its reply. */
@@ -39,10 +39,10 @@ export async function largestPassing(
 
 /** The path MTU to `to` over the underlay (undefined: not even a minimal echo comes back). */
 export async function underlayPathMtu(to: IPAddr): Promise<number | undefined> {
-  const socket = openIcmpSocket();
+  const socket = openIcmpSocket({ family: to.family });
   let seq = 0;
   try {
-    return await largestPassing(MIN_IPV4_MTU, MAX_TRIED, async (bytes) => {
+    return await largestPassing(MIN_MTU[to.family], MAX_TRIED, async (bytes) => {
       const mine = ++seq;
       if (socket.send(to, mine, bytes) !== undefined) return false; // EMSGSIZE: over our MTU
       const deadline = performance.now() + STEP_TIMEOUT_MS;

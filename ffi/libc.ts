@@ -13,7 +13,8 @@
  * @module
  */
 import { errnoName, errnoText } from "./errno.ts";
-import { AF_INET, F_GETFL, F_SETFL, O_CLOEXEC, O_NONBLOCK } from "./unix.ts";
+import { addrToBytes, type IPAddr } from "../ip/mod.ts";
+import { AF_INET, AF_INET6, F_GETFL, F_SETFL, O_CLOEXEC, O_NONBLOCK } from "./unix.ts";
 
 const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -143,6 +144,20 @@ export function sockaddrIn(address: number, port = 0): Uint8Array<ArrayBuffer> {
   view.setUint16(0, AF_INET, true);
   view.setUint16(2, port);
   view.setUint32(4, address >>> 0);
+  return bytes;
+}
+
+/**
+ * A `sockaddr_in` (16 bytes) or `sockaddr_in6` (28 bytes, flow info and scope 0) for `address`
+ * and `port`: family in host order, port and address in network order.
+ */
+export function sockaddrOf(address: IPAddr, port = 0): Uint8Array<ArrayBuffer> {
+  if (address.family === 4) return sockaddrIn(Number(address.value), port);
+  const bytes = new Uint8Array(28);
+  const view = new DataView(bytes.buffer);
+  view.setUint16(0, AF_INET6, true);
+  view.setUint16(2, port);
+  bytes.set(addrToBytes(address), 8);
   return bytes;
 }
 

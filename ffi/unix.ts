@@ -40,6 +40,14 @@ export const IPPROTO_ICMP = 1;
 export const IP_MTU_DISCOVER = 10;
 /** Set DF and ignore the path-MTU cache: a probe leaves whole or not at all. */
 export const IP_PMTUDISC_PROBE = 3;
+export const IPPROTO_IPV6 = 41;
+export const IPPROTO_ICMPV6 = 58;
+/** IPv6's IP_MTU_DISCOVER; it takes the same IP_PMTUDISC_* values. */
+export const IPV6_MTU_DISCOVER = 23;
+/** Refuse (EMSGSIZE) rather than fragment a datagram larger than the MTU. */
+export const IPV6_DONTFRAG = 62;
+/** On a raw ICMPv6 socket (level IPPROTO_ICMPV6): 256 bits, a set bit drops that type. */
+export const ICMPV6_FILTER = 1;
 /** UDP GSO: one send becomes datagrams of this size. */
 export const UDP_SEGMENT = 103;
 /** UDP GRO: one receive returns a run of same-sized datagrams. */

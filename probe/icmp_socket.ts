@@ -1,11 +1,13 @@
 /**
- * ICMPv4 echo over a socket opened through FFI: a raw socket (`CAP_NET_RAW`, which the daemon has
- * as root) or else an unprivileged ping socket (`SOCK_DGRAM`, `IPPROTO_ICMP`), which the kernel
- * allows only to groups in `net.ipv4.ping_group_range`. Non-blocking: sends are one synchronous
- * `sendto`, and replies are drained after an asynchronous `poll`, so no loop of the daemon waits.
+ * ICMP echo over IPv4 or IPv6, on a socket opened through FFI: a raw socket (`CAP_NET_RAW`, which
+ * the daemon has as root) or else an unprivileged ping socket (`SOCK_DGRAM`, `IPPROTO_ICMP` or
+ * `IPPROTO_ICMPV6`), which the kernel allows only to groups in `net.ipv4.ping_group_range` (for
+ * both families). Non-blocking: sends are one synchronous `sendto`, and replies are drained after
+ * an asynchronous `poll`, so no loop of the daemon waits.
  *
- * Every echo is sent with DF set and the kernel's path-MTU cache ignored (`IP_PMTUDISC_PROBE`),
- * so a probe of N bytes leaves as one packet of N bytes or not at all: what a path-MTU check needs.
+ * Every echo is sent unfragmented with the kernel's path-MTU cache ignored (`IP_PMTUDISC_PROBE`;
+ * on IPv6 also `IPV6_DONTFRAG`, as the host would otherwise fragment), so a probe of N bytes
+ * leaves as one packet of N bytes or not at all: what a path-MTU check needs.
  *
  * @module
  */
@@ -16,16 +18,22 @@ import {
   libc,
   pollFdAsync,
   setIntOption,
-  sockaddrIn,
+  sockaddrOf,
   SyscallError,
 } from "../ffi/libc.ts";
 import {
   AF_INET,
+  AF_INET6,
   ICMP_FILTER,
+  ICMPV6_FILTER,
   IP_MTU_DISCOVER,
   IP_PMTUDISC_PROBE,
   IPPROTO_ICMP,
+  IPPROTO_ICMPV6,
   IPPROTO_IP,
+  IPPROTO_IPV6,
+  IPV6_DONTFRAG,
+  IPV6_MTU_DISCOVER,
   POLLIN,
   SOCK_CLOEXEC,
   SOCK_DGRAM,
@@ -34,11 +42,25 @@ import {
   SOL_RAW,
 } from "../ffi/unix.ts";
 import { errnoName } from "../ffi/errno.ts";
-import { formatAddr, type IPAddr } from "../ip/mod.ts";
-import { type EchoReply, echoRequest, IPV4_HEADER, parseEchoReply } from "./icmp_packet.ts";
+import { type Family, formatAddr, type IPAddr } from "../ip/mod.ts";
+import {
+  ECHO_TYPES,
+  type EchoReply,
+  echoRequest,
+  IP_HEADER_BYTES,
+  parseEchoReply,
+} from "./icmp_packet.ts";
 
-/** The ICMP types a raw socket drops: every type but echo reply (0). */
-const ONLY_ECHO_REPLIES = 0xfffffffe;
+/** The socket calls of each family. */
+const FAMILIES = {
+  4: { domain: AF_INET, protocol: IPPROTO_ICMP, ipLevel: IPPROTO_IP, mtuOption: IP_MTU_DISCOVER },
+  6: {
+    domain: AF_INET6,
+    protocol: IPPROTO_ICMPV6,
+    ipLevel: IPPROTO_IPV6,
+    mtuOption: IPV6_MTU_DISCOVER,
+  },
+} as const;
 /** Large enough for any reply to a probe we send (the overlay MTU is at most 65 535). */
 const RECEIVE_BUFFER = 65_536;
 
@@ -50,8 +72,9 @@ export interface IcmpSocket {
   readonly kind: IcmpSocketKind;
   /** The identifier of our echo requests (a ping socket's is chosen by the kernel). */
   readonly id: number;
+  readonly family: Family;
   /**
-   * Send an echo request that is `packetBytes` long as an IPv4 packet (header included).
+   * Send an echo request that is `packetBytes` long as an IP packet (header included).
    * Returns `undefined` when sent, else the errno name (`EMSGSIZE`, `ENETUNREACH`, …).
    */
   send(destination: IPAddr, seq: number, packetBytes: number): string | undefined;
@@ -64,6 +87,8 @@ export interface IcmpSocket {
 export interface IcmpSocketOptions {
   /** Source address (bind); replies to other local addresses are not seen. */
   readonly source?: IPAddr;
+  /** The family when there is no source (default 4). */
+  readonly family?: Family;
   /** The identifier of a raw socket's requests (default random). */
   readonly id?: number;
 }
@@ -80,15 +105,33 @@ function setOption(fd: number, level: number, name: number, value: number, what:
   check("setsockopt", setIntOption(fd, level, name, value), what);
 }
 
+/** Have a raw socket drop every ICMP type but the echo reply (a set bit drops that type). */
+function onlyEchoReplies(fd: number, family: Family): void {
+  const reply = ECHO_TYPES[family].reply;
+  if (family === 4) {
+    setOption(fd, SOL_RAW, ICMP_FILTER, ~(1 << reply) >>> 0, "ICMP_FILTER");
+    return;
+  }
+  const bits = new Uint32Array(8).fill(0xffffffff);
+  bits[reply >> 5] &= ~(1 << (reply & 31)) >>> 0;
+  const filter = new Uint8Array(bits.buffer);
+  check(
+    "setsockopt",
+    libc().setsockopt(fd, IPPROTO_ICMPV6, ICMPV6_FILTER, filter, filter.length),
+    "ICMPV6_FILTER",
+  );
+}
+
 /** Where `net.ipv4.ping_group_range` lives (per network namespace). */
 export const PING_GROUP_RANGE = "/proc/sys/net/ipv4/ping_group_range";
 
-function openFd(): { fd: number; kind: IcmpSocketKind } {
+function openFd(family: Family): { fd: number; kind: IcmpSocketKind } {
+  const { domain, protocol } = FAMILIES[family];
   const flags = SOCK_NONBLOCK | SOCK_CLOEXEC;
-  const raw = libc().socket(AF_INET, SOCK_RAW | flags, IPPROTO_ICMP);
+  const raw = libc().socket(domain, SOCK_RAW | flags, protocol);
   if (raw >= 0) return { fd: raw, kind: "raw" };
   const rawError = errnoName(lastErrno());
-  const ping = libc().socket(AF_INET, SOCK_DGRAM | flags, IPPROTO_ICMP);
+  const ping = libc().socket(domain, SOCK_DGRAM | flags, protocol);
   if (ping >= 0) return { fd: ping, kind: "ping" };
   const pingError = errnoName(lastErrno());
   let range = "unreadable";
@@ -96,16 +139,18 @@ function openFd(): { fd: number; kind: IcmpSocketKind } {
     range = Deno.readTextFileSync(PING_GROUP_RANGE).trim().replace(/\s+/, "-");
   } catch { /* reported as unreadable */ }
   throw new IcmpPermissionError(
-    `cannot send ICMP echo: raw socket ${rawError} (needs CAP_NET_RAW), ping socket ` +
+    `cannot send ICMPv${
+      family === 4 ? "4" : "6"
+    } echo: raw socket ${rawError} (needs CAP_NET_RAW), ping socket ` +
       `${pingError} (gid ${Deno.gid()} outside net.ipv4.ping_group_range ${range})`,
   );
 }
 
-/** The bound identifier of a ping socket (its "port"). */
+/** The bound identifier of a ping socket (its "port", at the same offset in both families). */
 function boundPort(fd: number): number {
-  const address = new Uint8Array(16);
+  const address = new Uint8Array(28);
   const length = new Uint8Array(4);
-  new DataView(length.buffer).setUint32(0, 16, true);
+  new DataView(length.buffer).setUint32(0, address.length, true);
   check("getsockname", libc().getsockname(fd, address, length));
   return new DataView(address.buffer).getUint16(2);
 }
@@ -122,11 +167,14 @@ function boundPort(fd: number): number {
  * ```
  */
 export function openIcmpSocket(options: IcmpSocketOptions = {}): IcmpSocket {
-  const { fd, kind } = openFd();
+  const family = options.source?.family ?? options.family ?? 4;
+  const { ipLevel, mtuOption } = FAMILIES[family];
+  const { fd, kind } = openFd(family);
   try {
-    if (kind === "raw") setOption(fd, SOL_RAW, ICMP_FILTER, ONLY_ECHO_REPLIES, "ICMP_FILTER");
-    setOption(fd, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE, "IP_MTU_DISCOVER");
-    const local = sockaddrIn(Number(options.source?.value ?? 0n));
+    if (kind === "raw") onlyEchoReplies(fd, family);
+    setOption(fd, ipLevel, mtuOption, IP_PMTUDISC_PROBE, "path-MTU discovery off");
+    if (family === 6) setOption(fd, IPPROTO_IPV6, IPV6_DONTFRAG, 1, "IPV6_DONTFRAG");
+    const local = sockaddrOf(options.source ?? { family, value: 0n });
     const where = options.source ? formatAddr(options.source) : "any address";
     check("bind", libc().bind(fd, local, local.length), `icmp ${where}`);
   } catch (err) {
@@ -149,7 +197,8 @@ export function openIcmpSocket(options: IcmpSocketOptions = {}): IcmpSocket {
         if (name === "EAGAIN" || name === "EINTR") return replies;
         throw new SyscallError("recvfrom", errno, "icmp");
       }
-      const reply = parseEchoReply(buffer.subarray(0, n), kind === "raw");
+      // Only a raw IPv4 socket hands over the IP header.
+      const reply = parseEchoReply(family, buffer.subarray(0, n), kind === "raw" && family === 4);
       if (reply && reply.id === id) replies.push(reply);
     }
   }
@@ -157,9 +206,10 @@ export function openIcmpSocket(options: IcmpSocketOptions = {}): IcmpSocket {
   return {
     kind,
     id,
+    family,
     send(destination, seq, packetBytes) {
-      const packet = echoRequest(id, seq, packetBytes - IPV4_HEADER);
-      const to = sockaddrIn(Number(destination.value));
+      const packet = echoRequest(family, id, seq, packetBytes - IP_HEADER_BYTES[family]);
+      const to = sockaddrOf(destination);
       const sent = libc().sendto(fd, packet, BigInt(packet.length), 0, to, to.length);
       return sent < 0 ? errnoName(lastErrno()) : undefined;
     },

@@ -9,9 +9,17 @@
  * @module
  */
 import { errorText, type Logger } from "../log.ts";
-import type { IPAddr } from "../ip/mod.ts";
+import type { Family, IPAddr } from "../ip/mod.ts";
+import { ICMP_ECHO_HEADER, IP_HEADER_BYTES } from "./icmp_packet.ts";
 import { sleep } from "../sleep.ts";
-import { type IcmpSocket, type IcmpSocketKind, openIcmpSocket } from "./icmp_socket.ts";
+import {
+  IcmpPermissionError,
+  type IcmpSocket,
+  type IcmpSocketKind,
+  type IcmpSocketOptions,
+  openIcmpSocket,
+} from "./icmp_socket.ts";
+import { Backoff } from "../backoff.ts";
 import { type PacingOptions, planRound, type RoundPlan } from "./pacing.ts";
 import {
   newPeerProbeState,
@@ -23,8 +31,13 @@ import {
 } from "./peer_state.ts";
 import { type ProbeTarget, sameTarget } from "./targets.ts";
 
-/** A small echo request as an IPv4 packet: `ping`'s default 56 bytes of payload. */
-export const SMALL_PROBE_BYTES = 84;
+/** `ping`'s default payload: a small probe is this plus the ICMP and IP headers. */
+const SMALL_PAYLOAD_BYTES = 56;
+
+/** The size of a small probe as an IP packet of `family` (84 bytes over IPv4, 104 over IPv6). */
+export function smallProbeBytes(family: Family): number {
+  return IP_HEADER_BYTES[family] + ICMP_ECHO_HEADER + SMALL_PAYLOAD_BYTES;
+}
 /** How long a reply may take before the probe counts as lost. */
 export const PROBE_TIMEOUT_MS = 1000;
 /** Fewest milliseconds between two wake-ups of the schedule (sends are batched below it). */
@@ -35,6 +48,9 @@ const MIN_TICK_MS = 100;
  */
 const RECEIVE_WAIT_MS = 1000;
 
+/** Retries of sockets that cannot be opened yet: from a second up to half a minute. */
+const OPEN_RETRY_MS = { initial: 1000, max: 30_000 } as const;
+
 /** How one echo ended, for the metrics. */
 export type ProbeOutcome = "answered" | "lost" | "unsent";
 
@@ -42,9 +58,9 @@ export type ProbeOutcome = "answered" | "lost" | "unsent";
 export interface ProberOptions extends PacingOptions {
   /** The pods' MTU (FLANNEL_MTU): the size of the full-size DF probe. */
   readonly fullSizeBytes: number;
-  /** Our interface address: the source of underlay probes. */
+  /** Our interface address: the source of underlay probes, and the family probed. */
   readonly underlaySource: IPAddr;
-  /** Our tunnel address: the source of overlay probes (absent: no overlay). */
+  /** Our tunnel address in the same family: the source of overlay probes (absent: none). */
   readonly overlaySource?: IPAddr;
   /** The peers to probe, read at the start of every round. */
   readonly targets: () => ProbeTarget[];
@@ -53,19 +69,21 @@ export interface ProberOptions extends PacingOptions {
   readonly log: Logger;
   /** Reply timeout (default {@link PROBE_TIMEOUT_MS}). */
   readonly timeoutMs?: number;
+  /** Opens an echo socket (default {@link openIcmpSocket}; tests pass their own). */
+  readonly openSocket?: (options: IcmpSocketOptions) => IcmpSocket;
 }
 
 /**
- * Why probing is off: turned off (`--peer-probe-interval=0`), a node without IPv4 (only IPv4
- * peers are probed so far), or no permission to send ICMP.
+ * Why probing is off: turned off (`--peer-probe-interval=0`), or no permission to send ICMP.
  */
-export type ProbingOff = "flag" | "no-ipv4" | "permission";
+export type ProbingOff = "flag" | "permission";
 
 /** What the prober knows, as the admin API shows it. */
 export interface PeerProbeReport {
   /** False until the sockets are open, and for good when they cannot be. */
   readonly enabled: boolean;
   readonly off?: ProbingOff;
+  /** Why probing is off, or why its sockets are not open yet. */
   readonly disabledReason?: string;
   readonly socketKind?: IcmpSocketKind;
   readonly intervalMs: number;
@@ -99,7 +117,10 @@ export function probingOffReport(off: ProbingOff, reason: string): PeerProbeRepo
 /** The probing loop and its report. */
 export interface PeerProber {
   report(): PeerProbeReport;
-  /** Probe until the signal aborts; returns at once (disabled) when no socket can be opened. */
+  /**
+   * Probe until the signal aborts; returns at once (disabled) without permission to open an
+   * ICMP socket, and retries sockets that fail for other reasons.
+   */
   run(signal: AbortSignal): Promise<void>;
 }
 
@@ -129,6 +150,7 @@ interface Channel {
  */
 export function createPeerProber(options: ProberOptions): PeerProber {
   const timeoutMs = options.timeoutMs ?? PROBE_TIMEOUT_MS;
+  const openSocket = options.openSocket ?? openIcmpSocket;
   const { log, observeRtt } = options;
   const zero = (): Record<ProbeOutcome, number> => ({ answered: 0, lost: 0, unsent: 0 });
   const totals = { underlay: zero(), overlay: zero(), fullSize: zero() };
@@ -153,11 +175,13 @@ export function createPeerProber(options: ProberOptions): PeerProber {
     totals[path].unsent++;
   }
 
+  const small = smallProbeBytes(options.underlaySource.family);
+
   function probePeer(peer: PeerProbeState, underlay: Channel, overlay: Channel | undefined) {
     const { target } = peer;
-    send(underlay, peer.underlay, "underlay", target.publicIP, SMALL_PROBE_BYTES);
+    send(underlay, peer.underlay, "underlay", target.publicIP, small);
     if (overlay && peer.overlay && target.overlay) {
-      send(overlay, peer.overlay, "overlay", target.overlay, SMALL_PROBE_BYTES);
+      send(overlay, peer.overlay, "overlay", target.overlay, small);
       send(overlay, peer.fullSize, "fullSize", target.overlay, options.fullSizeBytes);
     } else {
       send(underlay, peer.fullSize, "fullSize", target.publicIP, options.fullSizeBytes);
@@ -251,20 +275,37 @@ export function createPeerProber(options: ProberOptions): PeerProber {
     }
   }
 
-  function open(): Channel[] | undefined {
-    const opened: IcmpSocket[] = [];
-    try {
-      opened.push(openIcmpSocket({ source: options.underlaySource }));
-      if (options.overlaySource) opened.push(openIcmpSocket({ source: options.overlaySource }));
-    } catch (err) {
-      for (const socket of opened) socket.close();
-      off = "permission";
-      disabledReason = errorText(err);
-      log.warn("peer probing disabled", { error: disabledReason });
-      return undefined;
+  /**
+   * Open the sockets. No permission disables probing for good; any other failure (a tunnel
+   * address still in IPv6 duplicate address detection cannot be bound yet) is retried.
+   */
+  async function open(signal: AbortSignal): Promise<Channel[] | undefined> {
+    const backoff = new Backoff(OPEN_RETRY_MS.initial, OPEN_RETRY_MS.max);
+    while (!signal.aborted) {
+      const opened: IcmpSocket[] = [];
+      try {
+        opened.push(openSocket({ source: options.underlaySource }));
+        if (options.overlaySource) opened.push(openSocket({ source: options.overlaySource }));
+        disabledReason = undefined;
+        socketKind = opened[0].kind;
+        return opened.map((socket) => ({ socket, pending: new Map(), nextSeq: 0 }));
+      } catch (err) {
+        for (const socket of opened) socket.close();
+        disabledReason = errorText(err);
+        if (err instanceof IcmpPermissionError) {
+          off = "permission";
+          log.warn("peer probing disabled", { error: disabledReason });
+          return undefined;
+        }
+        const retryInMs = backoff.next();
+        log.warn("cannot open the probe sockets yet; will retry", {
+          error: disabledReason,
+          retryInMs,
+        });
+        await sleep(retryInMs, signal);
+      }
     }
-    socketKind = opened[0].kind;
-    return opened.map((socket) => ({ socket, pending: new Map(), nextSeq: 0 }));
+    return undefined;
   }
 
   return {
@@ -282,7 +323,7 @@ export function createPeerProber(options: ProberOptions): PeerProber {
       totals,
     }),
     async run(signal) {
-      const channels = open();
+      const channels = await open(signal);
       if (!channels) return;
       enabled = true;
       try {

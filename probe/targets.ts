@@ -3,49 +3,62 @@
  * subnet's network address on a tunnel device (vxlan, udp, ipip, wireguard: `10.244.3.0/32`),
  * that address, reached through the same routes and encapsulation as the pods' traffic.
  *
+ * A node probes in one family: IPv4 when it has it, else (an IPv6-only cluster) IPv6, with the
+ * leases' `PublicIPv6` and IPv6 subnets.
+ *
  * @module
  */
 import { hasTunnelAddress } from "../backends/registry.ts";
-import { addrEqual, type IPAddr, type IPNet, netAddr } from "../ip/mod.ts";
+import { addrEqual, type Family, type IPAddr, type IPNet, netAddr } from "../ip/mod.ts";
 import { formatLeaseKey, type Lease } from "../subnet/lease.ts";
 
 /** One peer to probe. */
 export interface ProbeTarget {
   /** The lease key (`10.244.3.0-24`), unique per peer. */
   readonly key: string;
+  /** The peer's subnet in the probed family. */
   readonly subnet: IPNet;
-  /** The peer's public IPv4 address: the underlay target. */
+  /** The peer's public address in the probed family: the underlay target. */
   readonly publicIP: IPAddr;
   /** The peer's tunnel address: the overlay target (absent for host-gw and alloc). */
   readonly overlay?: IPAddr;
 }
 
-/** A node's overlay address under `backendType`, or undefined when it has none. */
-export function overlayAddress(backendType: string, lease: Lease): IPAddr | undefined {
-  if (!hasTunnelAddress(backendType) || !lease.subnet) return undefined;
-  return netAddr(lease.subnet);
+/** A lease's subnet and public address in `family` (either may be absent). */
+function familyOf(lease: Lease, family: Family): { subnet?: IPNet; publicIP?: IPAddr } {
+  return family === 4
+    ? { subnet: lease.subnet, publicIP: lease.attrs.publicIP }
+    : { subnet: lease.ipv6Subnet, publicIP: lease.attrs.publicIPv6 };
+}
+
+/** A node's overlay address in `family` under `backendType`, or undefined when it has none. */
+export function overlayAddress(
+  backendType: string,
+  lease: Lease,
+  family: Family,
+): IPAddr | undefined {
+  const { subnet } = familyOf(lease, family);
+  if (!hasTunnelAddress(backendType) || !subnet) return undefined;
+  return netAddr(subnet);
 }
 
 /**
- * The peers to probe among `leases`: every IPv4 lease but our own and those without a public
- * IPv4 address (IPv6-only peers are not probed yet).
+ * The peers to probe among `leases` in `family`: every lease but our own and those without a
+ * subnet or a public address (unset or all zeros) in that family.
  */
 export function probeTargets(
   leases: Iterable<Lease>,
   own: Lease | undefined,
   backendType: string,
+  family: Family,
 ): ProbeTarget[] {
   const ownKey = own && formatLeaseKey(own);
   const targets: ProbeTarget[] = [];
   for (const lease of leases) {
     const key = formatLeaseKey(lease);
-    if (key === ownKey || !lease.subnet || lease.attrs.publicIP.value === 0n) continue;
-    targets.push({
-      key,
-      subnet: lease.subnet,
-      publicIP: lease.attrs.publicIP,
-      overlay: overlayAddress(backendType, lease),
-    });
+    const { subnet, publicIP } = familyOf(lease, family);
+    if (key === ownKey || !subnet || !publicIP || publicIP.value === 0n) continue;
+    targets.push({ key, subnet, publicIP, overlay: overlayAddress(backendType, lease, family) });
   }
   return targets;
 }

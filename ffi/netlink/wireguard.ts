@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { addrFromBytes, addrToBytes, type IPAddr, type IPNet, makeNet } from "../../ip/mod.ts";
+import { addrFromBytes, type IPAddr, type IPNet, makeNet } from "../../ip/mod.ts";
 import {
   addrAttr,
   type Attr,
@@ -33,6 +33,7 @@ import type { GenlFamily } from "./genl.ts";
 import { genlRequest } from "./genl.ts";
 import { dump, execute, type NetlinkHandle, type NetlinkRequest } from "./socket.ts";
 import { AF_INET, AF_INET6 } from "../unix.ts";
+import { sockaddrOf } from "../libc.ts";
 
 export const WG_GENL_NAME = "wireguard";
 export const WG_GENL_VERSION = 1;
@@ -121,13 +122,7 @@ export function encodeSockaddr(endpoint: WgEndpoint): Uint8Array {
   if (!Number.isInteger(port) || port < 0 || port > 0xffff) {
     throw new RangeError(`endpoint port ${port} is outside 0..65535`);
   }
-  const v4 = address.family === 4;
-  const out = new Uint8Array(v4 ? 16 : 28);
-  const view = new DataView(out.buffer);
-  view.setUint16(0, v4 ? AF_INET : AF_INET6, true);
-  view.setUint16(2, port); // network order
-  out.set(addrToBytes(address), v4 ? 4 : 8);
-  return out;
+  return sockaddrOf(address, port);
 }
 
 /** Decode an endpoint written by the kernel (sockaddr_in or sockaddr_in6). */

@@ -197,7 +197,7 @@ Deno.test("/v1/peers reports each peer's paths and verdict, and says when probin
   const flagged = PeersSchema.parse((await getJson(state, "/v1/peers")).body);
   assert.deepEqual([flagged.enabled, flagged.off], [false, "flag"]);
 
-  const [target] = probeTargets([vxlanLease("10.244.2.0/24", "198.18.0.2")], undefined, "vxlan");
+  const [target] = probeTargets([vxlanLease("10.244.2.0/24", "198.18.0.2")], undefined, "vxlan", 4);
   const peer = newPeerProbeState(target);
   const at = new Date("2026-01-02T03:04:05Z");
   recordAnswer(peer.underlay, 0.25, at);
@@ -205,7 +205,7 @@ Deno.test("/v1/peers reports each peer's paths and verdict, and says when probin
     recordFailure(peer.overlay!, "no reply within 1000 ms", at);
     recordFailure(peer.fullSize, "no reply within 1000 ms", at);
   }
-  const [other] = probeTargets([vxlanLease("10.244.3.0/24", "198.18.0.3")], undefined, "vxlan");
+  const [other] = probeTargets([vxlanLease("10.244.3.0/24", "198.18.0.3")], undefined, "vxlan", 4);
   const healthy = newPeerProbeState(other);
   for (const path of [healthy.underlay, healthy.overlay!, healthy.fullSize]) {
     recordAnswer(path, 0.2, at);

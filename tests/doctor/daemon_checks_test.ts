@@ -10,7 +10,7 @@ import { createMetrics } from "../../api/metrics.ts";
 import { LeaseListSchema, PeersSchema, StatusSchema } from "../../api/schemas.ts";
 import { daemonChecks, type DaemonView } from "../../doctor/daemon_checks.ts";
 import { assembleReport, renderReport } from "../../doctor/finding.ts";
-import { parseNet } from "../../ip/mod.ts";
+import { parseAddr, parseNet } from "../../ip/mod.ts";
 import {
   newPeerProbeState,
   type PeerProbeState,
@@ -24,7 +24,7 @@ import { probeReport, readyState, vxlanLease } from "../api/fixture.ts";
 
 /** Probe histories for the fixture's peers, each shaped by `shape`. */
 function probed(state: DaemonState, shape: (peer: PeerProbeState) => void): void {
-  const peers = probeTargets(state.leases.values(), state.ownLease, "vxlan").map((target) => {
+  const peers = probeTargets(state.leases.values(), state.ownLease, "vxlan", 4).map((target) => {
     const peer = newPeerProbeState(target);
     const at = new Date();
     recordAnswer(peer.underlay, 0.2, at);
@@ -129,6 +129,20 @@ Deno.test("daemon checks: a shared public IP is one finding and explains its pee
   assert.equal(found[0].evidence.subnets, "10.244.2.0/24,10.244.9.0/24");
 });
 
+Deno.test("daemon checks: a shared public IPv6 address is found too (IPv6-only leases)", async () => {
+  const state = readyState();
+  for (const n of [8, 9]) {
+    state.leases.set(`0.0.0.0-0&2001:db8:244:${n}::-64`, {
+      ipv6Subnet: parseNet(`2001:db8:244:${n}::/64`),
+      attrs: { publicIP: parseAddr("0.0.0.0"), publicIPv6: parseAddr("2001:db8::8") },
+    });
+  }
+  const found = (await findings(state)).findings;
+  assert.deepEqual(found.map((f) => f.check), ["duplicate-public-ip"]);
+  assert.equal(found[0].evidence.publicIP, "2001:db8::8");
+  assert.equal(found[0].evidence.subnets, "2001:db8:244:8::/64,2001:db8:244:9::/64");
+});
+
 Deno.test("daemon checks: lease expired, subnet.env stale, probing impossible", async () => {
   const state = readyState();
   state.ownLease = vxlanLease("10.244.1.0/24", "198.18.0.1", -5000);
@@ -159,17 +173,18 @@ Deno.test("daemon checks: lease expired, subnet.env stale, probing impossible", 
   assert.match(finding.fix, /CAP_NET_RAW/);
 });
 
-Deno.test("daemon checks: probing off by flag or on an IPv6-only node is a note", async () => {
-  for (const off of ["flag", "no-ipv4"] as const) {
-    const state = readyState();
-    state.peerProbes = () => probingOffReport(off, `off: ${off}`);
-    const { findings: found, results } = await findings(state);
-    assert.deepEqual(found, []);
-    assert.ok(results.some((r) => r.notes?.includes(`peer probes: off: ${off}`)));
-  }
+Deno.test("daemon checks: probing off by flag is a note; so are peers outside the probed family", async () => {
+  const off = readyState();
+  off.peerProbes = () => probingOffReport("flag", "off: flag");
+  const { findings: none, results: offResults } = await findings(off);
+  assert.deepEqual(none, []);
+  assert.ok(offResults.some((r) => r.notes?.includes("peer probes: off: flag")));
+
   const state = readyState();
   state.leases.set("10.244.8.0-24", vxlanLease("10.244.8.0/24", "0.0.0.0"));
   probed(state, () => {});
   const { results } = await findings(state);
-  assert.ok(results.some((r) => r.notes?.some((n) => /1 IPv6-only peer\(s\) not probed/.test(n))));
+  assert.ok(
+    results.some((r) => r.notes?.includes("1 peer(s) without a public IPv4 address not probed")),
+  );
 });

@@ -47,22 +47,43 @@ Deno.test("pacing: 10 000 peers at 50/s make a 200 s round; few peers spread ove
   ));
 });
 
-function lease(subnet: string, publicIP: string): Lease {
-  return { subnet: parseNet(subnet), attrs: { publicIP: parseAddr(publicIP) } };
+function lease(subnet: string, publicIP: string, v6?: { subnet: string; publicIP: string }): Lease {
+  return {
+    subnet: parseNet(subnet),
+    ipv6Subnet: v6 && parseNet(v6.subnet),
+    attrs: { publicIP: parseAddr(publicIP), publicIPv6: v6 && parseAddr(v6.publicIP) },
+  };
 }
 
 Deno.test("targets: our own lease and peers without a public IPv4 are left out", () => {
   const own = lease("10.244.1.0/24", "198.18.0.11");
   const leases = [own, lease("10.244.2.0/24", "198.18.0.12"), lease("10.244.3.0/24", "0.0.0.0")];
-  const targets = probeTargets(leases, own, "vxlan");
+  const targets = probeTargets(leases, own, "vxlan", 4);
   assert.equal(targets.length, 1);
   assert.equal(targets[0].key, "10.244.2.0-24");
   assert.deepEqual(targets[0].overlay, parseAddr("10.244.2.0"));
-  assert.equal(overlayAddress("host-gw", own), undefined, "host-gw has no tunnel address");
+  assert.equal(overlayAddress("host-gw", own, 4), undefined, "host-gw has no tunnel address");
+});
+
+Deno.test("targets in IPv6: PublicIPv6 and the IPv6 subnet; peers without them are left out", () => {
+  const v6 = (n: number) => ({ subnet: `2001:db8:244:${n}::/64`, publicIP: `2001:db8::${n}` });
+  const own = lease("10.244.1.0/24", "0.0.0.0", v6(1));
+  const leases = [
+    own,
+    lease("10.244.2.0/24", "0.0.0.0", v6(2)),
+    lease("10.244.3.0/24", "198.18.0.13"),
+  ];
+  const targets = probeTargets(leases, own, "vxlan", 6);
+  assert.deepEqual(targets.map((t) => t.key), ["10.244.2.0-24&2001:db8:244:2::-64"]);
+  assert.deepEqual(targets[0].publicIP, parseAddr("2001:db8::2"));
+  assert.deepEqual(targets[0].subnet, parseNet("2001:db8:244:2::/64"));
+  assert.deepEqual(targets[0].overlay, parseAddr("2001:db8:244:2::"));
+  assert.deepEqual(overlayAddress("vxlan", own, 6), parseAddr("2001:db8:244:1::"));
+  assert.deepEqual(probeTargets(leases, own, "vxlan", 4).map((t) => t.key), ["10.244.3.0-24"]);
 });
 
 function peer(overlay: boolean): PeerProbeState {
-  const target = probeTargets([lease("10.244.2.0/24", "198.18.0.12")], undefined, "vxlan")[0];
+  const target = probeTargets([lease("10.244.2.0/24", "198.18.0.12")], undefined, "vxlan", 4)[0];
   return newPeerProbeState(overlay ? target : { ...target, overlay: undefined });
 }
 
