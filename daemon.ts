@@ -28,6 +28,7 @@ import { formatLeaseKey, type Lease, leaseSubnets } from "./subnet/lease.ts";
 import { LeaseGate } from "./subnet/lease_gate.ts";
 import type { NetworkConfig } from "./config/network_config.ts";
 import { listAddrs } from "./ffi/netlink/addr.ts";
+import { getLink } from "./ffi/netlink/link.ts";
 import type { LeaseWatchUpdate, SubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/manager.ts";
 import { subnetEnvFor, writeSubnetEnv } from "./subnet/subnet_env.ts";
@@ -36,7 +37,7 @@ import { createTrafficManager } from "./traffic/manager.ts";
 import { maintainBlackholeRoutes } from "./backends/blackhole_route.ts";
 import { notifySystemd } from "./systemd_notify.ts";
 import { VERSION } from "./version.ts";
-import { formatAddr, formatNet } from "./ip/mod.ts";
+import { addrEqual, formatAddr, formatNet, type IPAddr } from "./ip/mod.ts";
 import { createPeerProber, type PeerProber, probingOffReport } from "./probe/prober.ts";
 import { overlayAddress, probeTargets } from "./probe/targets.ts";
 
@@ -304,7 +305,7 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
     state.subnetEnvWritten = true;
     log.info("wrote subnet file", { path: options.subnetFile });
 
-    const prober = startPeerProber(options, state, metrics, ext, network);
+    const prober = startPeerProber(options, state, metrics, ext, network, netlink);
     const gate = createLeaseGate(config, lease, ext, netlink, state);
     const updates = throughGate(gate, recordInState(state, manager.watchLeases(signal)));
     const ownSubnets = [lease.subnet, lease.ipv6Subnet].filter((s) => s !== undefined);
@@ -335,7 +336,7 @@ export async function runDaemon(parsed: ParsedRunFlags, stop?: AbortSignal): Pro
 
 /**
  * The peer prober for this node (see `probe/`), published in the state; none when
- * `--peer-probe-interval=0`. It probes over IPv4 when the node has it, else over IPv6.
+ * `--peer-probe-interval=0`. It probes in every family the node has an interface address in.
  */
 function startPeerProber(
   options: RunOptions,
@@ -343,32 +344,53 @@ function startPeerProber(
   metrics: Metrics,
   ext: ExternalInterface,
   network: Network,
+  netlink: NetlinkHandle,
 ): PeerProber | undefined {
   const config = state.config;
-  const underlaySource = ext.ifaceAddr ?? ext.ifaceAddrV6;
-  // (The interface selection gives an address of every enabled family.)
-  if (!config || !underlaySource) return undefined;
+  if (!config) return undefined;
   if (options.peerProbeInterval === 0) {
     const report = probingOffReport("flag", "peer probing is off (--peer-probe-interval=0)");
     state.peerProbes = () => report;
     return undefined;
   }
   const backendType = config.backend.type;
-  const family = underlaySource.family;
+  // (The interface selection gives an address of every enabled family.)
+  const families = [ext.ifaceAddr, ext.ifaceAddrV6].flatMap((underlaySource) => {
+    if (!underlaySource) return [];
+    const overlaySource = overlayAddress(backendType, network.lease, underlaySource.family);
+    const fullSizeBytes = pathMtu(netlink, network.mtu, overlaySource);
+    return [{ underlaySource, overlaySource, fullSizeBytes }];
+  });
   const prober = createPeerProber({
     intervalMs: options.peerProbeInterval * 1000,
     maxPerSecond: options.peerProbeRate,
-    fullSizeBytes: network.mtu,
-    underlaySource,
-    overlaySource: overlayAddress(backendType, network.lease, family),
+    families,
     // Leases the gate skipped are not peers: never probe an address a hostile lease names.
-    targets: () => probeTargets(admittedLeases(state), state.ownLease, backendType, family),
+    targets: () => {
+      const leases = admittedLeases(state);
+      return families.flatMap(({ underlaySource }) =>
+        probeTargets(leases, state.ownLease, backendType, underlaySource.family)
+      );
+    },
     observeRtt: (path, seconds) =>
       metrics.peerProbeRttSeconds.observe({ path: probePathLabel(path) }, seconds),
     log: logger("probe"),
   });
   state.peerProbes = prober.report;
   return prober;
+}
+
+/**
+ * The largest packet pods send on one family's path: FLANNEL_MTU, or the MTU of the tunnel
+ * device holding our overlay address when that is smaller (a dual-stack vxlan node's
+ * `flannel-v6.<VNI>` is 20 bytes smaller than `flannel.<VNI>`, and pods hear so by ICMPv6).
+ */
+function pathMtu(netlink: NetlinkHandle, podMtu: number, overlaySource?: IPAddr): number {
+  if (!overlaySource) return podMtu;
+  const addr = listAddrs(netlink, { family: overlaySource.family })
+    .find((a) => addrEqual(a.address, overlaySource));
+  const deviceMtu = addr && getLink(netlink, addr.index)?.mtu;
+  return Math.min(podMtu, deviceMtu ?? podMtu);
 }
 
 /** `READY=1` for a `Type=notify` unit, once the backend runs (as flanneld); never fatal. */

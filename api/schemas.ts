@@ -217,6 +217,8 @@ export const PeerProbeSchema = z.object({
   overlay: ProbePathSchema.nullable(),
   /** A DF echo of the pods' MTU on the pods' path (overlay, else underlay). */
   fullSize: ProbePathSchema,
+  /** The size of that echo in the peer's family (IPv6's path may carry less than IPv4's). */
+  fullSizeBytes: Count,
 });
 export type PeerProbeBody = z.infer<typeof PeerProbeSchema>;
 
@@ -235,7 +237,10 @@ export const PeersSchema = z.object({
   intervalSeconds: z.number().nonnegative(),
   maxPerSecond: z.number().nonnegative(),
   timeoutMs: Count,
-  /** Size of the full-size probe: the pods' MTU (FLANNEL_MTU). */
+  /**
+   * Size of the full-size probe: the pods' MTU (FLANNEL_MTU), in IPv4 (or, on an IPv6-only
+   * node, IPv6); each peer carries the size of its own family's.
+   */
   fullSizeBytes: Count,
   /** How often each peer is probed at the current peer count. */
   roundSeconds: z.number().nonnegative(),

@@ -83,6 +83,11 @@ function probeCell(path: ProbePathBody | null | undefined): string {
   return `lost ×${path.failureStreak}`;
 }
 
+/** The UNDERLAY, OVERLAY and PROBE cells of one probed peer. */
+function probeCells(probe: PeerProbeBody | undefined): string[] {
+  return [probeCell(probe?.underlay), probeCell(probe?.overlay), probe?.verdict ?? "-"];
+}
+
 function peerRows(report: StatusReport): string[][] {
   const sync = new Map<string, string>();
   for (const peer of report.backend?.peers ?? []) {
@@ -109,17 +114,18 @@ function peerRows(report: StatusReport): string[][] {
     const publicIP = lease.publicIP === "0.0.0.0" && lease.publicIPv6
       ? lease.publicIPv6
       : lease.publicIP;
-    const probe = probes.get(lease.subnet ?? "");
+    // A dual-stack peer is probed in each family: its IPv6 probe gets a row of its own.
+    const [probe, ...more] = [lease.subnet, lease.ipv6Subnet]
+      .flatMap((net) => net && probes.has(net) ? [probes.get(net)!] : []);
     rows.push([
       subnetsText(lease),
-      publicIP,
+      probe?.publicIP ?? publicIP,
       lease.backendType ?? "-",
       expiryText(lease),
       inSync,
-      probeCell(probe?.underlay),
-      probeCell(probe?.overlay),
-      probe?.verdict ?? "-",
+      ...probeCells(probe),
     ]);
+    for (const other of more) rows.push(["", other.publicIP, "", "", "", ...probeCells(other)]);
   }
   return rows;
 }

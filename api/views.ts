@@ -282,7 +282,11 @@ function probePathView(path: PathState, target: string): ProbePathBody {
   };
 }
 
-function peerProbeView(peer: PeerProbeState, verdict: PeerVerdict): PeerProbeBody {
+function peerProbeView(
+  peer: PeerProbeState,
+  verdict: PeerVerdict,
+  fullSizeBytes: number,
+): PeerProbeBody {
   const text = targetText(peer.target);
   return {
     key: peer.target.key,
@@ -292,6 +296,7 @@ function peerProbeView(peer: PeerProbeState, verdict: PeerVerdict): PeerProbeBod
     underlay: probePathView(peer.underlay, text.publicIP),
     overlay: peer.overlay && text.overlay ? probePathView(peer.overlay, text.overlay) : null,
     fullSize: probePathView(peer.fullSize, text.overlay ?? text.publicIP),
+    fullSizeBytes,
   };
 }
 
@@ -309,7 +314,10 @@ export function peersView(report: PeerProbeReport | undefined, problemsOnly = fa
   for (const peer of report?.peers ?? []) {
     const verdict = peerVerdict(peer);
     verdicts[verdict]++;
-    if (!problemsOnly || !FINE.has(verdict)) peers.push(peerProbeView(peer, verdict));
+    if (!problemsOnly || !FINE.has(verdict)) {
+      const bytes = report?.fullSizeBytes[peer.target.publicIP.family] ?? 0;
+      peers.push(peerProbeView(peer, verdict, bytes));
+    }
   }
   return {
     enabled: report?.enabled ?? false,
@@ -319,7 +327,7 @@ export function peersView(report: PeerProbeReport | undefined, problemsOnly = fa
     intervalSeconds: (report?.intervalMs ?? 0) / 1000,
     maxPerSecond: report?.maxPerSecond ?? 0,
     timeoutMs: report?.timeoutMs ?? 0,
-    fullSizeBytes: report?.fullSizeBytes ?? 0,
+    fullSizeBytes: report?.fullSizeBytes[4] ?? report?.fullSizeBytes[6] ?? 0,
     roundSeconds: (report?.roundDurationMs ?? 0) / 1000,
     verdicts,
     peers,

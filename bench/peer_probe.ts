@@ -154,9 +154,11 @@ async function measure(a: string, peers: number, idleCpu: number): Promise<Probe
   const prober = createPeerProber({
     intervalMs: INTERVAL_MS,
     maxPerSecond: MAX_PER_SECOND,
-    fullSizeBytes: 1450,
-    underlaySource: parseAddr("198.18.0.1"),
-    overlaySource: parseAddr("10.251.0.1"),
+    families: [{
+      underlaySource: parseAddr("198.18.0.1"),
+      overlaySource: parseAddr("10.251.0.1"),
+      fullSizeBytes: 1450,
+    }],
     targets: () => list,
     log: logger("probe"),
   });

@@ -120,14 +120,10 @@ function duplicateCheck(view: DaemonView): CheckResult {
   return { check: "public IPs", findings };
 }
 
-function peerFinding(
-  peer: PeerProbeBody,
-  context: DaemonCheckContext,
-  fullSizeBytes: number,
-): Finding | undefined {
+function peerFinding(peer: PeerProbeBody, context: DaemonCheckContext): Finding | undefined {
   const { status } = context.view;
   const backend = status.network?.backend;
-  // An IPv6-only node probes its peers over IPv6 (see probe/targets.ts).
+  // Peers are probed in each family both ends have (see probe/targets.ts).
   const family = peer.publicIP.includes(":") ? 6 : 4;
   const encap = encapsulationOf(backend?.type ?? "unknown", backend?.options ?? {}, family);
   const ourIP = (family === 4 ? status.publicIP : status.publicIPv6) ?? "this node";
@@ -172,13 +168,14 @@ function peerFinding(
     };
   }
   if (peer.verdict === "mtu-black-hole") {
+    const { fullSizeBytes } = peer;
     const measured = context.pathMtu.get(peer.publicIP);
     const podMtu = measured !== undefined ? measured - encap.overhead : undefined;
     return {
       check: "path-mtu",
       title: `${fullSizeBytes}-byte packets to ${name} vanish: a path-MTU black hole`,
       detail: `Small probes through the pods' path pass, but DF probes of ${fullSizeBytes} ` +
-        "bytes (the pods' MTU, FLANNEL_MTU) get no answer and no 'fragmentation needed' " +
+        "bytes (the pods' MTU on that path) get no answer and no 'fragmentation needed' " +
         "comes back: a link between the nodes carries smaller packets and says nothing. " +
         "Pods' large packets (bulk TCP, TLS handshakes) hang." +
         (measured !== undefined
@@ -232,27 +229,31 @@ function peerProbeCheck(context: DaemonCheckContext): CheckResult {
     // A shared public IP explains whatever the probes of those peers see; a peer whose lease
     // is gone (the prober notices at its next round) is no longer anyone's problem.
     if (duplicated.has(peer.publicIP) || !current.has(peer.key)) continue;
-    const finding = peerFinding(peer, context, peers.fullSizeBytes);
+    const finding = peerFinding(peer, context);
     if (finding) findings.push(finding);
   }
   const pending = peers.verdicts.pending ?? 0;
   const notes = pending > 0 ? [`${pending} peer(s) not probed yet`] : [];
-  // A node probes in one family (IPv4 when it has it): peers without an address in it are left out.
-  const family = probedFamily(context.view.status);
+  // A node probes in the families it has a public address in; other peers are left out.
+  const families = probedFamilies(context.view.status);
   const unprobed =
     context.view.leases.leases.filter((lease) =>
-      !lease.own && !lease.skipped && !hasPublicIP(lease, family)
+      !lease.own && !lease.skipped && !families.some((family) => hasPublicIP(lease, family))
     ).length;
   if (unprobed > 0) {
-    notes.push(`${unprobed} peer(s) without a public IPv${family} address not probed`);
+    const which = families.map((family) => `IPv${family}`).join(" or ");
+    notes.push(`${unprobed} peer(s) without a public ${which} address not probed`);
   }
   const count = Object.values(peers.verdicts).reduce((sum, n) => sum + n, 0);
   return { check: `peer probes (${count} peer${count === 1 ? "" : "s"})`, findings, notes };
 }
 
-/** The family this node probes its peers in: IPv4 when it has a public IPv4 address. */
-function probedFamily(status: StatusBody): 4 | 6 {
-  return status.publicIP && status.publicIP !== "0.0.0.0" ? 4 : 6;
+/** The families this node probes its peers in: those it has a public address in. */
+function probedFamilies(status: StatusBody): (4 | 6)[] {
+  const families: (4 | 6)[] = [];
+  if (status.publicIP && status.publicIP !== "0.0.0.0") families.push(4);
+  if (status.publicIPv6) families.push(6);
+  return families;
 }
 
 function hasPublicIP(lease: LeaseBody, family: 4 | 6): boolean {

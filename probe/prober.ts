@@ -54,15 +54,21 @@ const OPEN_RETRY_MS = { initial: 1000, max: 30_000 } as const;
 /** How one echo ended, for the metrics. */
 export type ProbeOutcome = "answered" | "lost" | "unsent";
 
-/** Options of {@link createPeerProber}. */
-export interface ProberOptions extends PacingOptions {
-  /** The pods' MTU (FLANNEL_MTU): the size of the full-size DF probe. */
-  readonly fullSizeBytes: number;
-  /** Our interface address: the source of underlay probes, and the family probed. */
+/** One address family the node probes its peers in. */
+export interface ProbeFamily {
+  /** Our interface address: the source of underlay probes (its family is the one probed). */
   readonly underlaySource: IPAddr;
   /** Our tunnel address in the same family: the source of overlay probes (absent: none). */
   readonly overlaySource?: IPAddr;
-  /** The peers to probe, read at the start of every round. */
+  /** The largest packet pods send on this family's path: the size of the full-size DF probe. */
+  readonly fullSizeBytes: number;
+}
+
+/** Options of {@link createPeerProber}. */
+export interface ProberOptions extends PacingOptions {
+  /** The families probed (one each at most); a target of another family is left alone. */
+  readonly families: readonly ProbeFamily[];
+  /** The peers to probe in every family, read at the start of every round. */
   readonly targets: () => ProbeTarget[];
   /** Called with the round-trip time of every answered echo (the metrics histogram). */
   readonly observeRtt?: (path: ProbePath, seconds: number) => void;
@@ -89,7 +95,8 @@ export interface PeerProbeReport {
   readonly intervalMs: number;
   readonly maxPerSecond: number;
   readonly timeoutMs: number;
-  readonly fullSizeBytes: number;
+  /** The size of the full-size probe in each probed family. */
+  readonly fullSizeBytes: Readonly<Partial<Record<Family, number>>>;
   /** Length of the current round: how often each peer is probed at the moment. */
   readonly roundDurationMs: number;
   readonly peers: readonly PeerProbeState[];
@@ -107,7 +114,7 @@ export function probingOffReport(off: ProbingOff, reason: string): PeerProbeRepo
     intervalMs: 0,
     maxPerSecond: 0,
     timeoutMs: 0,
-    fullSizeBytes: 0,
+    fullSizeBytes: {},
     roundDurationMs: 0,
     peers: [],
     totals: { underlay: zero, overlay: zero, fullSize: zero },
@@ -137,13 +144,26 @@ interface Channel {
   nextSeq: number;
 }
 
+/** The sockets of one probed family. */
+interface FamilyChannels {
+  readonly spec: ProbeFamily;
+  readonly underlay: Channel;
+  readonly overlay?: Channel;
+}
+
+/** Where a peer's history is kept: a dual-stack peer has one per family. */
+function stateKey(target: ProbeTarget): string {
+  return `${target.publicIP.family} ${target.key}`;
+}
+
 /**
  * Build the prober; nothing is opened or sent before {@link PeerProber.run}.
  *
  * @example
  * ```ts
- * const prober = createPeerProber({ intervalMs: 60_000, maxPerSecond: 50, fullSizeBytes: 1450,
- *   underlaySource, overlaySource, targets: () => probeTargets(...), log });
+ * const prober = createPeerProber({ intervalMs: 60_000, maxPerSecond: 50,
+ *   families: [{ underlaySource, overlaySource, fullSizeBytes: 1450 }],
+ *   targets: () => probeTargets(...), log });
  * state.peerProbes = prober.report;
  * await prober.run(signal);
  * ```
@@ -175,16 +195,16 @@ export function createPeerProber(options: ProberOptions): PeerProber {
     totals[path].unsent++;
   }
 
-  const small = smallProbeBytes(options.underlaySource.family);
-
-  function probePeer(peer: PeerProbeState, underlay: Channel, overlay: Channel | undefined) {
+  function probePeer(peer: PeerProbeState, channels: FamilyChannels) {
     const { target } = peer;
+    const { underlay, overlay, spec } = channels;
+    const small = smallProbeBytes(spec.underlaySource.family);
     send(underlay, peer.underlay, "underlay", target.publicIP, small);
     if (overlay && peer.overlay && target.overlay) {
       send(overlay, peer.overlay, "overlay", target.overlay, small);
-      send(overlay, peer.fullSize, "fullSize", target.overlay, options.fullSizeBytes);
+      send(overlay, peer.fullSize, "fullSize", target.overlay, spec.fullSizeBytes);
     } else {
-      send(underlay, peer.fullSize, "fullSize", target.publicIP, options.fullSizeBytes);
+      send(underlay, peer.fullSize, "fullSize", target.publicIP, spec.fullSizeBytes);
     }
   }
 
@@ -200,23 +220,26 @@ export function createPeerProber(options: ProberOptions): PeerProber {
     return Infinity;
   }
 
-  /** Take the new peer list: keep the history of peers whose addresses did not change. */
-  function startRound(): PeerProbeState[] {
+  /**
+   * Take the new peer list (targets in families not probed are left out): keep the history of
+   * peers whose addresses did not change.
+   */
+  function startRound(probed: ReadonlySet<Family>): PeerProbeState[] {
     const next = new Map<string, PeerProbeState>();
     for (const target of options.targets()) {
-      const known = peers.get(target.key);
-      next.set(
-        target.key,
-        known && sameTarget(known.target, target) ? known : newPeerProbeState(target),
-      );
+      if (!probed.has(target.publicIP.family)) continue;
+      const key = stateKey(target);
+      const known = peers.get(key);
+      next.set(key, known && sameTarget(known.target, target) ? known : newPeerProbeState(target));
     }
     peers = next;
     plan = planRound(next.size, options);
     return [...next.values()];
   }
 
-  async function schedule(channels: Channel[], signal: AbortSignal): Promise<void> {
-    const [underlay, overlay] = channels;
+  async function schedule(families: FamilyChannels[], signal: AbortSignal): Promise<void> {
+    const byFamily = new Map(families.map((f) => [f.spec.underlaySource.family, f]));
+    const channels = families.flatMap(channelsOf);
     let round: PeerProbeState[] = [];
     let index = 0;
     let roundStart = -Infinity;
@@ -226,7 +249,7 @@ export function createPeerProber(options: ProberOptions): PeerProber {
         roundStart = now;
         index = 0;
         try {
-          round = startRound();
+          round = startRound(new Set(byFamily.keys()));
         } catch (err) {
           // Never throw out of the loop: skip this round, try again after the interval.
           log.warn("peer probe round skipped", { error: errorText(err) });
@@ -237,7 +260,7 @@ export function createPeerProber(options: ProberOptions): PeerProber {
         // Peers that join or leave are seen at the next round.
         const peer = round[index++];
         try {
-          probePeer(peer, underlay, overlay);
+          probePeer(peer, byFamily.get(peer.target.publicIP.family)!);
         } catch (err) {
           // Never throw out of the loop (an impossible probe size, say): the peer shows why.
           recordFailure(peer.underlay, errorText(err), new Date());
@@ -275,22 +298,34 @@ export function createPeerProber(options: ProberOptions): PeerProber {
     }
   }
 
+  /** Open one family's sockets, or throw (having closed whatever it opened). */
+  function openFamily(spec: ProbeFamily): FamilyChannels {
+    const channel = (socket: IcmpSocket): Channel => ({ socket, pending: new Map(), nextSeq: 0 });
+    const underlay = channel(openSocket({ source: spec.underlaySource }));
+    try {
+      const overlay = spec.overlaySource && channel(openSocket({ source: spec.overlaySource }));
+      return { spec, underlay, overlay };
+    } catch (err) {
+      underlay.socket.close();
+      throw err;
+    }
+  }
+
   /**
    * Open the sockets. No permission disables probing for good; any other failure (a tunnel
    * address still in IPv6 duplicate address detection cannot be bound yet) is retried.
    */
-  async function open(signal: AbortSignal): Promise<Channel[] | undefined> {
+  async function open(signal: AbortSignal): Promise<FamilyChannels[] | undefined> {
     const backoff = new Backoff(OPEN_RETRY_MS.initial, OPEN_RETRY_MS.max);
     while (!signal.aborted) {
-      const opened: IcmpSocket[] = [];
+      const opened: FamilyChannels[] = [];
       try {
-        opened.push(openSocket({ source: options.underlaySource }));
-        if (options.overlaySource) opened.push(openSocket({ source: options.overlaySource }));
+        for (const spec of options.families) opened.push(openFamily(spec));
         disabledReason = undefined;
-        socketKind = opened[0].kind;
-        return opened.map((socket) => ({ socket, pending: new Map(), nextSeq: 0 }));
+        socketKind = opened[0]?.underlay.socket.kind;
+        return opened;
       } catch (err) {
-        for (const socket of opened) socket.close();
+        for (const family of opened) closeFamily(family);
         disabledReason = errorText(err);
         if (err instanceof IcmpPermissionError) {
           off = "permission";
@@ -317,25 +352,35 @@ export function createPeerProber(options: ProberOptions): PeerProber {
       intervalMs: options.intervalMs,
       maxPerSecond: options.maxPerSecond,
       timeoutMs,
-      fullSizeBytes: options.fullSizeBytes,
+      fullSizeBytes: Object.fromEntries(
+        options.families.map((f) => [f.underlaySource.family, f.fullSizeBytes]),
+      ),
       roundDurationMs: plan.durationMs,
       peers: [...peers.values()],
       totals,
     }),
     async run(signal) {
-      const channels = await open(signal);
-      if (!channels) return;
+      const families = await open(signal);
+      if (!families) return;
       enabled = true;
       try {
         // The receive loops end within RECEIVE_WAIT_MS of the abort; only then are sockets closed.
         await Promise.all([
-          schedule(channels, signal),
-          ...channels.map((channel) => receive(channel, signal)),
+          schedule(families, signal),
+          ...families.flatMap(channelsOf).map((channel) => receive(channel, signal)),
         ]);
       } finally {
         enabled = false;
-        for (const channel of channels) channel.socket.close();
+        for (const family of families) closeFamily(family);
       }
     },
   };
+}
+
+function channelsOf(family: FamilyChannels): Channel[] {
+  return family.overlay ? [family.underlay, family.overlay] : [family.underlay];
+}
+
+function closeFamily(family: FamilyChannels): void {
+  for (const channel of channelsOf(family)) channel.socket.close();
 }

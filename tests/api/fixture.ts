@@ -123,7 +123,7 @@ export function probeReport(
     intervalMs: 60_000,
     maxPerSecond: 50,
     timeoutMs: 1000,
-    fullSizeBytes: 1450,
+    fullSizeBytes: { 4: 1450, 6: 1430 },
     roundDurationMs: 60_000,
     peers,
     totals,

@@ -10,7 +10,16 @@ import {
   renderStatus,
   type StatusReport,
 } from "../../api/status_render.ts";
-import { readyState, sampleBackend, stateWithSkippedLease, vxlanLease } from "./fixture.ts";
+import {
+  probeReport,
+  readyState,
+  sampleBackend,
+  stateWithSkippedLease,
+  vxlanLease,
+} from "./fixture.ts";
+import { parseAddr } from "../../ip/mod.ts";
+import { newPeerProbeState, recordAnswer, recordFailure } from "../../probe/peer_state.ts";
+import { probeTargets } from "../../probe/targets.ts";
 
 type Env = (name: string) => string | undefined;
 const noEnv: Env = () => undefined;
@@ -131,6 +140,32 @@ Deno.test("renderStatus shows node, lease, backend, counters and a peer table", 
   // columns line up
   const column = table[0].indexOf("PUBLIC IP");
   for (const row of table.slice(1)) assert.equal(row[column - 1], " ");
+});
+
+Deno.test("renderStatus gives a dual-stack peer's IPv6 probe a row of its own", async () => {
+  const state = readyState();
+  const dual = state.leases.get("10.244.4.0-24&fc00:0:0:4::-64")!;
+  state.leases.set("10.244.4.0-24&fc00:0:0:4::-64", {
+    ...dual,
+    attrs: { ...dual.attrs, publicIPv6: parseAddr("fc00::4") },
+  });
+  const peers = [4, 6].flatMap((family) =>
+    probeTargets(state.leases.values(), state.ownLease, "vxlan", family as 4 | 6)
+  ).map((target) => {
+    const peer = newPeerProbeState(target);
+    const lost = target.publicIP.family === 6;
+    recordAnswer(peer.underlay, 0.25, new Date());
+    if (lost) { for (let i = 0; i < 2; i++) recordFailure(peer.overlay!, "no reply", new Date()); }
+    else recordAnswer(peer.overlay!, 0.5, new Date());
+    recordAnswer(peer.fullSize, 0.5, new Date());
+    return peer;
+  });
+  const zero = { answered: 0, lost: 0, unsent: 0 };
+  state.peerProbes = () => probeReport(peers, { underlay: zero, overlay: zero, fullSize: zero });
+  const lines = renderStatus(await reportFrom(state)).split("\n");
+  const at = lines.findIndex((line) => line.startsWith("10.244.4.0/24,fc00:0:0:4::/64"));
+  assert.match(lines[at], /\s198\.18\.0\.4\s.*\s0\.25ms\s+0\.50ms\s+ok$/);
+  assert.match(lines[at + 1], /^\s+fc00::4\s+0\.25ms\s+lost ×2\s+overlay-blocked$/);
 });
 
 Deno.test("renderStatus shows a skipped lease with its reason, and the skip count", async () => {

@@ -22,9 +22,16 @@ import { probingOffReport } from "../../probe/prober.ts";
 import type { DaemonState } from "../../state.ts";
 import { probeReport, readyState, vxlanLease } from "../api/fixture.ts";
 
-/** Probe histories for the fixture's peers, each shaped by `shape`. */
-function probed(state: DaemonState, shape: (peer: PeerProbeState) => void): void {
-  const peers = probeTargets(state.leases.values(), state.ownLease, "vxlan", 4).map((target) => {
+/** Probe histories for the fixture's peers in `families`, each shaped by `shape`. */
+function probed(
+  state: DaemonState,
+  shape: (peer: PeerProbeState) => void,
+  families: readonly (4 | 6)[] = [4],
+): void {
+  const targets = families.flatMap((family) =>
+    probeTargets(state.leases.values(), state.ownLease, "vxlan", family)
+  );
+  const peers = targets.map((target) => {
     const peer = newPeerProbeState(target);
     const at = new Date();
     recordAnswer(peer.underlay, 0.2, at);
@@ -115,6 +122,30 @@ Deno.test("daemon checks: unreachable peer; MTU black hole with the measured pat
   assert.deepEqual(found.map((f) => f.check), ["peer-unreachable", "path-mtu"]);
   assert.equal(found[1].evidence.underlayPathMtu, "1400");
   assert.match(found[1].fix, /lower the pods' MTU to 1350/);
+});
+
+Deno.test("daemon checks: a dual-stack peer's IPv6 black hole names IPv6's size and overhead", async () => {
+  const state = readyState();
+  const v4 = vxlanLease("10.244.9.0/24", "198.18.0.9");
+  state.leases.set("10.244.9.0-24&2001:db8:244:9::-64", {
+    ...v4,
+    ipv6Subnet: parseNet("2001:db8:244:9::/64"),
+    attrs: {
+      ...v4.attrs,
+      publicIPv6: parseAddr("2001:db8::9"),
+      backendV6Data: v4.attrs.backendData,
+    },
+  });
+  probed(state, (peer) => {
+    if (peer.target.publicIP.family === 6) fail(peer.fullSize, 2);
+  }, [4, 6]);
+  const found = (await findings(state, new Map([["2001:db8::9", 1400]]))).findings;
+  assert.deepEqual(found.map((f) => f.check), ["path-mtu"], JSON.stringify(found));
+  assert.equal(found[0].evidence.publicIP, "2001:db8::9");
+  assert.equal(found[0].evidence.probeBytes, "1430", "flannel-v6.1's MTU, not FLANNEL_MTU");
+  assert.equal(found[0].evidence.encapsulationOverhead, "70");
+  assert.match(found[0].fix, /carry 1500-byte packets/);
+  assert.match(found[0].fix, /lower the pods' MTU to 1330/);
 });
 
 Deno.test("daemon checks: a shared public IP is one finding and explains its peers' probes", async () => {

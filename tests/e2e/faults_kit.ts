@@ -7,13 +7,20 @@
  */
 import assert from "node:assert/strict";
 import type { EtcdClient } from "../../etcd/client.ts";
-import { type StatusBody, StatusSchema } from "../../api/schemas.ts";
+import {
+  type PeerProbeBody,
+  type PeersBody,
+  PeersSchema,
+  type StatusBody,
+  StatusSchema,
+} from "../../api/schemas.ts";
+import { errorText } from "../../log.ts";
 import { type LabCluster, type LabOptions, startLab } from "../../lab/cluster.ts";
 import type { NodeDaemon } from "../../lab/node.ts";
 import { type LabPod, ping } from "../../lab/pods.ts";
 import { removeLeftovers, RUN_PREFIX } from "../helpers/netns.ts";
 import { SUBNETS_DIR } from "./overlay_kernel.ts";
-import { vxlanValue } from "../helpers/leases.ts";
+import { vxlanValue, waitFor } from "../helpers/leases.ts";
 
 /** Build a lab under this run's prefix, run `fn`, and always tear the lab down. */
 export async function withLab(
@@ -34,6 +41,38 @@ export async function nodeStatus(node: NodeDaemon): Promise<StatusBody> {
   const res = await fetch(`${node.adminUrl}/v1/status`, { signal: AbortSignal.timeout(2000) });
   assert.equal(res.status, 200, `${node.ns}: /v1/status answered ${res.status}`);
   return StatusSchema.parse(await res.json());
+}
+
+/** A node's `/v1/peers`, validated. */
+export async function nodePeers(node: NodeDaemon): Promise<PeersBody> {
+  const res = await fetch(`${node.adminUrl}/v1/peers`, { signal: AbortSignal.timeout(2000) });
+  assert.equal(res.status, 200, `${node.ns}: /v1/peers answered ${res.status}`);
+  return PeersSchema.parse(await res.json());
+}
+
+/** Probes run every second in these tests; a verdict needs two echoes of a path. */
+const VERDICT_WITHIN_MS = 30_000;
+
+/**
+ * Wait until `node` has the verdict `verdict` for the peer at `publicIP` (the probe of that
+ * address's family); returns that peer's entry.
+ */
+export async function verdictOf(
+  node: NodeDaemon,
+  publicIP: string,
+  verdict: PeerProbeBody["verdict"],
+): Promise<PeerProbeBody> {
+  let seen: PeersBody | undefined;
+  const peer = () => seen?.peers.find((p) => p.publicIP === publicIP);
+  try {
+    await waitFor(`${node.ns}'s verdict ${verdict} for ${publicIP}`, async () => {
+      seen = await nodePeers(node);
+      return peer()?.verdict === verdict;
+    }, VERDICT_WITHIN_MS);
+  } catch (err) {
+    throw new Error(`${errorText(err)}; last seen: ${JSON.stringify(seen)}`);
+  }
+  return peer()!;
 }
 
 /** The HTTP status of `GET <node admin>/<path>` (0 when nothing answers). */

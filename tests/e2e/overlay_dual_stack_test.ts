@@ -3,16 +3,17 @@
  * IPv6 (2001:db8::/64 inside the lab's namespaces), a net-conf with `IPv6Network`, one CNI pod
  * per node. Each node builds `flannel.1` over the IPv4 underlay and `flannel-v6.1` over the IPv6
  * one, with the MTU each underlay leaves; the leases carry both public addresses; pods reach each
- * other across nodes over IPv4 and over IPv6.
+ * other across nodes over IPv4 and over IPv6. Each node probes the other in both families, and
+ * VXLAN dropped over IPv6 alone shows as the IPv6 path's `overlay-blocked`.
  */
 import assert from "node:assert/strict";
 import { LAB_ETCD_PREFIX, type LabCluster } from "../../lab/cluster.ts";
 import { ping } from "../../lab/pods.ts";
 import { nodeUnderlayIP, nodeUnderlayIPv6 } from "../../lab/topology.ts";
 import { readSubnets, waitFor } from "../helpers/leases.ts";
-import { ipJson } from "../helpers/netns.ts";
+import { ipJson, nsExec } from "../helpers/netns.ts";
 import { readSubnetEnv, rootSuite } from "./overlay_kernel.ts";
-import { withLab } from "./faults_kit.ts";
+import { verdictOf, withLab } from "./faults_kit.ts";
 
 const NET_CONF = {
   Network: "10.244.0.0/16",
@@ -68,6 +69,7 @@ rootSuite("dual-stack vxlan overlay: 2 nodes on an IPv4 + IPv6 underlay", async 
     nodes: 2,
     netConf: NET_CONF,
     ipv6Underlay: true,
+    flags: ["--peer-probe-interval=1"],
   }, async (lab) => {
     await lab.waitConverged();
     for (let i = 0; i < 2; i++) await lab.addPods(i, 1);
@@ -122,6 +124,38 @@ rootSuite("dual-stack vxlan overlay: 2 nodes on an IPv4 + IPv6 underlay", async 
         });
       }
       assert.deepEqual(await pingAcross(lab, 6), []);
+    });
+
+    await t.step(
+      "each node probes the other in both families, each at its path's size",
+      async () => {
+        for (const [index, other] of [[0, 2], [1, 1]] as const) {
+          const v4 = await verdictOf(lab.nodes[index], nodeUnderlayIP(other), "ok");
+          const v6 = await verdictOf(lab.nodes[index], nodeUnderlayIPv6(other), "ok");
+          assert.equal(v4.key, v6.key, "one lease, probed twice");
+          assert.equal(v4.fullSizeBytes, UNDERLAY_MTU - 50, "flannel.1's MTU (FLANNEL_MTU)");
+          assert.equal(v6.fullSizeBytes, UNDERLAY_MTU - 70, "flannel-v6.1's MTU");
+          assert.equal(v6.overlay?.target, v6.subnet.replace(/\/64$/, ""));
+        }
+      },
+    );
+
+    await t.step("VXLAN over IPv6 dropped: only the IPv6 path is overlay-blocked", async () => {
+      const [n1] = lab.nodes;
+      const table = ["inet", "dual_stack_fault"];
+      await nsExec(n1.ns, ["nft", "-f", "-"], {
+        stdin: `table ${table.join(" ")} {\n chain input {\n` +
+          "  type filter hook input priority 0; policy accept;\n" +
+          `  ip6 saddr ${nodeUnderlayIPv6(2)} udp dport 8472 drop\n }\n}\n`,
+      });
+      try {
+        await verdictOf(n1, nodeUnderlayIPv6(2), "overlay-blocked");
+        const v4 = await verdictOf(n1, nodeUnderlayIP(2), "ok");
+        assert.equal(v4.overlay?.reachable, true, "IPv4's overlay still answers");
+      } finally {
+        await nsExec(n1.ns, ["nft", "delete", "table", ...table]);
+      }
+      await verdictOf(n1, nodeUnderlayIPv6(2), "ok");
     });
   });
 });

@@ -6,15 +6,12 @@
  * (`overlay-blocked`) and `tartan doctor` (the vxlan port, the IPv6 addresses) name it.
  */
 import assert from "node:assert/strict";
-import type { PeerProbeBody, PeersBody } from "../../api/schemas.ts";
 import type { DoctorReport } from "../../doctor/finding.ts";
-import type { LabCluster } from "../../lab/cluster.ts";
 import { NODE_ADMIN_PORT } from "../../lab/node.ts";
 import { tartanArgv } from "../../lab/self.ts";
 import { nodeUnderlayIPv6 } from "../../lab/topology.ts";
-import { waitFor } from "../helpers/leases.ts";
 import { ipJson, nsExec } from "../helpers/netns.ts";
-import { withLab } from "./faults_kit.ts";
+import { nodePeers, verdictOf, withLab } from "./faults_kit.ts";
 import { readSubnetEnv, rootSuite } from "./overlay_kernel.ts";
 
 const NET_CONF = {
@@ -25,36 +22,6 @@ const NET_CONF = {
 };
 /** The underlay veth's MTU less VXLAN over IPv6 (70 bytes). */
 const POD_MTU = 1500 - 70;
-/** Probes run every second; a verdict needs two echoes of a path. */
-const VERDICT_WITHIN_MS = 30_000;
-
-async function peers(lab: LabCluster, index: number): Promise<PeersBody> {
-  const res = await fetch(`${lab.nodes[index].adminUrl}/v1/peers`, {
-    signal: AbortSignal.timeout(2000),
-  });
-  assert.equal(res.status, 200);
-  return await res.json() as PeersBody;
-}
-
-/** Wait until node `index` has a verdict of `verdict` for the peer at `publicIP`. */
-async function verdictOf(
-  lab: LabCluster,
-  index: number,
-  publicIP: string,
-  verdict: PeerProbeBody["verdict"],
-): Promise<PeerProbeBody> {
-  let seen: PeersBody | undefined;
-  const peer = () => seen?.peers.find((p) => p.publicIP === publicIP);
-  try {
-    await waitFor(`n${index + 1}'s verdict ${verdict} for ${publicIP}`, async () => {
-      seen = await peers(lab, index);
-      return peer()?.verdict === verdict;
-    }, VERDICT_WITHIN_MS);
-  } catch (err) {
-    throw new Error(`${(err as Error).message}; last seen: ${JSON.stringify(seen)}`);
-  }
-  return peer()!;
-}
 
 rootSuite("IPv6-only vxlan: peers are probed over IPv6", async (t) => {
   await withLab({
@@ -86,13 +53,13 @@ rootSuite("IPv6-only vxlan: peers are probed over IPv6", async (t) => {
       "each node finds the other ok on the underlay, the overlay and at full size",
       async () => {
         for (const [index, other] of [[0, 2], [1, 1]] as const) {
-          const peer = await verdictOf(lab, index, nodeUnderlayIPv6(other), "ok");
+          const peer = await verdictOf(lab.nodes[index], nodeUnderlayIPv6(other), "ok");
           assert.match(peer.subnet, /^2001:db8:244:[0-9a-f]*::\/64$/);
           assert.equal(peer.overlay?.target, peer.subnet.replace(/\/64$/, ""));
           assert.equal(peer.underlay.reachable, true);
           assert.equal(peer.overlay?.reachable, true);
           assert.equal(peer.fullSize.reachable, true);
-          const report = await peers(lab, index);
+          const report = await nodePeers(lab.nodes[index]);
           assert.equal(report.fullSizeBytes, POD_MTU);
           assert.equal(report.socket, "raw");
         }
@@ -107,7 +74,7 @@ rootSuite("IPv6-only vxlan: peers are probed over IPv6", async (t) => {
           `  ip6 saddr ${n2IP} udp dport 8472 drop\n }\n}\n`,
       });
       try {
-        await verdictOf(lab, 0, n2IP, "overlay-blocked");
+        await verdictOf(n1, n2IP, "overlay-blocked");
         const argv = tartanArgv(["doctor", `--healthz-port=${NODE_ADMIN_PORT}`, "--json"]);
         const { code, stdout } = await nsExec(n1.ns, argv, { allowFail: true });
         assert.equal(code, 1, "unhealthy");
@@ -120,7 +87,7 @@ rootSuite("IPv6-only vxlan: peers are probed over IPv6", async (t) => {
       } finally {
         await nsExec(n1.ns, ["nft", "delete", "table", ...table]);
       }
-      await verdictOf(lab, 0, n2IP, "ok");
+      await verdictOf(n1, n2IP, "ok");
     });
   });
 });
