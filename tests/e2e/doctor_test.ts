@@ -14,7 +14,7 @@ import { NODE_ADMIN_PORT } from "../../lab/node.ts";
 import { tartanArgv } from "../../lab/self.ts";
 import { labNames, nodeUnderlayIP } from "../../lab/topology.ts";
 import { nsExec, run, withNetns } from "../helpers/netns.ts";
-import { withLab } from "./faults_kit.ts";
+import { dropVxlanFrom, withLab } from "./faults_kit.ts";
 import { freeSubnet, putRawLease, readLeases, rootSuite, SUBNETS_DIR } from "./overlay_kernel.ts";
 import { vxlanValue } from "../helpers/leases.ts";
 
@@ -102,19 +102,13 @@ rootSuite("doctor names each fault in a running lab, healthy before and after", 
     const n3IP = nodeUnderlayIP(3);
 
     await t.step("nftables drops VXLAN (UDP 8472) from one peer", async () => {
-      const table = ["inet", "doctor_fault"];
       const found = await fault(
         lab,
         0,
         "the blocked overlay to n2",
-        () =>
-          nsExec(n1.ns, ["nft", "-f", "-"], {
-            stdin: `table ${table.join(" ")} {\n chain input {\n` +
-              "  type filter hook input priority 0; policy accept;\n" +
-              `  ip saddr ${n2IP} udp dport 8472 drop\n }\n}\n`,
-          }),
+        () => dropVxlanFrom(n1.ns, n2IP),
         finding("peer-overlay", "publicIP", n2IP),
-        async () => void await nsExec(n1.ns, ["nft", "delete", "table", ...table]),
+        (undo) => undo(),
       );
       assert.equal(found.evidence.port, "udp/8472");
       assert.match(found.fix, new RegExp(`UDP port 8472 \\(vxlan\\) between ${nodeUnderlayIP(1)}`));

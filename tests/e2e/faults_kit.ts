@@ -18,7 +18,7 @@ import { errorText } from "../../log.ts";
 import { type LabCluster, type LabOptions, startLab } from "../../lab/cluster.ts";
 import type { NodeDaemon } from "../../lab/node.ts";
 import { type LabPod, ping } from "../../lab/pods.ts";
-import { removeLeftovers, RUN_PREFIX } from "../helpers/netns.ts";
+import { nsExec, removeLeftovers, RUN_PREFIX } from "../helpers/netns.ts";
 import { SUBNETS_DIR } from "./overlay_kernel.ts";
 import { vxlanValue, waitFor } from "../helpers/leases.ts";
 
@@ -41,6 +41,21 @@ export async function nodeStatus(node: NodeDaemon): Promise<StatusBody> {
   const res = await fetch(`${node.adminUrl}/v1/status`, { signal: AbortSignal.timeout(2000) });
   assert.equal(res.status, 200, `${node.ns}: /v1/status answered ${res.status}`);
   return StatusSchema.parse(await res.json());
+}
+
+/**
+ * Make the host firewall of namespace `ns` drop VXLAN (UDP 8472) from `peerIP` (IPv4 or IPv6), as
+ * a security group that forgot the overlay port does; returns the undo.
+ */
+export async function dropVxlanFrom(ns: string, peerIP: string): Promise<() => Promise<void>> {
+  const table = ["inet", "tartan_test_vxlan_drop"];
+  const match = peerIP.includes(":") ? "ip6" : "ip";
+  await nsExec(ns, ["nft", "-f", "-"], {
+    stdin: `table ${table.join(" ")} {\n chain input {\n` +
+      "  type filter hook input priority 0; policy accept;\n" +
+      `  ${match} saddr ${peerIP} udp dport 8472 drop\n }\n}\n`,
+  });
+  return async () => void await nsExec(ns, ["nft", "delete", "table", ...table]);
 }
 
 /** A node's `/v1/peers`, validated. */

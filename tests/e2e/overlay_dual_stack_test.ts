@@ -11,9 +11,9 @@ import { LAB_ETCD_PREFIX, type LabCluster } from "../../lab/cluster.ts";
 import { ping } from "../../lab/pods.ts";
 import { nodeUnderlayIP, nodeUnderlayIPv6 } from "../../lab/topology.ts";
 import { readSubnets, waitFor } from "../helpers/leases.ts";
-import { ipJson, nsExec } from "../helpers/netns.ts";
+import { ipJson } from "../helpers/netns.ts";
 import { readSubnetEnv, rootSuite } from "./overlay_kernel.ts";
-import { verdictOf, withLab } from "./faults_kit.ts";
+import { dropVxlanFrom, verdictOf, withLab } from "./faults_kit.ts";
 
 const NET_CONF = {
   Network: "10.244.0.0/16",
@@ -142,18 +142,13 @@ rootSuite("dual-stack vxlan overlay: 2 nodes on an IPv4 + IPv6 underlay", async 
 
     await t.step("VXLAN over IPv6 dropped: only the IPv6 path is overlay-blocked", async () => {
       const [n1] = lab.nodes;
-      const table = ["inet", "dual_stack_fault"];
-      await nsExec(n1.ns, ["nft", "-f", "-"], {
-        stdin: `table ${table.join(" ")} {\n chain input {\n` +
-          "  type filter hook input priority 0; policy accept;\n" +
-          `  ip6 saddr ${nodeUnderlayIPv6(2)} udp dport 8472 drop\n }\n}\n`,
-      });
+      const undo = await dropVxlanFrom(n1.ns, nodeUnderlayIPv6(2));
       try {
         await verdictOf(n1, nodeUnderlayIPv6(2), "overlay-blocked");
         const v4 = await verdictOf(n1, nodeUnderlayIP(2), "ok");
         assert.equal(v4.overlay?.reachable, true, "IPv4's overlay still answers");
       } finally {
-        await nsExec(n1.ns, ["nft", "delete", "table", ...table]);
+        await undo();
       }
       await verdictOf(n1, nodeUnderlayIPv6(2), "ok");
     });

@@ -11,7 +11,7 @@ import { NODE_ADMIN_PORT } from "../../lab/node.ts";
 import { tartanArgv } from "../../lab/self.ts";
 import { nodeUnderlayIPv6 } from "../../lab/topology.ts";
 import { ipJson, nsExec } from "../helpers/netns.ts";
-import { nodePeers, verdictOf, withLab } from "./faults_kit.ts";
+import { dropVxlanFrom, nodePeers, verdictOf, withLab } from "./faults_kit.ts";
 import { readSubnetEnv, rootSuite } from "./overlay_kernel.ts";
 
 const NET_CONF = {
@@ -67,12 +67,7 @@ rootSuite("IPv6-only vxlan: peers are probed over IPv6", async (t) => {
     );
 
     await t.step("VXLAN dropped from n2: overlay-blocked, and doctor names it", async () => {
-      const table = ["inet", "probe_v6_fault"];
-      await nsExec(n1.ns, ["nft", "-f", "-"], {
-        stdin: `table ${table.join(" ")} {\n chain input {\n` +
-          "  type filter hook input priority 0; policy accept;\n" +
-          `  ip6 saddr ${n2IP} udp dport 8472 drop\n }\n}\n`,
-      });
+      const undo = await dropVxlanFrom(n1.ns, n2IP);
       try {
         await verdictOf(n1, n2IP, "overlay-blocked");
         const argv = tartanArgv(["doctor", `--healthz-port=${NODE_ADMIN_PORT}`, "--json"]);
@@ -85,7 +80,7 @@ rootSuite("IPv6-only vxlan: peers are probed over IPv6", async (t) => {
         assert.equal(found.evidence.port, "udp/8472");
         assert.match(found.fix, new RegExp(`between ${nodeUnderlayIPv6(1)} and ${n2IP}`));
       } finally {
-        await nsExec(n1.ns, ["nft", "delete", "table", ...table]);
+        await undo();
       }
       await verdictOf(n1, n2IP, "ok");
     });

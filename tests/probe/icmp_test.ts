@@ -100,30 +100,20 @@ for (const family of [4, 6] as const) {
         await run(["ip", "-n", a, "link", "set", "vb", "netns", b]);
         // nodad: an IPv6 address is usable at once rather than after duplicate detection.
         const extra = family === 6 ? ["nodad"] : [];
-        await run([
-          "ip",
-          "-n",
-          a,
-          "addr",
-          "add",
-          `${ends.a}/${ends.prefix}`,
-          "dev",
-          "va",
-          ...extra,
-        ]);
-        await run([
-          "ip",
-          "-n",
-          b,
-          "addr",
-          "add",
-          `${ends.b}/${ends.prefix}`,
-          "dev",
-          "vb",
-          ...extra,
-        ]);
-        await run(["ip", "-n", a, "link", "set", "va", "up"]);
-        await run(["ip", "-n", b, "link", "set", "vb", "up"]);
+        for (const [ns, dev, address] of [[a, "va", ends.a], [b, "vb", ends.b]]) {
+          await run([
+            "ip",
+            "-n",
+            ns,
+            "addr",
+            "add",
+            `${address}/${ends.prefix}`,
+            "dev",
+            dev,
+            ...extra,
+          ]);
+          await run(["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
         await carrierUp(a, "va");
         const socket = inNetns(a, () => openIcmpSocket({ source: parseAddr(ends.a) }));
         try {
