@@ -74,7 +74,8 @@ export function libc(): Libc {
  * The calling thread's errno; only meaningful right after a failed synchronous call. It is read
  * through an Int32Array laid over this thread's errno (each isolate runs on one thread and loads
  * this module for itself): a plain load, where an `UnsafePointerView` read is a runtime call that
- * cost ~14 µs on the data path's cold wake-ups.
+ * cost ~14 µs on the data path's cold wake-ups. Nothing may run on this thread between the call
+ * and the read: the daemon's V8 flags keep Sparkplug compiles off it (see v8_flags.ts).
  */
 export function lastErrno(): number {
   if (!errnoCell) {

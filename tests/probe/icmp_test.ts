@@ -16,6 +16,7 @@ import {
 } from "../../probe/icmp_packet.ts";
 import { type IcmpSocket, openIcmpSocket } from "../../probe/icmp_socket.ts";
 import { smallProbeBytes } from "../../probe/prober.ts";
+import { DAEMON_V8_FLAGS } from "../../v8_flags.ts";
 import { nsExec, rootTest, run, withNetns, withNetnsSet } from "../helpers/netns.ts";
 import { waitFor } from "../helpers/leases.ts";
 
@@ -138,7 +139,10 @@ for (const family of [4, 6] as const) {
   );
 }
 
-/** Run ping_socket_child.ts in `ns` without CAP_NET_RAW (root keeps its group, gid 0). */
+/**
+ * Run ping_socket_child.ts in `ns` without CAP_NET_RAW (root keeps its group, gid 0), with the
+ * daemon's V8 flags: the errno names in its answer must be the syscalls' own.
+ */
 async function withoutNetRaw(ns: string, family: 4 | 6): Promise<Record<string, unknown>> {
   const child = new URL("./ping_socket_child.ts", import.meta.url).pathname;
   const { stdout } = await nsExec(ns, [
@@ -148,6 +152,7 @@ async function withoutNetRaw(ns: string, family: 4 | 6): Promise<Record<string, 
     Deno.execPath(),
     "run",
     "-A",
+    `--v8-flags=${DAEMON_V8_FLAGS}`,
     child,
     String(family),
   ]);
